@@ -1,0 +1,224 @@
+//! Write hookbox resolver plugins for Okta's User Import Inline Hook in Rust.
+//!
+//! A plugin is a WebAssembly component that exports one function: given one
+//! imported user (a [`Request`]), answer what Okta should do (a [`Response`]),
+//! or an error summary. The host does everything else: HTTPS, authenticating
+//! Okta, JSON, limits. This crate hides the `wit-bindgen` glue behind a trait,
+//! [`Resolver`], and a macro, [`export!`].
+//!
+//! # A complete plugin
+//!
+//! `Cargo.toml`: a `cdylib` is the component; the `rlib` lets `cargo test`
+//! run the resolver natively.
+//!
+//! ```toml
+//! [package]
+//! name = "work-login"
+//! version = "0.1.0"
+//! edition = "2024"
+//!
+//! [lib]
+//! crate-type = ["cdylib", "rlib"]
+//!
+//! [dependencies]
+//! hookbox-sdk = "0.1"
+//! ```
+//!
+//! `src/lib.rs`:
+//!
+//! ```
+//! use hookbox_sdk::{Host, Request, Resolver, Response};
+//!
+//! /// On a login conflict, moves the user to the domain in setting `domain`.
+//! pub struct WorkLogin;
+//!
+//! impl Resolver for WorkLogin {
+//!     fn resolve(request: &Request, host: &Host) -> Result<Response, String> {
+//!         if !request.has_conflict("login") {
+//!             return Ok(Response::none());
+//!         }
+//!         let domain = host.setting_or("domain", "example.com");
+//!         let (Some(first), Some(last)) = (
+//!             request.app_user().get_str("firstName"),
+//!             request.app_user().get_str("lastName"),
+//!         ) else {
+//!             // The summary reaches Okta's System Log: no personal data in it.
+//!             return Err("work-login: the imported user has no first or last name".into());
+//!         };
+//!         // Logs are not private either: say what happened, not to whom.
+//!         host.debug("login moved to the work domain");
+//!         let login = format!("{first}.{last}@{domain}").to_lowercase();
+//!         Ok(Response::new()
+//!             .update_user_profile("login", login)
+//!             .debug("resolver", "work-login"))
+//!     }
+//! }
+//!
+//! hookbox_sdk::export!(WorkLogin);
+//!
+//! #[cfg(test)]
+//! mod tests {
+//!     use super::*;
+//!     use hookbox_sdk::Value;
+//!
+//!     #[test]
+//!     fn moves_conflicting_login_to_the_work_domain() {
+//!         let request = Request::builder()
+//!             .app_user_attr("firstName", "Ada")
+//!             .app_user_attr("lastName", "Lovelace")
+//!             .user_attr("login", "ada@example.org")
+//!             .conflict("login")
+//!             .build();
+//!         let host = Host::fake([("domain", "corp.example")]);
+//!         let response = WorkLogin::resolve(&request, &host).unwrap();
+//!         assert_eq!(
+//!             response.user_profile_value("login"),
+//!             Some(&Value::from("ada.lovelace@corp.example"))
+//!         );
+//!         assert_eq!(host.logs().len(), 1);
+//!     }
+//! }
+//! # fn main() {
+//! #     use hookbox_sdk::Value;
+//! #     let request = Request::builder()
+//! #         .app_user_attr("firstName", "Ada")
+//! #         .app_user_attr("lastName", "Lovelace")
+//! #         .user_attr("login", "ada@example.org")
+//! #         .conflict("login")
+//! #         .build();
+//! #     let host = Host::fake([("domain", "corp.example")]);
+//! #     let response = WorkLogin::resolve(&request, &host).unwrap();
+//! #     assert_eq!(
+//! #         response.user_profile_value("login"),
+//! #         Some(&Value::from("ada.lovelace@corp.example"))
+//! #     );
+//! #     assert_eq!(host.logs().len(), 1);
+//! #     assert!(WorkLogin::resolve(&Request::builder().build(), &host).unwrap().is_empty());
+//! # }
+//! ```
+//!
+//! Build the component (a `wasm32-wasip2` cdylib is a component as is) and
+//! test the logic natively:
+//!
+//! ```sh
+//! rustup target add wasm32-wasip2
+//! cargo build --release --target wasm32-wasip2
+//! # -> target/wasm32-wasip2/release/work_login.wasm
+//! cargo test
+//! ```
+//!
+//! # Rules a resolver must follow
+//!
+//! - Be deterministic: Okta retries the same event id once and both answers
+//!   must agree. No clocks, no randomness, no hash-map iteration order.
+//! - Finish fast: Okta waits 3 seconds for the whole call, and the host
+//!   enforces its own, shorter deadline and memory limit.
+//! - Never log or put in the debug context profile values or anything
+//!   personal; the error summary reaches Okta's System Log too.
+//!
+//! # Outside WebAssembly
+//!
+//! On targets other than `wasm32`, [`export!`] only checks that the type
+//! implements [`Resolver`], and the only [`Host`] is [`Host::fake`]: the
+//! host imports are never called, so resolver logic runs under plain
+//! `cargo test`.
+
+// The crate example shows a plugin's unit test on purpose; its hidden `main`
+// runs the same checks, so the doctest still tests what it shows.
+#![allow(clippy::test_attr_in_doctest)]
+
+mod host;
+mod request;
+mod response;
+mod value;
+
+#[doc(hidden)]
+pub mod bindings;
+
+pub use bindings::hookbox::okta_import::types::{
+    ActionResult, Application, Attribute, Command, Context, ImportRequest, Job, Scalar, Value,
+};
+pub use host::{Host, Level, LogLine};
+pub use request::{Profile, Request, RequestBuilder};
+pub use response::Response;
+
+/// The logic of a plugin: decides what Okta should do with one imported user.
+///
+/// Implement it on a unit struct and export it with [`export!`].
+pub trait Resolver {
+    /// Answers one call of the hook.
+    ///
+    /// `Err(summary)` becomes Okta's `error.errorSummary`: Okta logs it and
+    /// creates the user with its default action. Keep it one clear sentence,
+    /// without personal data.
+    fn resolve(request: &Request, host: &Host) -> Result<Response, String>;
+}
+
+/// Exports a [`Resolver`] as the plugin's `resolve` function.
+///
+/// Use it once, at the root of a `cdylib` crate:
+///
+/// ```
+/// # use hookbox_sdk::{Host, Request, Resolver, Response};
+/// pub struct Nothing;
+///
+/// impl Resolver for Nothing {
+///     fn resolve(_: &Request, _: &Host) -> Result<Response, String> {
+///         Ok(Response::none())
+///     }
+/// }
+///
+/// hookbox_sdk::export!(Nothing);
+/// # fn main() {}
+/// ```
+///
+/// On `wasm32` it generates the component export; elsewhere it only checks
+/// that the type implements [`Resolver`], so the crate also builds natively
+/// for tests.
+#[macro_export]
+macro_rules! export {
+    ($resolver:ty) => {
+        const _: () = {
+            fn __hookbox_assert_resolver<R: $crate::Resolver>() {}
+            let _ = __hookbox_assert_resolver::<$resolver>;
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __HookboxExport;
+
+            impl $crate::__private::Guest for __HookboxExport {
+                fn resolve(
+                    request: $crate::ImportRequest,
+                ) -> ::core::result::Result<
+                    $crate::__private::RawResponse,
+                    $crate::__private::String,
+                > {
+                    $crate::__private::resolve::<$resolver>(request)
+                }
+            }
+
+            $crate::__private::export_world!(
+                __HookboxExport with_types_in $crate::bindings
+            );
+        };
+    };
+}
+
+/// Used by [`export!`] only; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::bindings::export as export_world;
+    pub use crate::bindings::exports::hookbox::okta_import::resolver::Guest;
+    pub use crate::bindings::hookbox::okta_import::types::Response as RawResponse;
+    pub use std::string::String;
+
+    /// Runs resolver `R` on one call from the host.
+    #[cfg(target_arch = "wasm32")]
+    pub fn resolve<R: crate::Resolver>(
+        request: crate::ImportRequest,
+    ) -> Result<RawResponse, String> {
+        let host = crate::Host::component();
+        R::resolve(&crate::Request::from(request), &host).map(crate::Response::into_raw)
+    }
+}

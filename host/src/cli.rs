@@ -1,0 +1,227 @@
+//! The command line: `hookbox serve --config FILE` and `hookbox serve --dev`.
+//!
+//! Start-up order: telemetry, configuration (refused before anything binds,
+//! exit code 64), plugins compiled, bind, log the bound address, serve, drain
+//! on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, Overrides};
+use crate::plugin::{Plugin, Runtime};
+use crate::tenant::Tenants;
+use crate::{App, dev, tls};
+
+/// Exit code for a configuration or usage error (BSD `EX_USAGE`).
+pub const EXIT_CONFIG: u8 = 64;
+/// Exit code when the address cannot be bound (BSD `EX_UNAVAILABLE`).
+pub const EXIT_BIND: u8 = 69;
+
+#[derive(Parser)]
+#[command(
+    name = "hookbox",
+    version,
+    about = "Okta User Import Inline Hook host running WebAssembly resolvers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the hook over HTTPS.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The configuration file (TOML).
+    #[arg(
+        long,
+        env = "HOOKBOX_CONFIG",
+        required_unless_present = "dev",
+        conflicts_with = "dev"
+    )]
+    config: Option<PathBuf>,
+    /// Development mode: self-signed certificate, tenant `dev`, the embedded reference plugin.
+    #[arg(long)]
+    dev: bool,
+    /// Address to listen on (overrides `server.listen`; port 0 picks a free port).
+    #[arg(long, env = "HOOKBOX_LISTEN")]
+    listen: Option<String>,
+    /// PEM certificate chain (overrides `tls.cert`).
+    #[arg(long, env = "HOOKBOX_TLS_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key (overrides `tls.key`).
+    #[arg(long, env = "HOOKBOX_TLS_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+    /// With --dev: serve this component instead of the embedded reference plugin.
+    #[arg(long, requires = "dev")]
+    plugin: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "HOOKBOX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    // `HOOKBOX_LOG` takes `tracing` filter directives, e.g. `info,hookbox::plugin=debug`.
+    let filter = EnvFilter::try_from_env("HOOKBOX_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("hookbox: {message}");
+    ExitCode::from(code)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_tracing(args.log_format);
+
+    // Everything that can be wrong with the configuration is found here, before binding.
+    let (app, tls_config, listen) = match prepare(&args) {
+        Ok(ready) => ready,
+        Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(EXIT_BIND, format!("cannot listen on {listen}: {e}")),
+        };
+        let bound = listener.local_addr().unwrap_or(listen);
+        announce(&app, bound);
+        match crate::serve(app, tls_config, listener, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(1, format!("{e:#}")),
+        }
+    })
+}
+
+type Ready = (Arc<App>, Arc<rustls::ServerConfig>, SocketAddr);
+
+fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
+    let overrides = Overrides {
+        listen: args.listen.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+    };
+    let (config, app) = if args.dev {
+        let d = dev::setup(
+            args.listen.as_deref(),
+            args.plugin.clone(),
+            std::env::var("HOOKBOX_DEV_SECRET").ok(),
+        )?;
+        if d.secret_generated {
+            // Printed once so a developer can call the hook; set HOOKBOX_DEV_SECRET to choose it.
+            println!(
+                "dev secret (send it as the Authorization header): {}",
+                d.secret
+            );
+        }
+        let runtime = Runtime::new(&d.config.engine)?;
+        let plugin = Plugin::from_bytes(&runtime, &d.plugin)?;
+        let tenants = Tenants::from_parts(
+            d.config
+                .tenants
+                .iter()
+                .cloned()
+                .map(|t| (t, plugin.clone())),
+        );
+        let app = App::new(runtime, tenants, d.config.server.clone());
+        (d.config, app)
+    } else {
+        let path = args
+            .config
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("--config or --dev is required"))?;
+        let config = Config::load(&path, &overrides)?;
+        let app = App::from_config(&config)?;
+        (config, app)
+    };
+    let identity = tls::Identity::load(&config.tls)?;
+    let tls_config = tls::server_config(identity)?;
+    Ok((Arc::new(app), tls_config, config.server.listen))
+}
+
+/// The line operators (and the dev tests) look for: where to point Okta.
+fn announce(app: &App, bound: SocketAddr) {
+    let tenants = app.tenants.load();
+    for id in tenants.ids() {
+        let plugin = tenants
+            .get(id)
+            .map(|t| t.plugin.short_digest().to_owned())
+            .unwrap_or_default();
+        tracing::info!(
+            tenant = id,
+            plugin,
+            "register https://{bound}/hooks/{id}/import in Okta"
+        );
+    }
+    println!("hookbox listening on https://{bound}");
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

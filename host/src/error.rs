@@ -1,0 +1,110 @@
+//! Errors that end a request before a plugin answers, each knowing its HTTP
+//! status, rendered in one place as Okta's error body
+//! `{"error": {"errorSummary": "..."}}`.
+//!
+//! Failures of the plugin itself are not here: Okta must receive those as a
+//! 200 with an error body (see [`crate::hook::encode`]).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("no such route; hooks are served at POST /hooks/{{tenant}}/import")]
+    NotFound,
+    #[error("method not allowed; use {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    /// Deliberately says nothing about which tenants exist.
+    #[error("unknown tenant")]
+    UnknownTenant,
+    #[error("missing or invalid credentials")]
+    Unauthorized,
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: u64 },
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    #[error("could not read the request body")]
+    BodyRead,
+    /// Names the offending field path, e.g. `data.appUser.profile: missing field`.
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    /// Okta retries a 503 once; `Retry-After` says when.
+    #[error("too many concurrent requests; retry shortly")]
+    Overloaded,
+}
+
+impl HttpError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HttpError::NotFound | HttpError::UnknownTenant => StatusCode::NOT_FOUND,
+            HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            HttpError::Unauthorized => StatusCode::UNAUTHORIZED,
+            HttpError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            HttpError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            HttpError::BodyRead | HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A short machine-readable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HttpError::NotFound => "not_found",
+            HttpError::MethodNotAllowed { .. } => "method_not_allowed",
+            HttpError::UnknownTenant => "unknown_tenant",
+            HttpError::Unauthorized => "unauthorized",
+            HttpError::UnsupportedMediaType => "unsupported_media_type",
+            HttpError::PayloadTooLarge { .. } => "payload_too_large",
+            HttpError::BodyTimeout => "body_timeout",
+            HttpError::BodyRead => "body_read",
+            HttpError::BadRequest(_) => "bad_request",
+            HttpError::Overloaded => "overloaded",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = json_response(self.status(), error_body(&self.to_string()));
+        match self {
+            HttpError::MethodNotAllowed { allow } => {
+                response
+                    .headers_mut()
+                    .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+            }
+            HttpError::Overloaded => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            HttpError::Unauthorized => {
+                // Okta's header auth is not an HTTP auth scheme; the header only tells a
+                // human with curl what is expected.
+                response.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Okta-Hook-Secret"),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// Okta's error body: `{"error":{"errorSummary": summary}}`.
+pub fn error_body(summary: &str) -> Bytes {
+    let body = serde_json::json!({ "error": { "errorSummary": summary } });
+    Bytes::from(body.to_string())
+}
+
+pub fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

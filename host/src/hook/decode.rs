@@ -1,0 +1,315 @@
+//! Okta's request JSON → the typed WIT request.
+//!
+//! The wire structs mirror Okta's JSON and accept unknown fields (Okta adds
+//! fields over time). Required fields missing, wrong types or a wrong
+//! `eventType` are rejected with the offending field path. Profile values are
+//! converted losslessly: every JSON value has a WIT representation.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::plugin::wit;
+
+/// The only event type the User Import Inline Hook sends.
+pub const EVENT_TYPE: &str = "com.okta.import.transform";
+
+/// Why a body was refused; `Display` names the field path.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub String);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest {
+    event_type: String,
+    event_id: String,
+    #[serde(default)]
+    event_time: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    data: WireData,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireData {
+    action: WireAction,
+    app_user: WireProfileHolder,
+    user: WireUser,
+    #[serde(default, deserialize_with = "null_as_default")]
+    context: WireContext,
+}
+
+#[derive(Deserialize)]
+struct WireAction {
+    result: WireActionResult,
+}
+
+#[derive(Deserialize)]
+enum WireActionResult {
+    #[serde(rename = "CREATE_USER")]
+    CreateUser,
+    #[serde(rename = "LINK_USER")]
+    LinkUser,
+}
+
+#[derive(Deserialize)]
+struct WireProfileHolder {
+    profile: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+struct WireUser {
+    profile: Map<String, Value>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct WireContext {
+    #[serde(default, deserialize_with = "null_as_default")]
+    conflicts: Vec<String>,
+    #[serde(default)]
+    application: Option<WireApplication>,
+    #[serde(default)]
+    job: Option<WireJob>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    matches: Vec<Value>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    policy: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct WireApplication {
+    name: String,
+    id: String,
+    label: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct WireJob {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// Okta may send `null` where a list or object is expected; that means "none".
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Parses and validates an Okta import hook request body.
+pub fn decode(body: &[u8]) -> Result<wit::ImportRequest, DecodeError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let wire: WireRequest = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            DecodeError(format!("malformed JSON: {inner}"))
+        } else if path == "." {
+            DecodeError(inner.to_string())
+        } else {
+            DecodeError(format!("{path}: {inner}"))
+        }
+    })?;
+    if wire.event_type != EVENT_TYPE {
+        return Err(DecodeError(format!(
+            "eventType: expected \"{EVENT_TYPE}\", got \"{}\"",
+            wire.event_type
+        )));
+    }
+    let data = wire.data;
+    let context = data.context;
+    Ok(wit::ImportRequest {
+        event_id: wire.event_id,
+        event_time: wire.event_time.unwrap_or_default(),
+        source: wire.source.unwrap_or_default(),
+        action: match data.action.result {
+            WireActionResult::CreateUser => wit::ActionResult::CreateUser,
+            WireActionResult::LinkUser => wit::ActionResult::LinkUser,
+        },
+        app_user_profile: profile(data.app_user.profile),
+        user_profile: profile(data.user.profile),
+        user_id: data.user.id,
+        context: wit::Context {
+            conflicts: context.conflicts,
+            application: context.application.map(|a| wit::Application {
+                name: a.name,
+                id: a.id,
+                label: a.label,
+                status: a.status,
+            }),
+            job: context.job.map(|j| wit::Job {
+                id: j.id,
+                type_: j.kind,
+            }),
+            matches: context.matches.into_iter().map(value).collect(),
+            policy: context.policy,
+        },
+    })
+}
+
+fn profile(map: Map<String, Value>) -> wit::Profile {
+    map.into_iter()
+        .map(|(name, v)| wit::Attribute {
+            name,
+            value: value(v),
+        })
+        .collect()
+}
+
+/// JSON → WIT value. Total: anything without a typed case keeps its JSON text.
+pub fn value(v: Value) -> wit::Value {
+    match scalar(v) {
+        Ok(s) => from_scalar(s),
+        Err(Value::Array(items)) if items.iter().all(is_scalar) => {
+            wit::Value::Array(items.into_iter().filter_map(|i| scalar(i).ok()).collect())
+        }
+        // Objects, nested arrays, integers beyond 64 bits.
+        Err(other) => wit::Value::Json(other.to_string()),
+    }
+}
+
+fn is_scalar(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_i64() || n.is_f64(),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+        Value::Array(_) | Value::Object(_) => false,
+    }
+}
+
+/// The scalar case of `v`, or `v` back when it has none.
+fn scalar(v: Value) -> Result<wit::Scalar, Value> {
+    Ok(match v {
+        Value::Null => wit::Scalar::Null,
+        Value::Bool(b) => wit::Scalar::Boolean(b),
+        Value::Number(ref n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => wit::Scalar::Integer(i),
+            (None, Some(f)) if n.is_f64() => wit::Scalar::Float(f),
+            // A u64 above i64::MAX: a float would round it.
+            _ => return Err(v),
+        },
+        Value::String(s) => wit::Scalar::Text(s),
+        Value::Array(_) | Value::Object(_) => return Err(v),
+    })
+}
+
+fn from_scalar(s: wit::Scalar) -> wit::Value {
+    match s {
+        wit::Scalar::Null => wit::Value::Null,
+        wit::Scalar::Boolean(b) => wit::Value::Boolean(b),
+        wit::Scalar::Integer(i) => wit::Value::Integer(i),
+        wit::Scalar::Float(f) => wit::Value::Float(f),
+        wit::Scalar::Text(t) => wit::Value::Text(t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../../../tests/fixtures/sample-request.json");
+
+    fn get<'a>(p: &'a wit::Profile, name: &str) -> Option<&'a wit::Value> {
+        p.iter().find(|a| a.name == name).map(|a| &a.value)
+    }
+
+    #[test]
+    fn decodes_okta_sample() {
+        let r = decode(SAMPLE.as_bytes()).expect("sample decodes");
+        assert_eq!(r.event_id, "JUGOUiYZTaKPmH6db0nDag");
+        assert_eq!(r.context.conflicts, vec!["login".to_owned()]);
+        assert!(matches!(r.action, wit::ActionResult::CreateUser));
+        assert!(matches!(
+            get(&r.app_user_profile, "mobilePhone"),
+            Some(wit::Value::Null)
+        ));
+        assert!(
+            matches!(get(&r.app_user_profile, "groups"), Some(wit::Value::Array(g)) if g.len() == 2),
+            "string arrays stay typed"
+        );
+        assert_eq!(
+            r.context.job.as_ref().map(|j| j.type_.as_str()),
+            Some("import:users")
+        );
+        assert_eq!(
+            r.app_user_profile.first().map(|a| a.name.as_str()),
+            Some("firstName"),
+            "order kept"
+        );
+    }
+
+    #[test]
+    fn values_without_a_typed_case_keep_their_json() {
+        let v = |s: &str| value(serde_json::from_str(s).expect("json"));
+        assert!(matches!(v("42"), wit::Value::Integer(42)));
+        assert!(matches!(v("1.5"), wit::Value::Float(f) if f == 1.5));
+        assert!(
+            matches!(v("18446744073709551615"), wit::Value::Json(t) if t == "18446744073709551615")
+        );
+        assert!(
+            matches!(v(r#"{"a":[1,{"b":null}]}"#), wit::Value::Json(t) if t == r#"{"a":[1,{"b":null}]}"#)
+        );
+        assert!(matches!(v("[[1],2]"), wit::Value::Json(t) if t == "[[1],2]"));
+        assert!(matches!(v("[1,\"x\",null,true,2.5]"), wit::Value::Array(a) if a.len() == 5));
+    }
+
+    #[test]
+    fn errors_name_the_field_path() {
+        let cases = [
+            ("{", "malformed JSON"),
+            (r#"[]"#, "invalid type"),
+            (&SAMPLE.replace("\"eventId\"", "\"eventIdX\""), "eventId"),
+            (
+                &SAMPLE.replace(
+                    "com.okta.import.transform",
+                    "com.okta.oauth2.tokens.transform",
+                ),
+                "eventType",
+            ),
+            (
+                &SAMPLE.replace("\"CREATE_USER\"", "\"DELETE_USER\""),
+                "data.action.result",
+            ),
+            (
+                &SAMPLE.replace("\"appUser\"", "\"appUserX\""),
+                "data: missing field `appUser`",
+            ),
+            (
+                &SAMPLE.replace("\"conflicts\": [\"login\"]", "\"conflicts\": \"login\""),
+                "data.context.conflicts",
+            ),
+            (
+                &SAMPLE.replace("\"appUser\": {", "\"appUser\": {\"profile\": 5, \"x\": 0,"),
+                "data.appUser.profile",
+            ),
+            (
+                &SAMPLE.replace("\"user\": {", "\"user\": {\"id\": 7,"),
+                "data.user.id",
+            ),
+        ];
+        for (body, needle) in cases {
+            let e = decode(body.as_bytes())
+                .err()
+                .unwrap_or_else(|| panic!("{needle}: should fail"));
+            assert!(e.0.contains(needle), "expected '{needle}' in '{e}'");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_nulls_are_accepted() {
+        let body = SAMPLE
+            .replace(
+                "\"eventTypeVersion\"",
+                "\"someNewField\": {\"x\": 1}, \"eventTypeVersion\"",
+            )
+            .replace("\"matches\": []", "\"matches\": null");
+        let r = decode(body.as_bytes()).expect("decodes");
+        assert!(r.context.matches.is_empty());
+    }
+}

@@ -1,0 +1,109 @@
+//! The one wasmtime engine of the process, its linker, and the epoch ticker
+//! that enforces plugin deadlines.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::ImportHook;
+use super::state::State;
+use crate::config::EngineConfig;
+
+/// How often the engine's epoch advances. A running plugin is checked (and
+/// yields to other tasks) once per tick, so a deadline is enforced within one
+/// tick of its expiry, and a long-running plugin never holds a runtime
+/// worker thread longer than this.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The engine shared by all tenants, and everything tied to it.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<State>,
+    fuel: bool,
+}
+
+impl Runtime {
+    pub fn new(config: &EngineConfig) -> anyhow::Result<Runtime> {
+        let engine = Engine::new(&wasmtime_config(config)).map_err(anyhow::Error::from)?;
+
+        let mut linker = Linker::new(&engine);
+        // A locked-down WASI: guests built for wasm32-wasip2 import it through
+        // std even when they never use it. What each store grants is decided in
+        // `State::new` (no files, no env, no sockets, captured stdio).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        ImportHook::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)
+            .context("linking hookbox host functions")?;
+
+        spawn_epoch_ticker(&engine).context("starting the epoch ticker thread")?;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                fuel: config.fuel,
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<State> {
+        &self.inner.linker
+    }
+
+    /// Whether stores of this engine meter fuel.
+    pub fn fuel_enabled(&self) -> bool {
+        self.inner.fuel
+    }
+}
+
+fn wasmtime_config(config: &EngineConfig) -> Config {
+    let mut c = Config::new();
+    c.epoch_interruption(true);
+    c.consume_fuel(config.fuel);
+    // Instances come from a pool reserved up front: instantiation is a few
+    // microseconds of slot reuse (with copy-on-write memory images) instead of
+    // fresh mmaps per request, and the pool size is a hard cap on how many
+    // plugin instances can exist at once, whatever the load.
+    let n = config.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        // A Rust wasip2 component has a handful of core instances (the guest and
+        // WASI adapter shims); interpreted-language components have more.
+        .total_core_instances(n.saturating_mul(8))
+        .total_memories(n.saturating_mul(2))
+        .total_tables(n.saturating_mul(8))
+        .total_stacks(n)
+        .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX));
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    c
+}
+
+/// Advances the epoch every [`EPOCH_TICK`] until the engine is dropped.
+/// Without the ticker deadlines would never fire, so failing to start it is fatal.
+fn spawn_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("hookbox-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                // Drop the strong handle while sleeping so the engine can be freed.
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! Tenants: who may call, which plugin answers, under which limits.
+//!
+//! The routing table ([`Tenants`]) is immutable once built and is published
+//! behind one `ArcSwap` in [`crate::App`]: a request takes a snapshot when it
+//! starts and keeps it to the end, so a later swap never changes the plugin,
+//! limits or secrets of a request in flight.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::auth::Auth;
+use crate::config::{Limits, TenantConfig};
+use crate::plugin::{Plugin, Runtime};
+
+#[derive(Debug)]
+pub struct Tenant {
+    pub id: String,
+    pub auth: Auth,
+    pub plugin: Plugin,
+    pub limits: Limits,
+    pub settings: Arc<BTreeMap<String, String>>,
+    /// Invocations in flight for this tenant; one tenant's flood cannot take every pool slot.
+    pub concurrency: Arc<Semaphore>,
+}
+
+/// The routing table: tenant id → tenant.
+#[derive(Debug, Default)]
+pub struct Tenants {
+    by_id: HashMap<String, Arc<Tenant>>,
+}
+
+impl Tenants {
+    /// Builds the table, compiling each distinct plugin file once (tenants
+    /// sharing a file, by content, share the compiled plugin). Blocking.
+    pub fn load(runtime: &Runtime, configs: &[TenantConfig]) -> anyhow::Result<Tenants> {
+        let mut compiled: HashMap<[u8; 32], Plugin> = HashMap::new();
+        let mut by_id = HashMap::with_capacity(configs.len());
+        for c in configs {
+            let bytes = std::fs::read(&c.plugin).with_context(|| {
+                format!("tenant '{}': reading plugin {}", c.id, c.plugin.display())
+            })?;
+            let key: [u8; 32] = Sha256::digest(&bytes).into();
+            let plugin = match compiled.get(&key) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = Plugin::from_bytes(runtime, &bytes).with_context(|| {
+                        format!("tenant '{}': loading plugin {}", c.id, c.plugin.display())
+                    })?;
+                    compiled.insert(key, p.clone());
+                    p
+                }
+            };
+            by_id.insert(c.id.clone(), Arc::new(Tenant::new(c, plugin)));
+        }
+        Ok(Tenants { by_id })
+    }
+
+    /// A table from already-loaded plugins.
+    pub fn from_parts(parts: impl IntoIterator<Item = (TenantConfig, Plugin)>) -> Tenants {
+        Tenants {
+            by_id: parts
+                .into_iter()
+                .map(|(c, p)| (c.id.clone(), Arc::new(Tenant::new(&c, p))))
+                .collect(),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(String::as_str)
+    }
+}
+
+impl Tenant {
+    fn new(c: &TenantConfig, plugin: Plugin) -> Tenant {
+        Tenant {
+            id: c.id.clone(),
+            auth: c.auth.clone(),
+            plugin,
+            limits: c.limits.clone(),
+            settings: Arc::new(c.settings.clone()),
+            concurrency: Arc::new(Semaphore::new(c.limits.max_concurrency as usize)),
+        }
+    }
+}

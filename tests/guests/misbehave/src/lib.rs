@@ -1,0 +1,98 @@
+//! A test plugin that misbehaves on request, for the host's end-to-end tests.
+//!
+//! The tenant's plugin setting `mode` picks the behaviour:
+//!
+//! | `mode` | behaviour |
+//! |---|---|
+//! | `echo` (or unset) | `user-profile-update` with every app-user attribute unchanged; debug `eventId` |
+//! | `settings` | `user-profile-update` with `setting` = setting `probe`, or `null` when unset |
+//! | `trap` | panics, which traps |
+//! | `loop` | never returns |
+//! | `memory-bomb` | keeps 1 MiB chunks until allocation fails, which traps |
+//! | `unpaired-link` | `action-update(link-user)` without `user-update` |
+//! | `empty-attribute` | `user-profile-update` with an attribute named `""` |
+//! | `bad-json` | `user-profile-update` with `x` = the `json` value `{not json` |
+//! | `huge` | `user-profile-update` with a 300 KiB string (over Okta's 256 KB body limit) |
+//! | `error` | `Err("misbehave: asked to fail")` |
+//! | `log-flood` | 10,000 log lines of 1 KiB, 100 KiB each to stdout and stderr, then as `echo` |
+//! | `link` | the valid pair: link to `00u-misbehave` |
+//! | anything else | `Err("misbehave: unknown mode")` |
+
+use hookbox_sdk::{ActionResult, Attribute, Command, Host, Request, Resolver, Response, Value};
+
+/// The resolver; exported as the component's `resolve`.
+pub struct Misbehave;
+
+impl Resolver for Misbehave {
+    fn resolve(request: &Request, host: &Host) -> Result<Response, String> {
+        match host.setting("mode").as_deref().unwrap_or("echo") {
+            "echo" => Ok(echo(request)),
+            "settings" => Ok(Response::new().update_user_profile(
+                "setting",
+                host.setting("probe").map_or(Value::Null, Value::from),
+            )),
+            "trap" => panic!("misbehave: asked to trap"),
+            "loop" => spin(),
+            "memory-bomb" => Ok(memory_bomb()),
+            "unpaired-link" => {
+                Ok(Response::new().push_raw(Command::ActionUpdate(ActionResult::LinkUser)))
+            }
+            "empty-attribute" => {
+                Ok(
+                    Response::new().push_raw(Command::UserProfileUpdate(vec![Attribute {
+                        name: String::new(),
+                        value: Value::from("x"),
+                    }])),
+                )
+            }
+            "bad-json" => Ok(Response::new().update_user_profile("x", Value::json("{not json"))),
+            "huge" => Ok(Response::new().update_user_profile("huge", "x".repeat(300 * 1024))),
+            "error" => Err("misbehave: asked to fail".into()),
+            "log-flood" => {
+                log_flood(host);
+                Ok(echo(request))
+            }
+            "link" => Ok(Response::new().link_to("00u-misbehave")),
+            _ => Err("misbehave: unknown mode".into()),
+        }
+    }
+}
+
+hookbox_sdk::export!(Misbehave);
+
+fn echo(request: &Request) -> Response {
+    let profile = request.app_user().attributes().to_vec();
+    Response::new()
+        .push_raw(Command::UserProfileUpdate(profile))
+        .debug("eventId", request.event_id())
+}
+
+fn spin() -> ! {
+    let mut counter = 0_u64;
+    loop {
+        // `black_box` keeps the loop observable, so it cannot be optimised away.
+        counter = core::hint::black_box(counter.wrapping_add(1));
+    }
+}
+
+fn memory_bomb() -> Response {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // A non-zero fill writes every page: zeroed allocations may be served
+        // by fresh, untouched memory. Allocation failure aborts, i.e. traps.
+        chunks.push(vec![0xA5; 1 << 20]);
+        core::hint::black_box(&chunks);
+    }
+}
+
+fn log_flood(host: &Host) {
+    let line = "x".repeat(1024);
+    for _ in 0..10_000 {
+        host.info(&line);
+    }
+    let block = "y".repeat(1024);
+    for _ in 0..100 {
+        print!("{block}");
+        eprint!("{block}");
+    }
+}
