@@ -15,6 +15,8 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod hook;
+#[cfg(feature = "native-resolver")]
+pub mod native;
 pub mod plugin;
 pub mod server;
 pub mod tenant;

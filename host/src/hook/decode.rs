@@ -105,6 +105,12 @@ where
 
 /// Parses and validates an Okta import hook request body.
 pub fn decode(body: &[u8]) -> Result<wit::ImportRequest, DecodeError> {
+    // serde would also read a struct from a JSON array; Okta only ever sends an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DecodeError(
+            "the body must be a JSON object (an Okta import hook request)".into(),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     let wire: WireRequest = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -263,7 +269,8 @@ mod tests {
     fn errors_name_the_field_path() {
         let cases = [
             ("{", "malformed JSON"),
-            (r#"[]"#, "invalid type"),
+            (r#"[]"#, "JSON object"),
+            ("", "JSON object"),
             (&SAMPLE.replace("\"eventId\"", "\"eventIdX\""), "eventId"),
             (
                 &SAMPLE.replace(

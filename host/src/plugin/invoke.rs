@@ -115,6 +115,13 @@ impl Runtime {
         settings: Arc<BTreeMap<String, String>>,
         limits: &Limits,
     ) -> Invocation {
+        // Benchmarks only (feature `native-resolver`, never in a shipped build):
+        // with HOOKBOX_BENCH_NATIVE set, the resolver compiled into the host
+        // answers instead of the plugin, on the same path otherwise. See `native.rs`.
+        #[cfg(feature = "native-resolver")]
+        if let Some(native) = crate::native::invoke(request, &settings) {
+            return native;
+        }
         let start = Instant::now();
         let deadline = start + limits.deadline;
         let mut store = Store::new(self.engine(), State::new(settings, limits.memory, deadline));
@@ -130,12 +137,15 @@ impl Runtime {
         }
         // Check at every epoch tick: past the deadline, interrupt (a trap);
         // before it, yield to the executor so a busy plugin shares its thread.
+        // tokio's `yield_now` (not a plain re-wake) lets the runtime poll its
+        // I/O driver first, so a spinning plugin cannot starve the sockets of
+        // other requests on the same worker.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
             Ok(if Instant::now() >= ctx.data().deadline {
                 UpdateDeadline::Interrupt
             } else {
-                UpdateDeadline::Yield(1)
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
             })
         });
 

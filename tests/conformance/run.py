@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Runs every conformance case through a real hookbox host, for one or more plugins.
+
+    python3 tests/conformance/run.py [--hookbox BIN] [--logs] NAME=PLUGIN.wasm ...
+    python3 tests/conformance/run.py --write-expected rust=login_conflict.wasm
+
+For each plugin the script starts `hookbox serve --config` (a throwaway config:
+a self-signed certificate made with `openssl`, one tenant per plugin and
+distinct `settings` table), POSTs each case's `request` to
+`/hooks/<tenant>/import`, drops the `hookboxPlugin` key from `debugContext`
+(and `debugContext` itself if that leaves it empty) and compares the body
+with the case's `expected`, key order included.
+
+`--logs` also compares the plugin log lines (level and text, captured from
+the host's JSON log) of every plugin with those of the first one named.
+`--write-expected` rewrites each case's `expected` from the (single) plugin
+given: use it only with the Rust reference resolver.
+
+Needs only Python 3.8+, `openssl`, and a built hookbox binary (default:
+`$HOOKBOX_BIN`, else `target/release/hookbox` of the repository).
+Exit status 0 when every case passed for every plugin.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import OrderedDict
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+SECRET = "conformance-secret"
+LISTENING = re.compile(r"hookbox listening on (https://\S+)")
+
+
+def load_cases():
+    cases = []
+    for path in sorted(HERE.glob("*.json")):
+        with open(path, encoding="utf-8") as f:
+            case = json.load(f, object_pairs_hook=OrderedDict)
+        cases.append((path, case))
+    return cases
+
+
+def ordered(value):
+    """Canonical text of a JSON value, key order kept (so order differences fail)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def strip_plugin_key(body):
+    debug = body.get("debugContext")
+    if isinstance(debug, dict):
+        debug.pop("hookboxPlugin", None)
+        if not debug:
+            del body["debugContext"]
+    return body
+
+
+def settings_key(settings):
+    return json.dumps(settings, sort_keys=True)
+
+
+def toml_string(s):
+    return json.dumps(s)  # a JSON string is a valid TOML basic string
+
+
+class Host:
+    """One hookbox process serving `plugin` under one tenant per settings set."""
+
+    def __init__(self, binary, plugin, settings_sets, workdir):
+        self.tenants = {}
+        lines = [
+            "[tls]",
+            'cert = "cert.pem"',
+            'key = "key.pem"',
+            "",
+        ]
+        for i, key in enumerate(settings_sets):
+            tenant = "t%d" % i
+            self.tenants[key] = tenant
+            lines += [
+                "[[tenants]]",
+                "id = %s" % toml_string(tenant),
+                "plugin = %s" % toml_string(str(plugin)),
+                "[tenants.auth]",
+                'secrets_env = ["CONFORMANCE_SECRET"]',
+                "[tenants.settings]",
+            ]
+            for k, v in json.loads(key).items():
+                lines.append("%s = %s" % (toml_string(k), toml_string(v)))
+            lines.append("")
+        config = workdir / "hookbox.toml"
+        config.write_text("\n".join(lines), encoding="utf-8")
+        env = dict(os.environ)
+        env["CONFORMANCE_SECRET"] = SECRET
+        env["HOOKBOX_LOG"] = "info,hookbox::plugin=trace"
+        self.log_path = workdir / "host.log"
+        self.log_file = open(self.log_path, "w", encoding="utf-8")
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(binary), "serve", "--config", str(config), "--listen", "127.0.0.1:0",
+             "--log-format", "json"],
+            stdout=subprocess.PIPE,
+            stderr=self.log_file,
+            env=env,
+            text=True,
+        )
+        self.url = None
+        # The host compiles every tenant's plugin before it binds.
+        deadline = started + 600
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = LISTENING.search(line)
+            if m:
+                self.url = m.group(1)
+                break
+        self.startup_seconds = time.monotonic() - started
+        if self.url is None:
+            self.stop()
+            raise RuntimeError(
+                "hookbox did not start; its log:\n" + self.log_path.read_text(encoding="utf-8")
+            )
+        # Keep draining stdout so the host never blocks on a full pipe.
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        self.context = ssl.create_default_context()
+        self.context.check_hostname = False
+        self.context.verify_mode = ssl.CERT_NONE
+
+    def post(self, settings, request):
+        tenant = self.tenants[settings_key(settings)]
+        data = json.dumps(request, ensure_ascii=False).encode("utf-8")
+        req = urllib.request.Request(
+            "%s/hooks/%s/import" % (self.url, tenant),
+            data=data,
+            headers={"Authorization": SECRET, "Content-Type": "application/json"},
+            method="POST",
+        )
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(req, context=self.context, timeout=30) as resp:
+                status, body = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, body = e.code, e.read()
+        elapsed = time.monotonic() - started
+        text = body.decode("utf-8")
+        parsed = json.loads(text, object_pairs_hook=OrderedDict) if text else None
+        return status, parsed, elapsed
+
+    def plugin_logs(self):
+        """Plugin log lines by Okta event id: [(level, message), ...]."""
+        logs = {}
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("target") != "hookbox::plugin":
+                continue
+            event = (entry.get("span") or {}).get("event_id")
+            message = (entry.get("fields") or {}).get("message")
+            logs.setdefault(event, []).append((entry.get("level"), message))
+        return logs
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+
+
+def make_cert(workdir):
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(workdir / "key.pem"), "-out", str(workdir / "cert.pem"),
+         "-days", "2", "-subj", "/CN=localhost"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("plugins", nargs="+", metavar="NAME=PLUGIN.wasm")
+    parser.add_argument("--hookbox", default=os.environ.get("HOOKBOX_BIN")
+                        or str(REPO / "target" / "release" / "hookbox"))
+    parser.add_argument("--logs", action="store_true",
+                        help="also compare plugin log lines with the first plugin's")
+    parser.add_argument("--write-expected", action="store_true",
+                        help="rewrite each case's expected answer from the one plugin given")
+    parser.add_argument("--only", help="run only cases whose file name contains this")
+    args = parser.parse_args()
+
+    plugins = []
+    for spec in args.plugins:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = pathlib.Path(spec).stem, spec
+        plugins.append((name, pathlib.Path(path).resolve()))
+    if args.write_expected and len(plugins) != 1:
+        parser.error("--write-expected takes exactly one plugin (the Rust reference)")
+
+    cases = load_cases()
+    if args.only:
+        cases = [(p, c) for p, c in cases if args.only in p.name]
+    event_ids = [c["request"]["eventId"] for _, c in cases]
+    if len(set(event_ids)) != len(event_ids):
+        print("warning: cases share event ids; log comparison may mix them", file=sys.stderr)
+    settings_sets = sorted({settings_key(c.get("settings") or {}) for _, c in cases})
+
+    results = {}  # plugin name -> {case name: (ok, detail)}
+    logs = {}
+    failed = False
+    for name, plugin in plugins:
+        workdir = pathlib.Path(tempfile.mkdtemp(prefix="hookbox-conformance-"))
+        try:
+            make_cert(workdir)
+            host = Host(args.hookbox, plugin, settings_sets, workdir)
+            try:
+                print("%s: %s, %d bytes, host ready in %.2f s (%d tenants compiled)"
+                      % (name, plugin, plugin.stat().st_size, host.startup_seconds,
+                         len(settings_sets)))
+                results[name] = {}
+                times = []
+                for path, case in cases:
+                    status, body, elapsed = host.post(case.get("settings") or {}, case["request"])
+                    times.append(elapsed)
+                    body = strip_plugin_key(body) if isinstance(body, dict) else body
+                    if args.write_expected:
+                        case["expected"] = body
+                        with open(path, "w", encoding="utf-8") as f:
+                            json.dump(case, f, ensure_ascii=False, indent=2)
+                            f.write("\n")
+                        print("  wrote %s: %s" % (path.name, ordered(body)))
+                        continue
+                    ok = status == 200 and ordered(body) == ordered(case["expected"])
+                    detail = "" if ok else "status %s, got %s, expected %s" % (
+                        status, ordered(body), ordered(case["expected"]))
+                    results[name][case["name"]] = (ok, detail)
+                    failed |= not ok
+                    print("  %-4s %s%s" % ("PASS" if ok else "FAIL", case["name"],
+                                           "" if ok else "\n       " + detail))
+                if times:
+                    times.sort()
+                    print("  round trip per case: median %.1f ms, max %.1f ms"
+                          % (1000 * times[len(times) // 2], 1000 * times[-1]))
+            finally:
+                host.stop()
+                logs[name] = host.plugin_logs()
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    if args.logs and len(plugins) > 1:
+        reference = plugins[0][0]
+        for name, _ in plugins[1:]:
+            for _, case in cases:
+                event = case["request"]["eventId"]
+                want, got = logs[reference].get(event, []), logs[name].get(event, [])
+                ok = want == got
+                failed |= not ok
+                print("  logs %-4s %s vs %s (%d lines): %s%s" % (
+                    "PASS" if ok else "FAIL", name, reference, len(want), case["name"],
+                    "" if ok else " got %r, expected %r" % (got, want)))
+    if not args.write_expected:
+        total = sum(len(r) for r in results.values())
+        passed = sum(ok for r in results.values() for ok, _ in r.values())
+        print("%d/%d case runs passed" % (passed, total))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+//! Every class of bad input gets its status and an Okta-style JSON error body;
+//! the plugin never runs for any of them.
+
+use bytes::Bytes;
+use hookbox_tests::{Proto, Reply, TenantSpec, TestServer, misbehave_wasm, sample_request};
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request};
+
+/// A tenant whose plugin traps: a 200 with a trap summary would mean it ran.
+fn tenant() -> TenantSpec {
+    TenantSpec::new("acme", misbehave_wasm()).setting("mode", "trap")
+}
+
+async fn send(server: &TestServer, req: Request<Full<Bytes>>) -> Reply {
+    server.client().connect(Proto::H1).await.send(req).await
+}
+
+fn assert_error(reply: &Reply, status: u16, needle: &str) {
+    assert_eq!(
+        reply.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.headers["content-type"], "application/json");
+    let summary = reply.error_summary().unwrap_or_default();
+    assert!(
+        summary.contains(needle),
+        "expected '{needle}' in '{summary}'"
+    );
+}
+
+#[tokio::test]
+async fn malformed_and_invalid_bodies_are_400_naming_the_field() {
+    let t = tenant();
+    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let client = server.client();
+    let mut wrong_type = sample_request();
+    wrong_type["eventType"] = "com.okta.oauth2.tokens.transform".into();
+    let mut missing = sample_request();
+    missing["data"]["user"]
+        .as_object_mut()
+        .unwrap()
+        .remove("profile");
+    let mut bad_action = sample_request();
+    bad_action["data"]["action"]["result"] = "MAYBE".into();
+    let mut bad_conflicts = sample_request();
+    bad_conflicts["data"]["context"]["conflicts"] = 7.into();
+    let cases = [
+        ("{\"eventId\":".to_owned(), "malformed JSON"),
+        ("[\"a\", \"b\", \"c\", \"d\", {}]".to_owned(), "JSON object"),
+        (wrong_type.to_string(), "eventType"),
+        (missing.to_string(), "data.user: missing field `profile`"),
+        (bad_action.to_string(), "data.action.result"),
+        (bad_conflicts.to_string(), "data.context.conflicts"),
+    ];
+    for (body, needle) in cases {
+        let reply = send(
+            &server,
+            client.hook_request("acme", Some(("authorization", t.secret())), body),
+        )
+        .await;
+        assert_error(&reply, 400, needle);
+    }
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415() {
+    let t = tenant();
+    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let client = server.client();
+    let mut req = client.hook_request(
+        "acme",
+        Some(("authorization", t.secret())),
+        sample_request().to_string(),
+    );
+    req.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    assert_error(&send(&server, req).await, 415, "application/json");
+    let mut req = client.hook_request(
+        "acme",
+        Some(("authorization", t.secret())),
+        sample_request().to_string(),
+    );
+    req.headers_mut().remove(CONTENT_TYPE);
+    assert_error(&send(&server, req).await, 415, "application/json");
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let t = tenant();
+    let server = TestServer::start(std::slice::from_ref(&t), "body_limit = \"4KiB\"").await;
+    let client = server.client();
+    let mut big = sample_request();
+    big["data"]["appUser"]["profile"]["padding"] = "x".repeat(8 * 1024).into();
+    let reply = send(
+        &server,
+        client.hook_request("acme", Some(("authorization", t.secret())), big.to_string()),
+    )
+    .await;
+    assert_error(&reply, 413, "larger than 4096 bytes");
+    // Within the limit the same tenant is served (and its plugin runs: trap mode).
+    let reply = client.hook("acme", t.secret(), &sample_request()).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_tenant_and_routes_are_404_without_listing_tenants() {
+    let t = tenant();
+    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let client = server.client();
+    let reply = client.hook("nobody", t.secret(), &sample_request()).await;
+    assert_error(&reply, 404, "unknown tenant");
+    assert!(!String::from_utf8_lossy(&reply.body).contains("acme"));
+    for path in [
+        "/",
+        "/hooks/acme",
+        "/hooks/acme/import/x",
+        "/hooks//import",
+        "/admin",
+    ] {
+        let reply = send(&server, client.request(Method::POST, path, Bytes::new())).await;
+        assert_error(&reply, 404, "no such route");
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_are_405_with_allow() {
+    let t = tenant();
+    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let client = server.client();
+    let reply = send(
+        &server,
+        client.request(Method::GET, "/hooks/acme/import", Bytes::new()),
+    )
+    .await;
+    assert_error(&reply, 405, "POST");
+    assert_eq!(reply.headers["allow"], "POST");
+    let reply = send(
+        &server,
+        client.request(Method::POST, "/healthz", Bytes::new()),
+    )
+    .await;
+    assert_error(&reply, 405, "GET");
+    let reply = send(
+        &server,
+        client.request(Method::GET, "/healthz", Bytes::new()),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["status"], "ok");
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_are_refused_before_the_body_is_judged() {
+    let t = tenant();
+    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let client = server.client();
+    let mut req = client.hook_request("acme", None, "not json at all".into());
+    req.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    assert_error(&send(&server, req).await, 401, "credentials");
+}

@@ -1,0 +1,8 @@
+//! hookbox end to end: the real server over real TLS on loopback, real wasm
+//! components built from source. One test binary, a module per area.
+
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod misbehave;
+mod okta;
