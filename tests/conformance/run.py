@@ -15,6 +15,9 @@ with the case's `expected`, key order included.
 the host's JSON log) of every plugin with those of the first one named.
 `--write-expected` rewrites each case's `expected` from the (single) plugin
 given: use it only with the Rust reference resolver.
+`--differential N` runs N seeded random requests (tricky names, logins and
+value types) instead of the cases, and compares every plugin's answers with
+the first plugin's (give the Rust reference first).
 
 Needs only Python 3.8+, `openssl`, and a built hookbox binary (default:
 `$HOOKBOX_BIN`, else `target/release/hookbox` of the repository).
@@ -195,6 +198,61 @@ def make_cert(workdir):
     )
 
 
+# Characters chosen to hit every branch of the normalisation, and the places
+# where Python's and JavaScript's Unicode helpers differ from Rust's.
+POOL = list("aZ09 -_.'\u2019@+/\téßÆøŁĳИ李😀\u0301\x00\"\\ǅİ－ａ·‐\xa0ŉſ") + [
+    "\x85", "\ufeff", "\x1c", "\u212a", "\u1e9e", "\uff21", "\u2028", "\u03a3", "\u01c8",
+    "\ufb01", "\u2126", "\u1fbc", "`", "\u00b4", "\u02bc", "\u2212", "\u2027", "Ș", "ǖ", "ə",
+]
+
+
+def random_cases(n, seed):
+    import random
+    rng = random.Random(seed)
+
+    def name():
+        return "".join(rng.choice(POOL) for _ in range(rng.randrange(0, 40)))
+
+    def odd_value():
+        return rng.choice([
+            None, True, rng.randrange(-10**6, 10**6), rng.choice([1.0, 2.5, 1e21, 1e-7, -0.5, 1e300]),
+            2**64 - 1, [name(), 1, 1.5, None], {"k": [name(), {"n": None}]}, name(), "  ",
+        ])
+
+    cases = []
+    for i in range(n):
+        app, user = OrderedDict(), OrderedDict()
+        for attr in ("firstName", "middleName", "lastName"):
+            where = rng.randrange(5)
+            if where == 1:
+                app[attr] = None
+            elif where == 2:
+                app[attr] = name()
+            elif where == 3:
+                user[attr] = name()
+            elif where == 4:
+                app[attr] = odd_value()
+        if rng.randrange(2):
+            app["externalId"] = odd_value()
+        for _ in range(rng.randrange(4)):
+            app[name() or "x"] = odd_value()
+        login = "%s@%s" % (name(), rng.choice(["example.com", "Ex.ORG", "b@c.d"]))
+        if rng.randrange(20) == 0:
+            login = rng.choice([name(), 42, None, name() + "@"])
+        if login is not None:
+            user["login"] = login
+        request = json.loads(json.dumps(json.load(open(HERE / "01-okta-sample.json"),
+                                                  object_pairs_hook=OrderedDict)["request"]),
+                             object_pairs_hook=OrderedDict)
+        request["eventId"] = "random-%d-%d" % (seed, i)
+        request["data"]["context"]["conflicts"] = ["login"] if rng.randrange(10) else []
+        request["data"]["appUser"]["profile"] = app
+        request["data"]["user"]["profile"] = user
+        cases.append((pathlib.Path("random-%d" % i), OrderedDict(
+            [("name", "random %d (seed %d)" % (i, seed)), ("settings", {}), ("request", request)])))
+    return cases
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("plugins", nargs="+", metavar="NAME=PLUGIN.wasm")
@@ -205,6 +263,9 @@ def main():
     parser.add_argument("--write-expected", action="store_true",
                         help="rewrite each case's expected answer from the one plugin given")
     parser.add_argument("--only", help="run only cases whose file name contains this")
+    parser.add_argument("--differential", type=int, metavar="N",
+                        help="run N random requests and compare plugins with the first one")
+    parser.add_argument("--seed", type=int, default=1, help="seed for --differential")
     args = parser.parse_args()
 
     plugins = []
@@ -216,7 +277,9 @@ def main():
     if args.write_expected and len(plugins) != 1:
         parser.error("--write-expected takes exactly one plugin (the Rust reference)")
 
-    cases = load_cases()
+    if args.differential and (args.write_expected or len(plugins) < 2):
+        parser.error("--differential needs two plugins or more, and no --write-expected")
+    cases = random_cases(args.differential, args.seed) if args.differential else load_cases()
     if args.only:
         cases = [(p, c) for p, c in cases if args.only in p.name]
     event_ids = [c["request"]["eventId"] for _, c in cases]
@@ -249,13 +312,20 @@ def main():
                             f.write("\n")
                         print("  wrote %s: %s" % (path.name, ordered(body)))
                         continue
-                    ok = status == 200 and ordered(body) == ordered(case["expected"])
+                    if args.differential:
+                        bodies = case.setdefault("bodies", [])
+                        bodies.append(body)
+                        expected = bodies[0]
+                    else:
+                        expected = case["expected"]
+                    ok = status == 200 and ordered(body) == ordered(expected)
                     detail = "" if ok else "status %s, got %s, expected %s" % (
-                        status, ordered(body), ordered(case["expected"]))
+                        status, ordered(body), ordered(expected))
                     results[name][case["name"]] = (ok, detail)
                     failed |= not ok
-                    print("  %-4s %s%s" % ("PASS" if ok else "FAIL", case["name"],
-                                           "" if ok else "\n       " + detail))
+                    if not ok or not args.differential:
+                        print("  %-4s %s%s" % ("PASS" if ok else "FAIL", case["name"],
+                                               "" if ok else "\n       " + detail))
                 if times:
                     times.sort()
                     print("  round trip per case: median %.1f ms, max %.1f ms"
@@ -274,6 +344,8 @@ def main():
                 want, got = logs[reference].get(event, []), logs[name].get(event, [])
                 ok = want == got
                 failed |= not ok
+                if ok and args.differential:
+                    continue
                 print("  logs %-4s %s vs %s (%d lines): %s%s" % (
                     "PASS" if ok else "FAIL", name, reference, len(want), case["name"],
                     "" if ok else " got %r, expected %r" % (got, want)))

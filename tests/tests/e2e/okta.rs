@@ -229,7 +229,8 @@ async fn auth_missing_wrong_or_other_tenants_secret_is_401_and_rotation_works() 
     let server = TestServer::start(&[a.clone(), b.clone()], "").await;
     let client = server.client();
     let body = sample_request().to_string();
-    let cases: [(&str, Option<(&str, &str)>, u16); 7] = [
+    type Header<'a> = Option<(&'a str, &'a str)>;
+    let cases: [(&str, Header, u16); 7] = [
         ("a", None, 401),
         ("a", Some(("authorization", "wrong")), 401),
         ("a", Some(("authorization", b.secret())), 401),

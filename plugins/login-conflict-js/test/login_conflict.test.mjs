@@ -1,0 +1,221 @@
+// Native tests of the JavaScript resolver: the Rust reference's unit tests,
+// ported, and every shared conformance case (`tests/conformance/*.json`).
+// Run from plugins/login-conflict-js: node --test test/
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import * as lc from '../src/login_conflict.js';
+import { canonical, decode, parse } from './okta_json.mjs';
+
+const CONFORMANCE = join(dirname(fileURLToPath(import.meta.url)), '../../../tests/conformance');
+
+function fakeHost(settings = {}) {
+  const logs = [];
+  return {
+    logs,
+    configGet: (key) => settings[key],
+    log: (level, message) => logs.push([level, message]),
+  };
+}
+
+const text = (s) => ({ tag: 'text', val: s });
+const attrs = (pairs) =>
+  pairs.map(([name, v]) => ({ name, value: typeof v === 'string' ? text(v) : v }));
+
+function conflict(login, app = [], user = []) {
+  return {
+    appUserProfile: attrs(app),
+    userProfile: attrs([['login', login], ...user]),
+    context: { conflicts: ['login'] },
+  };
+}
+
+const loginOf = (response) => response.commands[0].val[0].value.val;
+const ruleOf = (response) => Object.fromEntries(response.debugContext).rule;
+
+test('george gets his middle name infixed', () => {
+  const host = fakeHost();
+  const response = lc.resolve(
+    conflict('george.smith@example.com', [
+      ['firstName', 'George'],
+      ['middleName', 'Alexander'],
+      ['lastName', 'Smith'],
+    ]),
+    host,
+  );
+  assert.deepEqual(response, {
+    commands: [
+      {
+        tag: 'user-profile-update',
+        val: [{ name: 'login', value: text('george.alexander.smith@example.com') }],
+      },
+    ],
+    debugContext: [
+      ['resolver', 'login-conflict'],
+      ['rule', 'middle-name'],
+    ],
+  });
+  assert.deepEqual(host.logs, [['debug', 'middle name infixed']]);
+});
+
+test('fnv1a64 reference vectors and the sample suffix', () => {
+  assert.equal(lc.fnv1a64(lc.utf8('')), 0xcbf29ce484222325n);
+  assert.equal(lc.fnv1a64(lc.utf8('a')), 0xaf63dc4c8601ec8cn);
+  assert.equal(lc.fnv1a64(lc.utf8('foobar')), 0x85944171f73967e8n);
+  assert.equal(lc.identitySuffix('user221', 0), '272ed9');
+  assert.deepEqual(lc.utf8('é😀'), [0xc3, 0xa9, 0xf0, 0x9f, 0x98, 0x80]);
+});
+
+test('names are normalised', () => {
+  const cases = [
+    ['Mary Ann', 'mary-ann'], ['Jean-Luc', 'jean-luc'], ["O'Brien", 'obrien'],
+    ['O\u2019Brien', 'obrien'], ['d`Artagnan', 'dartagnan'], ['  van  der   Berg ', 'van-der-berg'],
+    ['a_b.c', 'a-b-c'], ['--Jean -- Luc--', 'jean-luc'], ['José', 'jose'], ['Ñuñez', 'nunez'],
+    ['Müller', 'muller'], ['Weiß', 'weiss'], ['STRAẞE', 'strasse'], ['Ærøskøbing', 'aeroskobing'],
+    ['Œuvre', 'oeuvre'], ['Łukasz', 'lukasz'], ['Đorđe', 'dorde'], ['Þór', 'thor'], ['Åsa', 'asa'],
+    ['İsmail', 'ismail'], ['Ștefan Țurcanu', 'stefan-turcanu'], ['Dvořák', 'dvorak'],
+    ['José\u0301', 'jose'], ['Zoë 😀 Smith', 'zoe-smith'], ['Иван', ''], ['李', ''],
+    ['李 Wei', 'wei'], ['Anna 李 Maria', 'anna-maria'], ['R2-D2', 'r2-d2'], ['ＡＢＣ１', 'abc1'],
+    ['', ''], ['   ', ''], ["'", ''], ['-', ''],
+    // JavaScript's trim/\s accept U+FEFF and miss U+0085; Rust's is_whitespace is the reverse.
+    ['a\ufeffb', 'ab'], ['a\x85b', 'a-b'], ['a\x1cb', 'ab'], ['\u212aelvin', 'kelvin'],
+  ];
+  for (const [given, expected] of cases) assert.equal(lc.normaliseName(given), expected, given);
+});
+
+test('every Latin-1 and Extended-A letter is transliterated', () => {
+  for (let cp = 0xc0; cp < 0x180; cp++) {
+    const c = String.fromCodePoint(cp);
+    if (!/\p{Alphabetic}/u.test(c)) continue;
+    assert.match(lc.normaliseName(c), /^[a-z]+$/, c);
+  }
+});
+
+test('floats render as Rust displays them', () => {
+  for (const [f, s] of [
+    [1.0, '1'], [2.5, '2.5'], [-0, '-0'], [0, '0'], [1e21, '1' + '0'.repeat(21)],
+    [1e-7, '0.0000001'], [1.5e-7, '0.00000015'], [123.456, '123.456'],
+    [1e16, '10000000000000000'], [0.1, '0.1'], [-3.25, '-3.25'], [NaN, 'null'], [Infinity, 'null'],
+  ]) {
+    assert.equal(lc.rustFloat(f), s, String(f));
+  }
+});
+
+test('identity rendering sorts by code point', () => {
+  const request = {
+    appUserProfile: attrs([
+      ['z', 'last'],
+      ['externalId', { tag: 'null' }],
+      ['a', { tag: 'array', val: [{ tag: 'integer', val: 1n }, { tag: 'null' }] }],
+      ['q"', { tag: 'float', val: 2.5 }],
+      ['😀', 'e'],
+      ['\uff21', 'f'],
+    ]),
+  };
+  assert.equal(
+    lc.identity(request, 'externalId'),
+    '{"a":[1,null],"externalId":null,"q\\"":2.5,"z":"last","\uff21":"f","😀":"e"}',
+  );
+  assert.equal(
+    lc.identity({ appUserProfile: attrs([['externalId', { tag: 'integer', val: 221n }]]) }, 'externalId'),
+    '221',
+  );
+  assert.equal(lc.identity({ appUserProfile: [] }, 'externalId'), '{}');
+});
+
+test('the cut never leaves a dot or dash at the end', () => {
+  for (let n = 1; n < 70; n++) {
+    const local = loginOf(
+      lc.resolve(
+        conflict('x@example.com', [
+          ['firstName', 'a'.repeat(n)],
+          ['middleName', 'b-c'],
+          ['lastName', 'd-e-f-g-h-i-j-k-l-m-n-o-p-q-r-s-t-u-v-w-x-y-z'],
+        ]),
+        fakeHost(),
+      ),
+    ).split('@')[0];
+    assert.ok(local.length <= 64 && !/[.-]$/.test(local) && !local.includes('..'), local);
+  }
+});
+
+test('the new login always differs, ASCII case folding only', () => {
+  const r = conflict('George.Alexander.Smith@example.com', [
+    ['firstName', 'George'],
+    ['middleName', 'Alexander'],
+    ['lastName', 'Smith'],
+    ['externalId', 'g1'],
+  ]);
+  const response = lc.resolve(r, fakeHost());
+  assert.equal(loginOf(response), `george.alexander.smith.${lc.identitySuffix('g1', 1)}@example.com`);
+  assert.equal(ruleOf(response), 'middle-name+rehashed');
+  const kelvin = conflict(`\u212a.smith.${lc.identitySuffix('1', 0)}@example.com`, [
+    ['firstName', 'K'],
+    ['lastName', 'Smith'],
+    ['externalId', '1'],
+  ]);
+  assert.equal(ruleOf(lc.resolve(kelvin, fakeHost())), 'hashed-suffix');
+});
+
+test('errors and no conflict', () => {
+  for (const r of [
+    { appUserProfile: [], userProfile: [], context: { conflicts: ['login'] } },
+    { appUserProfile: [], userProfile: attrs([['login', { tag: 'integer', val: 42n }]]), context: { conflicts: ['login'] } },
+    conflict('george.smith'),
+    conflict('george.smith@'),
+  ]) {
+    assert.throws(() => lc.resolve(r, fakeHost()), (e) => e instanceof lc.ResolveError && e.message.startsWith('login-conflict: '));
+  }
+  const host = fakeHost();
+  assert.deepEqual(
+    lc.resolve({ appUserProfile: [], userProfile: [], context: { conflicts: ['email'] } }, host),
+    { commands: [], debugContext: [] },
+  );
+  assert.deepEqual(host.logs, [['debug', 'no login conflict: nothing to do']]);
+});
+
+/** The body the host answers, minus `debugContext.hookboxPlugin`, as a parse() node. */
+function answerBody(request, host) {
+  let response;
+  try {
+    response = lc.resolve(request, host);
+  } catch (e) {
+    if (!(e instanceof lc.ResolveError)) throw e;
+    return { t: 'obj', pairs: [['error', { t: 'obj', pairs: [['errorSummary', e.message]] }]] };
+  }
+  const pairs = [];
+  if (response.commands.length > 0) {
+    pairs.push([
+      'commands',
+      {
+        t: 'arr',
+        items: response.commands.map((c) => ({
+          t: 'obj',
+          pairs: [
+            ['type', 'com.okta.user.profile.update'],
+            ['value', { t: 'obj', pairs: c.val.map((a) => [a.name, a.value.val]) }],
+          ],
+        })),
+      },
+    ]);
+  }
+  if (response.debugContext.length > 0) {
+    pairs.push(['debugContext', { t: 'obj', pairs: response.debugContext }]);
+  }
+  return { t: 'obj', pairs };
+}
+
+const files = readdirSync(CONFORMANCE).filter((f) => f.endsWith('.json')).sort();
+test('there are conformance cases', () => assert.ok(files.length > 0));
+for (const file of files) {
+  test(`conformance: ${file}`, () => {
+    const c = parse(readFileSync(join(CONFORMANCE, file), 'utf8'));
+    const get = (k) => c.pairs.find(([key]) => key === k)[1];
+    const settings = Object.fromEntries(get('settings').pairs);
+    const body = answerBody(decode(get('request')), fakeHost(settings));
+    assert.equal(canonical(body), canonical(get('expected')));
+  });
+}

@@ -1,0 +1,89 @@
+"""The component glue: converts the WIT types to and from `login_conflict`'s.
+
+componentize-py generates the `wit_world` package from `../../wit` (world
+`import-hook`) at build time; the exported class must be named after the
+exported interface, `Resolver`.
+"""
+
+from componentize_py_types import Err
+
+import wit_world
+from wit_world.exports import Resolver as ResolverProtocol
+from wit_world.imports import host as wit_host
+from wit_world.imports import types as wit
+
+import login_conflict
+
+_LEVELS = {
+    "trace": wit_host.Level.TRACE,
+    "debug": wit_host.Level.DEBUG,
+    "info": wit_host.Level.INFO,
+    "warn": wit_host.Level.WARN,
+    "error": wit_host.Level.ERROR,
+}
+
+_SCALARS = {
+    wit.Scalar_Null: "null",
+    wit.Scalar_Boolean: "boolean",
+    wit.Scalar_Integer: "integer",
+    wit.Scalar_Float: "float",
+    wit.Scalar_Text: "text",
+}
+
+_VALUES = {
+    wit.Value_Null: "null",
+    wit.Value_Boolean: "boolean",
+    wit.Value_Integer: "integer",
+    wit.Value_Float: "float",
+    wit.Value_Text: "text",
+    wit.Value_Json: "json",
+}
+
+
+def _scalar(s):
+    kind = _SCALARS[type(s)]
+    return (kind, None if kind == "null" else s.value)
+
+
+def _value(v):
+    if isinstance(v, wit.Value_Array):
+        return ("array", [_scalar(s) for s in v.value])
+    kind = _VALUES[type(v)]
+    return (kind, None if kind == "null" else v.value)
+
+
+def _profile(attributes):
+    return [(a.name, _value(a.value)) for a in attributes]
+
+
+class _Host:
+    """The host's imports, as `login_conflict` expects them."""
+
+    @staticmethod
+    def setting(key):
+        return wit_host.config_get(key)
+
+    @staticmethod
+    def log(level, message):
+        wit_host.log(_LEVELS[level], message)
+
+
+class Resolver(ResolverProtocol):
+    def resolve(self, request: wit.ImportRequest) -> wit.Response:
+        req = login_conflict.Request(
+            app_user=_profile(request.app_user_profile),
+            user=_profile(request.user_profile),
+            conflicts=list(request.context.conflicts),
+        )
+        try:
+            answer = login_conflict.resolve(req, _Host())
+        except login_conflict.ResolveError as e:
+            raise Err(str(e))
+        commands = []
+        if answer.login is not None:
+            commands.append(
+                wit.Command_UserProfileUpdate(
+                    [wit.Attribute("login", wit.Value_Text(answer.login))]
+                )
+            )
+        return wit.Response(commands=commands, debug_context=list(answer.debug_context))

@@ -1,0 +1,364 @@
+"""hookbox's login-conflict resolver, in plain Python (no WIT, no wasm).
+
+A line-for-line port of the Rust reference resolver (`plugins/login-conflict`),
+whose README is the specification: when Okta reports a conflict on `login`,
+answer a new login that is valid, unique and the same on Okta's retry.
+
+This module knows nothing of the component bindings, so it runs under plain
+`python3 -m unittest`; `app.py` is the glue that converts the WIT types.
+
+Data shapes used here:
+
+- a value is a tuple `(kind, payload)`, kind one of `null` (payload `None`),
+  `boolean` (bool), `integer` (int), `float` (float), `text` (str),
+  `array` (list of scalar tuples, kinds `null`..`text`), `json` (str: JSON text);
+- a profile is a list of `(name, value)` pairs in the order Okta sent them;
+- the host is any object with `setting(key) -> str | None` and
+  `log(level, message)` (level: `"trace"`, `"debug"`, `"info"`, `"warn"`, `"error"`).
+
+The result is deterministic: no clock, no randomness, no dict-order dependence.
+"""
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+#: The longest local part an email address may have (RFC 5321).
+MAX_LOCAL_PART = 64
+
+#: Bound on suffix rounds (each round can equal the conflicting login only by a 2^-24 chance).
+MAX_ROUNDS = 16
+
+RULES = {
+    "middle-name": "middle name infixed",
+    "hashed-suffix": "no middle name: hashed suffix",
+    "login-base-middle-name": "first or last name missing: login base and middle name",
+    "login-base-hashed-suffix": (
+        "first or last name missing, no middle name: login base and hashed suffix"
+    ),
+}
+
+
+@dataclass
+class Request:
+    """The parts of one import request the resolver reads."""
+
+    app_user: List[Tuple[str, tuple]] = field(default_factory=list)
+    user: List[Tuple[str, tuple]] = field(default_factory=list)
+    conflicts: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Response:
+    """A successful answer: the new login (None: no commands) and the debug context."""
+
+    login: Optional[str] = None
+    debug_context: List[Tuple[str, str]] = field(default_factory=list)
+
+
+class ResolveError(Exception):
+    """The plugin's error: its message becomes Okta's `errorSummary`."""
+
+
+def get(profile, name):
+    """The value of the first attribute `name`, or None when the profile lacks it."""
+    for attr, value in profile:
+        if attr == name:
+            return value
+    return None
+
+
+def get_str(profile, name):
+    """The text of attribute `name`; None when absent or not a JSON string."""
+    value = get(profile, name)
+    if value is not None and value[0] == "text":
+        return value[1]
+    return None
+
+
+# Rust's `char::is_whitespace`: the Unicode White_Space property. (Python's
+# `str.isspace` also accepts U+001C..U+001F; JavaScript's `trim` differs too.)
+_WHITE_SPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680"
+    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+_ASCII_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_APOSTROPHES = frozenset("'\u2019\u2018\u02bc`\u00b4")
+_EXTRA_SEPARATORS = frozenset(
+    "\u2010\u2011\u2012\u2013\u2014\u2015\u00b7\u2027\u2212"
+)
+
+
+def is_blank(text):
+    """Rust's `text.trim().is_empty()`."""
+    return all(c in _WHITE_SPACE for c in text)
+
+
+def _table():
+    table = {}
+    for letters, ascii_ in [
+        # Latin-1 Supplement.
+        ("àáâãäå", "a"), ("æ", "ae"), ("ç", "c"), ("èéêë", "e"), ("ìíîï", "i"),
+        ("ð", "d"), ("ñ", "n"), ("òóôõöø", "o"), ("ùúûü", "u"), ("ýÿ", "y"),
+        ("þ", "th"), ("ß", "ss"),
+        # Latin Extended-A.
+        ("āăą", "a"), ("ćĉċč", "c"), ("ďđ", "d"), ("ēĕėęě", "e"), ("ĝğġģ", "g"),
+        ("ĥħ", "h"), ("ĩīĭįı", "i"), ("ĳ", "ij"), ("ĵ", "j"), ("ķĸ", "k"),
+        ("ĺļľŀł", "l"), ("ńņňŉŋ", "n"), ("ōŏő", "o"), ("œ", "oe"), ("ŕŗř", "r"),
+        ("śŝşšſ", "s"), ("ţťŧ", "t"), ("ũūŭůűų", "u"), ("ŵ", "w"), ("ŷ", "y"),
+        ("źżž", "z"),
+        # Common Latin Extended-B letters: Romanian, pinyin, Vietnamese, Croatian.
+        ("ș", "s"), ("ț", "t"), ("ǎ", "a"), ("ǐ", "i"), ("ǒơ", "o"), ("ǔǖǘǚǜư", "u"),
+        ("ƒ", "f"), ("ǆ", "dz"), ("ǉ", "lj"), ("ǌ", "nj"), ("ə", "e"),
+    ]:
+        for letter in letters:
+            table[letter] = ascii_
+    # Fullwidth forms, as typed with CJK input methods.
+    for i in range(26):
+        table[chr(0xFF41 + i)] = chr(ord("a") + i)
+    for i in range(10):
+        table[chr(0xFF10 + i)] = chr(ord("0") + i)
+    return table
+
+
+#: The ASCII spelling of lowercase Latin letters with diacritics (and fullwidth Latin).
+TRANSLITERATION = _table()
+
+
+def normalise_name(text):
+    """One name as a piece of an email local part: `[a-z0-9-]`, no leading,
+    trailing or doubled `-`; empty when nothing can be kept."""
+    out = []
+    pending_separator = False
+    for char in text:
+        # Rust lowercases char by char (`char::to_lowercase`, no context).
+        for c in char.lower():
+            if c in _ALNUM:
+                piece = c
+            elif c in _APOSTROPHES:
+                continue  # O'Brien is one name: obrien, not o-brien.
+            elif c in _WHITE_SPACE or c in _ASCII_PUNCTUATION or c in _EXTRA_SEPARATORS:
+                pending_separator = True
+                continue
+            else:
+                piece = TRANSLITERATION.get(c)
+                if piece is None:
+                    continue  # Other scripts, emoji, combining marks.
+            if pending_separator and out:
+                out.append("-")
+            pending_separator = False
+            out.append(piece)
+    return "".join(out)
+
+
+def normalise_login_base(local):
+    """The conflicting login's local part normalised piece by piece between its dots."""
+    return ".".join(p for p in (normalise_name(s) for s in local.split(".")) if p)
+
+
+def _ascii_lower(text):
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+
+
+def assemble(pieces, suffix):
+    """Joins `pieces` with `.` and appends `.suffix`, cutting the pieces (never
+    the suffix) so the result fits in MAX_LOCAL_PART bytes."""
+    head = ".".join(pieces)
+    budget = MAX_LOCAL_PART - (len(suffix) + 1 if suffix is not None else 0)
+    # The pieces are ASCII, so characters are bytes.
+    if len(head.encode("utf-8")) > budget:
+        head = head.encode("utf-8")[:budget].decode("utf-8", "ignore").rstrip(".-")
+    if suffix is not None:
+        if head:
+            head += "."
+        head += suffix
+    return head
+
+
+def _json_string(text):
+    out = ['"']
+    for c in text:
+        if c == '"':
+            out.append('\\"')
+        elif c == "\\":
+            out.append("\\\\")
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\r":
+            out.append("\\r")
+        elif c == "\t":
+            out.append("\\t")
+        elif c == "\b":
+            out.append("\\b")
+        elif c == "\f":
+            out.append("\\f")
+        elif ord(c) < 0x20:
+            out.append("\\u%04x" % ord(c))
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+def rust_float(f):
+    """An f64 as Rust's `Display` writes it: shortest round-trip digits,
+    never an exponent, no `.0` for integral values; non-finite → `null`."""
+    if f != f or f in (float("inf"), float("-inf")):
+        return "null"
+    r = repr(f)  # shortest round-trip digits, like Rust's
+    sign = ""
+    if r.startswith("-"):
+        sign, r = "-", r[1:]
+    mantissa, _, exp = r.partition("e")
+    whole, _, frac = mantissa.partition(".")
+    if frac == "0":
+        frac = ""
+    digits = (whole + frac).lstrip("0")
+    point = len(whole) + (int(exp) if exp else 0)  # digits before the point
+    if not digits:
+        return sign + "0"
+    # Leading zeros stripped from `whole` move the point too.
+    point -= len(whole + frac) - len((whole + frac).lstrip("0"))
+    digits = digits.rstrip("0") or "0"
+    if point <= 0:
+        return sign + "0." + "0" * (-point) + digits
+    if point >= len(digits):
+        return sign + digits + "0" * (point - len(digits))
+    return sign + digits[:point] + "." + digits[point:]
+
+
+def to_json(value):
+    """A value as compact JSON text, exactly as the Rust SDK's `Value::to_json`."""
+    kind, payload = value
+    if kind == "null":
+        return "null"
+    if kind == "boolean":
+        return "true" if payload else "false"
+    if kind == "integer":
+        return str(payload)
+    if kind == "float":
+        return rust_float(payload)
+    if kind == "text":
+        return _json_string(payload)
+    if kind == "array":
+        return "[" + ",".join(to_json(item) for item in payload) + "]"
+    if kind == "json":
+        return payload
+    raise ValueError("unknown value kind %r" % kind)
+
+
+def identity(request, unique_attr):
+    """What identifies the imported user, as text to hash."""
+    value = get(request.app_user, unique_attr)
+    if value is not None:
+        kind, payload = value
+        if kind == "text" and not is_blank(payload):
+            return payload
+        if kind not in ("null", "text"):
+            return to_json(value)
+    # Sorted by name as Rust sorts strings (by code point); `sorted` is stable.
+    attributes = sorted(request.app_user, key=lambda a: a[0])
+    return (
+        "{"
+        + ",".join(_json_string(name) + ":" + to_json(v) for name, v in attributes)
+        + "}"
+    )
+
+
+FNV_OFFSET_BASIS = 0xCBF29CE484222325
+FNV_PRIME = 0x00000100000001B3
+_MASK = (1 << 64) - 1
+
+
+def fnv1a64(data, h=FNV_OFFSET_BASIS):
+    """64-bit FNV-1a of `data` (bytes), continuing from `h`."""
+    for b in data:
+        h = ((h ^ b) * FNV_PRIME) & _MASK
+    return h
+
+
+def identity_suffix(identity_text, round_):
+    """Six hex digits: the top 24 bits of FNV-1a(identity [+ 0 byte + round])."""
+    data = identity_text.encode("utf-8")
+    if round_ > 0:
+        data += b"\x00" + str(round_).encode("ascii")
+    return "%06x" % (fnv1a64(data) >> 40)
+
+
+def _setting(host, key, default):
+    # A blank setting can only be a mistake: it means "use the default".
+    value = host.setting(key)
+    if value is None or is_blank(value):
+        return default
+    return value
+
+
+def _name_part(request, attr):
+    for profile in (request.app_user, request.user):
+        text = get_str(profile, attr)
+        if text is not None:
+            name = normalise_name(text)
+            if name:
+                return name
+    return None
+
+
+def resolve(request, host):
+    """The whole resolver: a Response, or raises ResolveError(summary)."""
+    if "login" not in request.conflicts:
+        host.log("debug", "no login conflict: nothing to do")
+        return Response()
+    login = get_str(request.user, "login")
+    if login is None:
+        host.log("debug", "login conflict without a text login in the Okta profile")
+        raise ResolveError(
+            "login-conflict: the Okta user profile has no login to take the domain from"
+        )
+    conflict_local, at, domain = login.rpartition("@")
+    if not at or not domain:
+        host.log("debug", "login conflict on a login without a domain")
+        raise ResolveError("login-conflict: the conflicting login has no domain")
+
+    first_attr = _setting(host, "first_name_attribute", "firstName")
+    middle_attr = _setting(host, "middle_name_attribute", "middleName")
+    last_attr = _setting(host, "last_name_attribute", "lastName")
+    unique_attr = _setting(host, "unique_attribute", "externalId")
+    first = _name_part(request, first_attr)
+    middle = _name_part(request, middle_attr)
+    last = _name_part(request, last_attr)
+
+    if first is not None and last is not None:
+        if middle is not None:
+            rule, pieces = "middle-name", [first, middle, last]
+        else:
+            rule, pieces = "hashed-suffix", [first, last]
+    else:
+        # Nothing usable anywhere: a fixed word keeps the login readable.
+        base = normalise_login_base(conflict_local) or "user"
+        if middle is not None:
+            rule, pieces = "login-base-middle-name", [base, middle]
+        else:
+            rule, pieces = "login-base-hashed-suffix", [base]
+    host.log("debug", RULES[rule])
+
+    ident = identity(request, unique_attr)
+    needs_suffix = rule in ("hashed-suffix", "login-base-hashed-suffix")
+    local = assemble(pieces, identity_suffix(ident, 0) if needs_suffix else None)
+    # Rust's `eq_ignore_ascii_case`: only ASCII letters fold.
+    conflict_folded = _ascii_lower(conflict_local)
+    round_ = 0
+    while local == conflict_folded:
+        round_ += 1
+        if round_ > MAX_ROUNDS:
+            raise ResolveError(
+                "login-conflict: no login different from the conflicting one could be derived"
+            )
+        local = assemble(pieces, identity_suffix(ident, round_))
+    if round_ > 0:
+        host.log("debug", "candidate equal to the conflicting login: suffix rehashed")
+        rule += "+rehashed"
+    return Response(
+        login="%s@%s" % (local, domain),
+        debug_context=[("resolver", "login-conflict"), ("rule", rule)],
+    )

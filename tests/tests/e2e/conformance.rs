@@ -1,0 +1,105 @@
+//! The shared conformance fixtures (`tests/conformance/*.json`) run through
+//! the real host against every language's build of the login-conflict
+//! resolver: Rust, Python (componentize-py) and JavaScript (componentize-js).
+
+use std::collections::BTreeMap;
+
+use hookbox_tests::{TenantSpec, TestServer, fixture_path, login_conflict_wasm};
+use serde_json::Value;
+
+struct Case {
+    file: String,
+    settings: BTreeMap<String, String>,
+    request: Value,
+    expected: Value,
+}
+
+fn cases() -> Vec<Case> {
+    let mut files: Vec<_> = std::fs::read_dir(fixture_path("conformance"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let settings = v["settings"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect())
+                .unwrap_or_default();
+            Case {
+                file: path.file_name().unwrap().to_string_lossy().into_owned(),
+                settings,
+                request: v["request"].clone(),
+                expected: v["expected"].clone(),
+            }
+        })
+        .collect()
+}
+
+/// The languages built for this run (`HOOKBOX_SKIP_LANGUAGES` may leave some out).
+fn languages() -> Vec<(&'static str, std::path::PathBuf)> {
+    let mut langs = vec![("rust", login_conflict_wasm())];
+    for (name, path) in [("python", env!("HOOKBOX_PY_WASM")), ("javascript", env!("HOOKBOX_JS_WASM"))] {
+        if path.is_empty() {
+            eprintln!("conformance: {name} skipped (HOOKBOX_SKIP_LANGUAGES)");
+        } else {
+            langs.push((name, path.into()));
+        }
+    }
+    langs
+}
+
+/// The body minus the host's own `hookboxPlugin` key (and `debugContext` if that empties it).
+fn without_plugin_key(mut body: Value) -> Value {
+    if let Some(obj) = body.as_object_mut() {
+        if let Some(debug) = obj.get_mut("debugContext").and_then(Value::as_object_mut) {
+            debug.remove("hookboxPlugin");
+            if debug.is_empty() {
+                obj.remove("debugContext");
+            }
+        }
+    }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_language_gives_the_reference_answers() {
+    let cases = cases();
+    assert!(cases.len() >= 15, "fixtures missing: {}", cases.len());
+    // One tenant per (language, settings); tenants of one language share one compiled plugin.
+    let mut settings_sets: Vec<&BTreeMap<String, String>> = Vec::new();
+    for c in &cases {
+        if !settings_sets.contains(&&c.settings) {
+            settings_sets.push(&c.settings);
+        }
+    }
+    let languages = languages();
+    let mut tenants = Vec::new();
+    for (lang, wasm) in &languages {
+        for (i, set) in settings_sets.iter().enumerate() {
+            let mut t = TenantSpec::new(&format!("{lang}-{i}"), wasm.clone());
+            for (k, v) in *set {
+                t = t.setting(k, v);
+            }
+            tenants.push(t);
+        }
+    }
+    let server = TestServer::start(&tenants, "").await;
+    let client = server.client();
+    let mut failures = Vec::new();
+    for (lang, _) in &languages {
+        for case in &cases {
+            let i = settings_sets.iter().position(|s| *s == &case.settings).unwrap();
+            let tenant = format!("{lang}-{i}");
+            let reply = client.hook(&tenant, &format!("secret-{tenant}"), &case.request).await;
+            let got = without_plugin_key(reply.json());
+            if reply.status != 200 || got != case.expected {
+                failures.push(format!("{lang} {}: status {} got {got} expected {}", case.file, reply.status, case.expected));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} conformance failures:\n{}", failures.len(), failures.join("\n"));
+}
