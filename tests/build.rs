@@ -19,7 +19,10 @@ const OTHER_LANGUAGES: &[(&str, &str, &str, &[&str])] = &[
         "python",
         "HOOKBOX_PY_WASM",
         "plugins/login-conflict-py/build.sh",
-        &["plugins/login-conflict-py/src", "plugins/login-conflict-py/build.sh"],
+        &[
+            "plugins/login-conflict-py/src",
+            "plugins/login-conflict-py/build.sh",
+        ],
     ),
     (
         "javascript",
@@ -37,7 +40,10 @@ const OTHER_LANGUAGES: &[(&str, &str, &str, &[&str])] = &[
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let workspace = manifest.parent().map(PathBuf::from).unwrap_or_default();
-    guest::rerun_if_changed(&workspace, &["plugins/login-conflict", "tests/guests", "guest-sdk", "wit"]);
+    guest::rerun_if_changed(
+        &workspace,
+        &["plugins/login-conflict", "tests/guests", "guest-sdk", "wit"],
+    );
     match guest::build(&workspace, &["login-conflict", "misbehave"]) {
         Ok(dir) => println!("cargo:rustc-env=HOOKBOX_GUESTS_DIR={}", dir.display()),
         // The tests cannot mean anything without their guests: fail the build, loudly.

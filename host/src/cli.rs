@@ -55,7 +55,7 @@ struct ServeArgs {
     /// Address to listen on (overrides `server.listen`; port 0 picks a free port).
     #[arg(long, env = "HOOKBOX_LISTEN")]
     listen: Option<String>,
-    /// PEM certificate chain (overrides `tls.cert`).
+    /// PEM certificate chain (overrides `tls.cert`; with --dev, replaces the generated certificate).
     #[arg(long, env = "HOOKBOX_TLS_CERT", requires = "key")]
     cert: Option<PathBuf>,
     /// PEM private key (overrides `tls.key`).
@@ -149,11 +149,17 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
         key: args.key.clone(),
     };
     let (config, app) = if args.dev {
-        let d = dev::setup(
+        let mut d = dev::setup(
             args.listen.as_deref(),
             args.plugin.clone(),
             std::env::var("HOOKBOX_DEV_SECRET").ok(),
         )?;
+        if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+            d.config.tls = crate::config::TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+        }
         if d.secret_generated {
             // Printed once so a developer can call the hook; set HOOKBOX_DEV_SECRET to choose it.
             println!(

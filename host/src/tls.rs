@@ -68,3 +68,34 @@ pub fn server_config(identity: Identity) -> anyhow::Result<Arc<ServerConfig>> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_certificate_makes_a_server_config_offering_h2_and_http11() {
+        let config = server_config(Identity::self_signed().expect("generate")).expect("config");
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+
+    #[test]
+    fn unreadable_or_empty_pem_files_are_clear_errors() {
+        let dir = std::env::temp_dir().join(format!("hookbox-tls-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "").expect("write");
+        let missing = dir.join("missing.pem");
+        let e = Identity::from_pem_files(&missing, &missing)
+            .err()
+            .expect("missing file");
+        assert!(format!("{e:#}").contains("missing.pem"), "{e:#}");
+        let e = Identity::from_pem_files(&empty, &empty)
+            .err()
+            .expect("empty file");
+        assert!(format!("{e:#}").contains("no PEM certificate"), "{e:#}");
+    }
+}

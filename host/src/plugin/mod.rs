@@ -33,7 +33,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use hookbox::okta_import::types as wit;
+pub use self::hookbox::okta_import::types as wit;
 
 use state::State;
 

@@ -27,7 +27,11 @@ fn cases() -> Vec<Case> {
             let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let settings = v["settings"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                        .collect()
+                })
                 .unwrap_or_default();
             Case {
                 file: path.file_name().unwrap().to_string_lossy().into_owned(),
@@ -42,7 +46,10 @@ fn cases() -> Vec<Case> {
 /// The languages built for this run (`HOOKBOX_SKIP_LANGUAGES` may leave some out).
 fn languages() -> Vec<(&'static str, std::path::PathBuf)> {
     let mut langs = vec![("rust", login_conflict_wasm())];
-    for (name, path) in [("python", env!("HOOKBOX_PY_WASM")), ("javascript", env!("HOOKBOX_JS_WASM"))] {
+    for (name, path) in [
+        ("python", env!("HOOKBOX_PY_WASM")),
+        ("javascript", env!("HOOKBOX_JS_WASM")),
+    ] {
         if path.is_empty() {
             eprintln!("conformance: {name} skipped (HOOKBOX_SKIP_LANGUAGES)");
         } else {
@@ -54,12 +61,12 @@ fn languages() -> Vec<(&'static str, std::path::PathBuf)> {
 
 /// The body minus the host's own `hookboxPlugin` key (and `debugContext` if that empties it).
 fn without_plugin_key(mut body: Value) -> Value {
-    if let Some(obj) = body.as_object_mut() {
-        if let Some(debug) = obj.get_mut("debugContext").and_then(Value::as_object_mut) {
-            debug.remove("hookboxPlugin");
-            if debug.is_empty() {
-                obj.remove("debugContext");
-            }
+    if let Some(obj) = body.as_object_mut()
+        && let Some(debug) = obj.get_mut("debugContext").and_then(Value::as_object_mut)
+    {
+        debug.remove("hookboxPlugin");
+        if debug.is_empty() {
+            obj.remove("debugContext");
         }
     }
     body
@@ -92,14 +99,27 @@ async fn every_language_gives_the_reference_answers() {
     let mut failures = Vec::new();
     for (lang, _) in &languages {
         for case in &cases {
-            let i = settings_sets.iter().position(|s| *s == &case.settings).unwrap();
+            let i = settings_sets
+                .iter()
+                .position(|s| *s == &case.settings)
+                .unwrap();
             let tenant = format!("{lang}-{i}");
-            let reply = client.hook(&tenant, &format!("secret-{tenant}"), &case.request).await;
+            let reply = client
+                .hook(&tenant, &format!("secret-{tenant}"), &case.request)
+                .await;
             let got = without_plugin_key(reply.json());
             if reply.status != 200 || got != case.expected {
-                failures.push(format!("{lang} {}: status {} got {got} expected {}", case.file, reply.status, case.expected));
+                failures.push(format!(
+                    "{lang} {}: status {} got {got} expected {}",
+                    case.file, reply.status, case.expected
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} conformance failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} conformance failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

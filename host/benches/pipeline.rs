@@ -1,0 +1,145 @@
+//! The in-process request pipeline, part by part, for the reference plugin:
+//! decode + validate, instantiate + call + drop (the sandbox), encode, the
+//! whole thing, and (with `--features native-resolver`) the same resolver
+//! called natively, which is what the sandbox is measured against.
+//!
+//! ```sh
+//! cargo bench -p hookbox --features native-resolver --bench pipeline
+//! ```
+//!
+//! Short measurement times keep the whole run under two minutes; these
+//! machines are shared and noisy, so read ratios between lines of the same run.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::Value;
+
+use hookbox::config::{EngineConfig, Limits};
+use hookbox::hook::{decode, encode};
+use hookbox::plugin::{Plugin, Runtime};
+
+const SAMPLE: &str = include_str!("../../tests/fixtures/sample-request.json");
+
+/// Request bodies, one per path through the resolver.
+struct Bodies {
+    /// Okta's sample: a login conflict, first and last name, no middle name.
+    hashed_suffix: Vec<u8>,
+    /// A login conflict with a middle name (the guide's own example).
+    middle_name: Vec<u8>,
+    /// No conflict: the resolver answers nothing (the floor of a call).
+    no_conflict: Vec<u8>,
+}
+
+fn bodies() -> Bodies {
+    let sample: Value = serde_json::from_str(SAMPLE).expect("the sample is JSON");
+    let mut middle = sample.clone();
+    middle["data"]["appUser"]["profile"]["middleName"] = Value::from("Alexander");
+    let mut none = sample.clone();
+    none["data"]["context"]["conflicts"] = Value::Array(Vec::new());
+    let bytes = |v: &Value| serde_json::to_vec(v).expect("serialises");
+    Bodies {
+        hashed_suffix: bytes(&sample),
+        middle_name: bytes(&middle),
+        no_conflict: bytes(&none),
+    }
+}
+
+fn pipeline(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let runtime = Runtime::new(&EngineConfig::default()).expect("engine");
+    let wasm = hookbox::dev::reference_plugin().expect("the reference plugin is embedded");
+    let plugin = Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
+    let settings = Arc::new(BTreeMap::new());
+    let limits = Limits::default();
+    let digest = plugin.short_digest().to_owned();
+    let bodies = bodies();
+    let request = decode::decode(&bodies.hashed_suffix).expect("decodes");
+    let no_conflict = decode::decode(&bodies.no_conflict).expect("decodes");
+    let middle = decode::decode(&bodies.middle_name).expect("decodes");
+
+    // Every iteration awaits inside one `block_on`, so the runtime's own
+    // enter/exit is not counted per call.
+    let invoke_loop = |request: &hookbox::plugin::wit::ImportRequest, iters: u64| {
+        rt.block_on(async {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let inv = runtime
+                    .invoke(&plugin, black_box(request), settings.clone(), &limits)
+                    .await;
+                black_box(inv);
+            }
+            start.elapsed()
+        })
+    };
+    let sanity = rt.block_on(runtime.invoke(&plugin, &request, settings.clone(), &limits));
+    assert!(
+        sanity.result.is_ok(),
+        "the plugin answers: {:?}",
+        sanity.result
+    );
+    let result = sanity.result;
+
+    let mut g = c.benchmark_group("pipeline");
+    g.sample_size(40)
+        .warm_up_time(Duration::from_millis(700))
+        .measurement_time(Duration::from_secs(3));
+
+    g.bench_function("decode+validate", |b| {
+        b.iter(|| decode::decode(black_box(&bodies.hashed_suffix)))
+    });
+    g.bench_function("sandbox: instantiate+call+drop (conflict)", |b| {
+        b.iter_custom(|iters| invoke_loop(&request, iters))
+    });
+    g.bench_function("sandbox: instantiate+call+drop (middle name)", |b| {
+        b.iter_custom(|iters| invoke_loop(&middle, iters))
+    });
+    g.bench_function("sandbox: instantiate+call+drop (no conflict)", |b| {
+        b.iter_custom(|iters| invoke_loop(&no_conflict, iters))
+    });
+    g.bench_function("encode", |b| {
+        b.iter(|| encode::encode(black_box(&result), &digest))
+    });
+    g.bench_function("whole: decode+sandbox+encode", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let req = decode::decode(black_box(&bodies.hashed_suffix)).expect("decodes");
+                    let inv = runtime
+                        .invoke(&plugin, &req, settings.clone(), &limits)
+                        .await;
+                    black_box(encode::encode(&inv.result, &digest).expect("encodes"));
+                }
+                start.elapsed()
+            })
+        })
+    });
+
+    #[cfg(feature = "native-resolver")]
+    {
+        g.bench_function("native: resolve (conflict)", |b| {
+            b.iter(|| hookbox::native::resolve(black_box(&request), &settings))
+        });
+        g.bench_function("native: resolve (no conflict)", |b| {
+            b.iter(|| hookbox::native::resolve(black_box(&no_conflict), &settings))
+        });
+        g.bench_function("whole: decode+native+encode", |b| {
+            b.iter(|| {
+                let req = decode::decode(black_box(&bodies.hashed_suffix)).expect("decodes");
+                let inv = hookbox::native::invoke_now(&req, &settings);
+                encode::encode(&inv.result, &digest).expect("encodes")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
