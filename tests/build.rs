@@ -1,5 +1,6 @@
 //! Builds every wasm guest the end-to-end tests load, once per build (not per
-//! test), from source: the reference plugin, the misbehaving test plugin, and
+//! test), from source: the reference plugin, the misbehaving test plugin, a
+//! component of another world, and
 //! the Python and JavaScript ports of the reference plugin (with their real
 //! tool chains: componentize-py, componentize-js).
 //!
@@ -44,7 +45,7 @@ fn main() {
         &workspace,
         &["plugins/login-conflict", "tests/guests", "guest-sdk", "wit"],
     );
-    match guest::build(&workspace, &["login-conflict", "misbehave"]) {
+    match guest::build(&workspace, &["login-conflict", "misbehave", "wrong-world"]) {
         Ok(dir) => println!("cargo:rustc-env=HOOKBOX_GUESTS_DIR={}", dir.display()),
         // The tests cannot mean anything without their guests: fail the build, loudly.
         Err(e) => panic!("{e}"),

@@ -27,8 +27,15 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Equal content, compared in constant time (a reload compares old and new secrets).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Secret) -> bool {
+        self.0.as_slice().ct_eq(other.0.as_slice()).into()
+    }
+}
+
 /// How one tenant authenticates Okta.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Auth {
     header: HeaderName,
     secrets: Vec<Secret>,

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, Overrides};
+use crate::config::{Config, Limits, Overrides};
 use crate::plugin::{Plugin, Runtime};
 use crate::tenant::Tenants;
-use crate::{App, dev, tls};
+use crate::{App, dev, runner, tls};
 
 /// Exit code for a configuration or usage error (BSD `EX_USAGE`).
 pub const EXIT_CONFIG: u8 = 64;
@@ -37,6 +37,39 @@ struct Cli {
 enum Command {
     /// Serve the hook over HTTPS.
     Serve(ServeArgs),
+    /// Say whether a component implements the hookbox world, and what it imports.
+    Check {
+        /// The component (.wasm).
+        plugin: PathBuf,
+    },
+    /// Run one request through a plugin exactly as `serve` would, and show its cost.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The component (.wasm).
+    plugin: PathBuf,
+    /// An Okta import hook request body (JSON).
+    request: PathBuf,
+    /// A plugin setting, as the tenant's `settings` table would give it (repeatable).
+    #[arg(long = "settings", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    settings: Vec<(String, String)>,
+    /// Memory limit, e.g. 32MiB (default as in `serve`).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Deadline, e.g. 500ms (default as in `serve`).
+    #[arg(long)]
+    deadline: Option<String>,
+    /// Fuel limit (default: metered, unlimited).
+    #[arg(long)]
+    fuel: Option<u64>,
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))
 }
 
 #[derive(clap::Args)]
@@ -90,6 +123,53 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Check { plugin } => {
+            let report = runner::check(&plugin);
+            print!("{}", report.text);
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let mut limits = Limits::default();
+    let parsed = (|| -> Result<(), crate::config::ConfigError> {
+        if let Some(m) = &args.memory {
+            limits.memory = crate::config::parse_size("--memory", m)?;
+        }
+        if let Some(d) = &args.deadline {
+            limits.deadline = crate::config::parse_duration("--deadline", d)?;
+        }
+        limits.fuel = args.fuel;
+        Ok(())
+    })();
+    if let Err(e) = parsed {
+        return fail(EXIT_CONFIG, e);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
+    };
+    let settings = args.settings.into_iter().collect();
+    match runtime.block_on(runner::run(&args.plugin, &args.request, settings, limits)) {
+        Ok(report) => {
+            println!("{}", String::from_utf8_lossy(&report.body));
+            eprint!("{}", report.text);
+            if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => fail(EXIT_CONFIG, format!("{e:#}")),
     }
 }
 
@@ -133,6 +213,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         };
         let bound = listener.local_addr().unwrap_or(listen);
         announce(&app, bound);
+        // `SIGHUP` reloads the configuration file and the plugins (see `reload`).
+        #[cfg(unix)]
+        if app.can_reload()
+            && let Err(e) = crate::reload::reload_on_sighup(app.clone())
+        {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with the admin endpoint or server.watch");
+        }
         match crate::serve(app, tls_config, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(1, format!("{e:#}")),
@@ -184,7 +271,7 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("--config or --dev is required"))?;
         let config = Config::load(&path, &overrides)?;
-        let app = App::from_config(&config)?;
+        let app = App::from_config(&config)?.with_reload(path, overrides, &config);
         (config, app)
     };
     let identity = tls::Identity::load(&config.tls)?;

@@ -52,6 +52,18 @@ pub struct ConfigFile {
     pub engine: EngineFile,
     #[serde(default)]
     pub tenants: Vec<TenantFile>,
+    pub admin: Option<AdminFile>,
+}
+
+/// `[admin]`: the reload endpoint, off unless a secret is given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub header: Option<String>,
+    #[serde(default)]
+    pub secrets_env: Vec<String>,
+    #[serde(default)]
+    pub secrets_file: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,6 +74,7 @@ pub struct ServerFile {
     pub request_timeout: Option<String>,
     pub handshake_timeout: Option<String>,
     pub max_connections: Option<usize>,
+    pub watch: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +101,8 @@ pub struct TenantFile {
     pub limits: LimitsFile,
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// A request (Okta's JSON) a new version of the plugin must answer without error before it goes live.
+    pub smoke: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,9 +134,11 @@ pub struct Config {
     pub tls: TlsSource,
     pub engine: EngineConfig,
     pub tenants: Vec<TenantConfig>,
+    /// `POST /admin/reload`'s credentials; `None` (the default) means the endpoint does not exist.
+    pub admin: Option<Auth>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Largest accepted request body; larger → 413.
@@ -132,6 +149,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Connections served at once; the accept loop waits beyond it.
     pub max_connections: usize,
+    /// Reload when the config file or a plugin file changes on disk.
+    pub watch: bool,
 }
 
 impl Default for ServerConfig {
@@ -142,12 +161,13 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_millis(2800),
             handshake_timeout: Duration::from_secs(5),
             max_connections: 4096,
+            watch: false,
         }
     }
 }
 
 /// Where the certificate comes from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TlsSource {
     /// PEM files.
     Files { cert: PathBuf, key: PathBuf },
@@ -156,7 +176,7 @@ pub enum TlsSource {
 }
 
 /// Engine-wide sizing of the instance pool (shared by all tenants).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EngineConfig {
     /// Plugin instances alive at once across all tenants.
     pub max_instances: u32,
@@ -176,13 +196,15 @@ impl Default for EngineConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TenantConfig {
     pub id: String,
     pub plugin: PathBuf,
     pub auth: Auth,
     pub limits: Limits,
     pub settings: BTreeMap<String, String>,
+    /// A request file a new plugin version must answer without error before a reload makes it live.
+    pub smoke: Option<PathBuf>,
 }
 
 /// What one invocation of a tenant's plugin may use.
@@ -255,6 +277,7 @@ impl Config {
             }
             server.max_connections = n;
         }
+        server.watch = file.server.watch.unwrap_or(false);
 
         let tls = match (overrides.cert.clone(), overrides.key.clone(), file.tls) {
             (Some(cert), Some(key), _) => TlsSource::Files { cert, key },
@@ -289,11 +312,22 @@ impl Config {
             engine.fuel |= tenant.limits.fuel.is_some();
             tenants.push(tenant);
         }
+        let admin = match file.admin {
+            None => None,
+            Some(a) => Some(resolve_auth(
+                "admin",
+                a.header,
+                &a.secrets_env,
+                &a.secrets_file,
+                base,
+            )?),
+        };
         Ok(Config {
             server,
             tls,
             engine,
             tenants,
+            admin,
         })
     }
 }
@@ -343,53 +377,13 @@ fn validate_tenant(
         limits.max_concurrency = n;
     }
 
-    let header = t.auth.header.unwrap_or_else(|| "Authorization".to_owned());
-    if hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
-        return err(format!(
-            "{}: '{header}' is not a valid header name",
-            key("auth.header")
-        ));
-    }
-    let mut secrets = Vec::new();
-    for var in &t.auth.secrets_env {
-        match std::env::var(var) {
-            Ok(v) if !v.is_empty() => secrets.push(Secret::new(v)),
-            _ => {
-                return err(format!(
-                    "{}: environment variable {var} is unset or empty",
-                    key("auth.secrets_env")
-                ));
-            }
-        }
-    }
-    for path in &t.auth.secrets_file {
-        let path = base.join(path);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            ConfigError(format!(
-                "{}: cannot read {}: {e}",
-                key("auth.secrets_file"),
-                path.display()
-            ))
-        })?;
-        // A trailing newline is an artefact of how secret files are written, not part of the secret.
-        let v = text.trim_end_matches(['\r', '\n']);
-        if v.is_empty() {
-            return err(format!(
-                "{}: {} is empty",
-                key("auth.secrets_file"),
-                path.display()
-            ));
-        }
-        secrets.push(Secret::new(v.to_owned()));
-    }
-    if secrets.is_empty() {
-        return err(format!(
-            "{}: give at least one secret (secrets_env or secrets_file); hookbox never serves a tenant without auth",
-            key("auth")
-        ));
-    }
-    let auth =
-        Auth::new(&header, secrets).map_err(|e| ConfigError(format!("{}: {e}", key("auth"))))?;
+    let auth = resolve_auth(
+        &key("auth"),
+        t.auth.header,
+        &t.auth.secrets_env,
+        &t.auth.secrets_file,
+        base,
+    )?;
 
     Ok(TenantConfig {
         id: t.id,
@@ -397,7 +391,56 @@ fn validate_tenant(
         auth,
         limits,
         settings: t.settings,
+        smoke: t.smoke.map(|p| base.join(p)),
     })
+}
+
+/// A header name and its secrets (from the environment and from files); `key` prefixes errors.
+fn resolve_auth(
+    key: &str,
+    header: Option<String>,
+    secrets_env: &[String],
+    secrets_file: &[PathBuf],
+    base: &Path,
+) -> Result<Auth, ConfigError> {
+    let header = header.unwrap_or_else(|| "Authorization".to_owned());
+    if hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+        return err(format!(
+            "{key}.header: '{header}' is not a valid header name"
+        ));
+    }
+    let mut secrets = Vec::new();
+    for var in secrets_env {
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => secrets.push(Secret::new(v)),
+            _ => {
+                return err(format!(
+                    "{key}.secrets_env: environment variable {var} is unset or empty"
+                ));
+            }
+        }
+    }
+    for path in secrets_file {
+        let path = base.join(path);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError(format!(
+                "{key}.secrets_file: cannot read {}: {e}",
+                path.display()
+            ))
+        })?;
+        // A trailing newline is an artefact of how secret files are written, not part of the secret.
+        let v = text.trim_end_matches(['\r', '\n']);
+        if v.is_empty() {
+            return err(format!("{key}.secrets_file: {} is empty", path.display()));
+        }
+        secrets.push(Secret::new(v.to_owned()));
+    }
+    if secrets.is_empty() {
+        return err(format!(
+            "{key}: give at least one secret (secrets_env or secrets_file); hookbox never serves without auth"
+        ));
+    }
+    Auth::new(&header, secrets).map_err(|e| ConfigError(format!("{key}: {e}")))
 }
 
 /// Tenant ids appear in URLs and logs: keep them to a safe, unambiguous alphabet.
@@ -481,7 +524,13 @@ mod tests {
 
     /// The minimal config, with its secret in a real file (tests never mutate the environment).
     fn minimal() -> String {
-        let path = std::env::temp_dir().join("hookbox-config-test-secret");
+        // One file per call: tests run in parallel, and rewriting a shared file races with readers.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "hookbox-config-test-secret-{}-{n}",
+            std::process::id()
+        ));
         std::fs::write(&path, "s3cret\n").expect("write secret");
         MINIMAL.replace("SECRET_FILE", &path.display().to_string())
     }

@@ -67,12 +67,14 @@ pub fn setup(
         auth,
         limits: Limits::default(),
         settings: Default::default(),
+        smoke: None,
     };
     let config = Config {
         server,
         tls: TlsSource::SelfSigned,
         engine: EngineConfig::default(),
         tenants: vec![tenant],
+        admin: None,
     };
     Ok(Dev {
         config,

@@ -18,6 +18,8 @@ pub mod hook;
 #[cfg(feature = "native-resolver")]
 pub mod native;
 pub mod plugin;
+pub mod reload;
+pub mod runner;
 pub mod server;
 pub mod tenant;
 pub mod tls;
@@ -25,10 +27,13 @@ pub mod tls;
 use std::future::Future;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use std::path::PathBuf;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ServerConfig};
+use crate::auth::Auth;
+use crate::config::{Config, Overrides, ServerConfig};
 use crate::plugin::Runtime;
 use crate::tenant::Tenants;
 
@@ -38,6 +43,11 @@ pub struct App {
     /// The routing table, swapped whole (never edited in place).
     pub tenants: ArcSwap<Tenants>,
     pub server: ServerConfig,
+    /// `POST /admin/reload`'s credentials; `None`: the endpoint does not exist.
+    /// Swapped by a reload, like the tenants.
+    pub admin: ArcSwapOption<Auth>,
+    /// Where reloads read the configuration from; `None`: reloading is not possible.
+    pub(crate) reloader: Option<reload::Reloader>,
 }
 
 impl App {
@@ -45,7 +55,9 @@ impl App {
     pub fn from_config(config: &Config) -> anyhow::Result<App> {
         let runtime = Runtime::new(&config.engine)?;
         let tenants = Tenants::load(&runtime, &config.tenants)?;
-        Ok(App::new(runtime, tenants, config.server.clone()))
+        let app = App::new(runtime, tenants, config.server.clone());
+        app.admin.store(config.admin.clone().map(Arc::new));
+        Ok(app)
     }
 
     pub fn new(runtime: Runtime, tenants: Tenants, server: ServerConfig) -> App {
@@ -53,7 +65,21 @@ impl App {
             runtime,
             tenants: ArcSwap::from_pointee(tenants),
             server,
+            admin: ArcSwapOption::empty(),
+            reloader: None,
         }
+    }
+
+    /// Enables reloading (`SIGHUP`, `POST /admin/reload`, `server.watch`) from the
+    /// file `config` was loaded from, with the same overrides.
+    pub fn with_reload(mut self, path: PathBuf, overrides: Overrides, config: &Config) -> App {
+        self.reloader = Some(reload::Reloader::new(path, overrides, config));
+        self
+    }
+
+    /// Whether this app can reload its configuration.
+    pub fn can_reload(&self) -> bool {
+        self.reloader.is_some()
     }
 }
 
@@ -64,5 +90,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    server::serve(app, tls, listener, shutdown).await
+    // With `server.watch`, file changes trigger reloads while the server runs.
+    let watcher = if app.server.watch && app.can_reload() {
+        Some(reload::watch(app.clone())?)
+    } else {
+        None
+    };
+    let result = server::serve(app, tls, listener, shutdown).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    result
 }

@@ -119,7 +119,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// `POST /hooks/{tenant}/import` and `GET /healthz`; everything else is a JSON 404/405.
+/// `POST /hooks/{tenant}/import`, `GET /healthz` and (when configured) `POST /admin/reload`;
+/// everything else is a JSON 404/405.
 async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/healthz" {
@@ -129,6 +130,9 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
             }
             _ => HttpError::MethodNotAllowed { allow: "GET" }.into_response(),
         };
+    }
+    if path == crate::reload::ADMIN_RELOAD_PATH {
+        return crate::reload::admin_reload(app, req).await;
     }
     let tenant = match path
         .strip_prefix("/hooks/")

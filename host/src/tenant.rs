@@ -25,6 +25,8 @@ pub struct Tenant {
     pub settings: Arc<BTreeMap<String, String>>,
     /// Invocations in flight for this tenant; one tenant's flood cannot take every pool slot.
     pub concurrency: Arc<Semaphore>,
+    /// The configuration this tenant was built from (a reload compares against it).
+    pub source: TenantConfig,
 }
 
 /// The routing table: tenant id → tenant.
@@ -69,6 +71,18 @@ impl Tenants {
         }
     }
 
+    /// A table from already-built tenants (a reload keeps unchanged ones as they are).
+    pub fn from_tenants(tenants: impl IntoIterator<Item = Arc<Tenant>>) -> Tenants {
+        Tenants {
+            by_id: tenants.into_iter().map(|t| (t.id.clone(), t)).collect(),
+        }
+    }
+
+    /// Every tenant, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.by_id.values()
+    }
+
     pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
         self.by_id.get(id)
     }
@@ -87,7 +101,7 @@ impl Tenants {
 }
 
 impl Tenant {
-    fn new(c: &TenantConfig, plugin: Plugin) -> Tenant {
+    pub fn new(c: &TenantConfig, plugin: Plugin) -> Tenant {
         Tenant {
             id: c.id.clone(),
             auth: c.auth.clone(),
@@ -95,6 +109,7 @@ impl Tenant {
             limits: c.limits.clone(),
             settings: Arc::new(c.settings.clone()),
             concurrency: Arc::new(Semaphore::new(c.limits.max_concurrency as usize)),
+            source: c.clone(),
         }
     }
 }

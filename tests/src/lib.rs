@@ -41,6 +41,11 @@ pub fn misbehave_wasm() -> PathBuf {
     guests_dir().join("misbehave.wasm")
 }
 
+/// A valid component of another world, built from `tests/guests/wrong-world`.
+pub fn wrong_world_wasm() -> PathBuf {
+    guests_dir().join("wrong_world.wasm")
+}
+
 /// `tests/<rel>` in the source tree.
 pub fn fixture_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -98,6 +103,8 @@ pub struct TenantSpec {
     /// TOML inline-table body for `limits`, e.g. `deadline = "200ms"`.
     pub limits: String,
     pub settings: Vec<(String, String)>,
+    /// `smoke`: a request file a new plugin version must answer before a reload makes it live.
+    pub smoke: Option<PathBuf>,
 }
 
 impl TenantSpec {
@@ -109,7 +116,13 @@ impl TenantSpec {
             secrets: vec![format!("secret-{id}")],
             limits: String::new(),
             settings: Vec::new(),
+            smoke: None,
         }
+    }
+
+    pub fn smoke(mut self, path: PathBuf) -> Self {
+        self.smoke = Some(path);
+        self
     }
 
     pub fn setting(mut self, k: &str, v: &str) -> Self {
@@ -145,6 +158,7 @@ pub struct TestServer {
     pub pki: Pki,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
+    config_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -152,28 +166,46 @@ impl TestServer {
     /// Writes a config file for `tenants` (plus `server_toml` lines in `[server]`),
     /// loads it as `hookbox serve --config` would, binds 127.0.0.1:0 and serves.
     pub async fn start(tenants: &[TenantSpec], server_toml: &str) -> TestServer {
+        TestServer::start_with(tenants, server_toml, "").await
+    }
+
+    /// Like [`TestServer::start`], with `extra_toml` (whole sections, e.g. `[admin]`) appended
+    /// to the config file. The server can reload that file ([`TestServer::rewrite_config`]).
+    pub async fn start_with(
+        tenants: &[TenantSpec],
+        server_toml: &str,
+        extra_toml: &str,
+    ) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new();
         std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
         std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
         let config_path = dir.path().join("hookbox.toml");
-        std::fs::write(&config_path, config_toml(dir.path(), tenants, server_toml)).unwrap();
-
-        let config = Config::load(
+        std::fs::write(
             &config_path,
-            &Overrides {
-                listen: Some("127.0.0.1:0".into()),
-                ..Default::default()
-            },
+            config_toml(dir.path(), tenants, server_toml) + extra_toml,
         )
         .unwrap();
-        TestServer::start_with_config(config, pki, dir).await
+
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let config = Config::load(&config_path, &overrides).unwrap();
+        TestServer::start_with_config(config, overrides, config_path, pki, dir).await
     }
 
-    async fn start_with_config(config: Config, pki: Pki, dir: tempfile::TempDir) -> TestServer {
+    async fn start_with_config(
+        config: Config,
+        overrides: Overrides,
+        config_path: PathBuf,
+        pki: Pki,
+        dir: tempfile::TempDir,
+    ) -> TestServer {
         // Compiling plugins blocks; keep it off the test's async workers.
+        let path = config_path.clone();
         let (app, tls) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let app = App::from_config(&config)?;
+            let app = App::from_config(&config)?.with_reload(path, overrides, &config);
             let identity = hookbox::tls::Identity::load(&config.tls)?;
             Ok((Arc::new(app), hookbox::tls::server_config(identity)?))
         })
@@ -192,8 +224,28 @@ impl TestServer {
             pki,
             shutdown: Some(tx),
             handle: Some(handle),
+            config_path,
             _dir: dir,
         }
+    }
+
+    /// The config file the server was started from (and reloads).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The directory of the config file (a scratch directory the test may write plugins into).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// Rewrites the config file as [`TestServer::start_with`] wrote it, atomically
+    /// (written beside it, then renamed over it, as a deploy would).
+    pub fn rewrite_config(&self, tenants: &[TenantSpec], server_toml: &str, extra_toml: &str) {
+        let text = config_toml(self.dir(), tenants, server_toml) + extra_toml;
+        let tmp = self.dir().join(".hookbox.toml.new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
     }
 
     pub fn client(&self) -> Client {
@@ -233,6 +285,9 @@ fn config_toml(dir: &Path, tenants: &[TenantSpec], server_toml: &str) -> String 
             secret_files.join(", "),
             t.limits,
         );
+        if let Some(smoke) = &t.smoke {
+            s += &format!("smoke = {:?}\n", smoke.display().to_string());
+        }
         s += "[tenants.settings]\n";
         for (k, v) in &t.settings {
             s += &format!("{k:?} = {v:?}\n");

@@ -107,7 +107,7 @@ pub struct Invocation {
 impl Runtime {
     /// Runs `plugin` on one request in a fresh instance under `limits`.
     /// Never panics and never outlives `limits.deadline` by more than a tick
-    /// plus [`BACKSTOP_GRACE`].
+    /// plus a short backstop grace.
     pub async fn invoke(
         &self,
         plugin: &Plugin,

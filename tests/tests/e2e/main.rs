@@ -7,3 +7,4 @@ mod bad_input;
 mod conformance;
 mod misbehave;
 mod okta;
+mod reload;

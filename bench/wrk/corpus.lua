@@ -1,0 +1,41 @@
+-- wrk script for bench/run: POSTs the corpus bodies in turn (one compact JSON
+-- per line of the file given as the first script argument), with the
+-- Authorization header given as the second, and prints one machine-readable
+-- line at the end:
+--   RESULT requests=N duration_us=N rps=N p50_us=N p99_us=N p999_us=N max_us=N errors=N non2xx=N
+--
+--   wrk -t1 -c16 -d10s -s corpus.lua https://127.0.0.1:8443/hooks/dev/import -- corpus.jsonl SECRET
+
+local requests = {}
+local n = 0
+local i = 0
+
+function init(args)
+  local headers = {
+    ["Content-Type"] = "application/json",
+    ["Authorization"] = args[2] or "",
+  }
+  for line in io.lines(args[1]) do
+    if #line > 0 then
+      n = n + 1
+      requests[n] = wrk.format("POST", wrk.path, headers, line)
+    end
+  end
+  -- Threads start at different places so they do not send the same body at once.
+  i = math.random(n) - 1
+end
+
+function request()
+  i = i % n + 1
+  return requests[i]
+end
+
+function done(summary, latency, _)
+  local e = summary.errors
+  local socket_errors = e.connect + e.read + e.write + e.timeout
+  io.write(string.format(
+    "RESULT requests=%d duration_us=%d rps=%.1f p50_us=%d p99_us=%d p999_us=%d max_us=%d errors=%d non2xx=%d\n",
+    summary.requests, summary.duration, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max,
+    socket_errors, e.status))
+end

@@ -1,0 +1,299 @@
+//! `hookbox check` and `hookbox run`: a plugin author's tools, without a server.
+//!
+//! `run` sends one request through exactly the production path (the same
+//! decode, engine configuration, limits, invoke and encode as `serve`) and
+//! shows what the plugin cost against its limits. `check` says whether a
+//! file is a component implementing the world, and what it imports.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use wasmtime::component::Component;
+
+use crate::config::{EngineConfig, Limits};
+use crate::hook::{decode, encode};
+use crate::plugin::hookbox::okta_import::host::Level;
+use crate::plugin::{Failure, Outcome, Plugin, Runtime};
+
+/// The world's exported interface, as it appears in a component's exports.
+const RESOLVER_EXPORT: &str = "hookbox:okta-import/resolver@";
+/// Import prefixes hookbox grants, and how.
+const GRANTED: &[(&str, &str)] = &[
+    ("hookbox:okta-import/", "granted"),
+    ("wasi:io/", "granted"),
+    ("wasi:cli/stdout", "granted (captured into the log)"),
+    ("wasi:cli/stderr", "granted (captured into the log)"),
+    ("wasi:cli/stdin", "granted (always empty)"),
+    ("wasi:cli/environment", "granted (always empty)"),
+    ("wasi:cli/", "granted"),
+    ("wasi:clocks/", "granted"),
+    ("wasi:random/", "granted"),
+    (
+        "wasi:filesystem/",
+        "linked, but no directory is ever opened",
+    ),
+    (
+        "wasi:sockets/",
+        "linked, but every network operation is refused",
+    ),
+];
+
+/// What `check` found. `ok` is false when hookbox would refuse to load the file.
+pub struct CheckReport {
+    pub ok: bool,
+    pub text: String,
+}
+
+/// Inspects a component file. Never fails: every problem is a sentence in the report.
+pub fn check(path: &Path) -> CheckReport {
+    let mut text = String::new();
+    let ok = check_into(path, &mut text);
+    CheckReport { ok, text }
+}
+
+fn check_into(path: &Path, out: &mut String) -> bool {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = writeln!(out, "cannot read {}: {e}", path.display());
+            return false;
+        }
+    };
+    let _ = writeln!(out, "file: {} ({} bytes)", path.display(), bytes.len());
+    if let Some(problem) = not_a_component(&bytes) {
+        let _ = writeln!(out, "{problem}");
+        return false;
+    }
+    let runtime = match Runtime::new(&EngineConfig {
+        max_instances: 1,
+        ..EngineConfig::default()
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(out, "cannot start the wasm engine: {e:#}");
+            return false;
+        }
+    };
+    let component = match Component::new(runtime.engine(), &bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(out, "not a valid component: {e:#}");
+            return false;
+        }
+    };
+    let ty = component.component_type();
+    let engine = runtime.engine();
+
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    let world = exports.iter().find(|e| e.starts_with(RESOLVER_EXPORT));
+    match world {
+        Some(name) => {
+            let version = &name[RESOLVER_EXPORT.len()..];
+            let _ = writeln!(
+                out,
+                "implements: hookbox:okta-import/import-hook@{version} (exports {name})"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "does not implement hookbox:okta-import/import-hook: it exports no \
+                 {RESOLVER_EXPORT}* interface (its exports: {})",
+                list(&exports)
+            );
+        }
+    }
+
+    let _ = writeln!(out, "imports:");
+    let mut refused = Vec::new();
+    for (name, _) in ty.imports(engine) {
+        let how = GRANTED
+            .iter()
+            .find(|(prefix, _)| name.starts_with(prefix))
+            .map(|(_, how)| *how);
+        let _ = writeln!(out, "  {name}: {}", how.unwrap_or("NOT GRANTED"));
+        if how.is_none() {
+            refused.push(name.to_owned());
+        }
+    }
+    // The linker is the authority: it type-checks every import against what hookbox provides.
+    let linked = Plugin::from_bytes(&runtime, &bytes);
+    match (&linked, world) {
+        (Ok(p), Some(_)) => {
+            let _ = writeln!(
+                out,
+                "digest: {}\nresult: hookbox can load this plugin",
+                p.digest()
+            );
+            true
+        }
+        (Err(e), _) => {
+            let _ = writeln!(out, "result: hookbox would refuse this plugin: {e:#}");
+            if !refused.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "imports hookbox does not grant: {}",
+                    refused.join(", ")
+                );
+            }
+            false
+        }
+        (Ok(_), None) => false,
+    }
+}
+
+/// A sentence saying what the bytes are when they are not a component.
+fn not_a_component(bytes: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Some("not a WebAssembly file (no \\0asm header)".to_owned());
+    }
+    // Bytes 4..8: version and layer. Layer 0 is a core module, layer 1 a component.
+    if bytes[6..8] == [0, 0] {
+        return Some(
+            "a core WebAssembly module, not a component: build Rust plugins with \
+             `cargo build --target wasm32-wasip2`, or wrap a module with `wasm-tools component new`"
+                .to_owned(),
+        );
+    }
+    None
+}
+
+fn list(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// What `run` did.
+pub struct RunReport {
+    /// The response body Okta would receive.
+    pub body: Vec<u8>,
+    /// False when the plugin failed (trap, limit, invalid answer).
+    pub ok: bool,
+    /// Human-readable figures, log lines and failure details.
+    pub text: String,
+}
+
+/// Runs one request file through a plugin as `serve` would, with fuel metered to report it.
+pub async fn run(
+    plugin_path: &Path,
+    request_path: &Path,
+    settings: BTreeMap<String, String>,
+    limits: Limits,
+) -> anyhow::Result<RunReport> {
+    let body = std::fs::read(request_path)
+        .with_context(|| format!("reading {}", request_path.display()))?;
+    let request =
+        decode::decode(&body).map_err(|e| anyhow::anyhow!("the request is invalid: {e}"))?;
+    let engine = EngineConfig {
+        max_instances: 2,
+        max_memory: limits.memory.max(EngineConfig::default().max_memory),
+        fuel: true,
+    };
+    let plugin_path = plugin_path.to_owned();
+    let (runtime, plugin) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let runtime = Runtime::new(&engine)?;
+        let plugin = Plugin::load(&runtime, &plugin_path)?;
+        Ok((runtime, plugin))
+    })
+    .await??;
+
+    let inv = runtime
+        .invoke(&plugin, &request, Arc::new(settings), &limits)
+        .await;
+    let encoded = encode::encode(&inv.result, plugin.short_digest());
+    let (body, failure) = match encoded {
+        Ok(body) => (body, inv.result.as_ref().err().cloned()),
+        Err(f) => (encode::failure_body(&f, plugin.short_digest()), Some(f)),
+    };
+
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "plugin:   {} ({})",
+        plugin.short_digest(),
+        plugin.digest()
+    );
+    let outcome = match (&inv.result, &failure) {
+        (_, Some(f)) => format!("FAILED: {}", describe(f)),
+        (Ok(Outcome::Declined(s)), None) => format!("declined: {s}"),
+        (Ok(Outcome::Response(r)), None) => format!("answered {} command(s)", r.commands.len()),
+        (Err(f), None) => describe(f),
+    };
+    let _ = writeln!(text, "outcome:  {outcome}");
+    let _ = writeln!(
+        text,
+        "time:     {:.3} ms of {} ms deadline (instantiate + call)",
+        inv.elapsed.as_secs_f64() * 1e3,
+        limits.deadline.as_millis()
+    );
+    let fuel_limit = limits
+        .fuel
+        .map_or_else(|| "no fuel limit".to_owned(), |f| format!("limit {f}"));
+    let _ = writeln!(
+        text,
+        "fuel:     {} ({fuel_limit})",
+        inv.fuel_consumed.unwrap_or(0)
+    );
+    let _ = writeln!(
+        text,
+        "memory:   {} bytes peak of {} limit",
+        inv.peak_memory, limits.memory
+    );
+    let _ = writeln!(
+        text,
+        "output:   {} bytes of {} Okta accepts",
+        body.len(),
+        encode::MAX_RESPONSE_BYTES
+    );
+    if !inv.log.lines.is_empty() || inv.log.dropped > 0 {
+        let _ = writeln!(text, "log:");
+        for line in &inv.log.lines {
+            let _ = writeln!(text, "  {}: {}", level_name(line.level), line.message);
+        }
+        if inv.log.dropped > 0 {
+            let _ = writeln!(
+                text,
+                "  ({} more lines dropped by the cap)",
+                inv.log.dropped
+            );
+        }
+    }
+    Ok(RunReport {
+        body,
+        ok: failure.is_none(),
+        text,
+    })
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+    }
+}
+
+/// A plugin author's sentence for a failure, with the guest's backtrace where wasmtime has one.
+fn describe(f: &Failure) -> String {
+    match f {
+        Failure::Trap(detail) => format!("the plugin trapped:\n{detail}"),
+        Failure::Deadline => {
+            "the plugin ran past its deadline and was interrupted (raise limits.deadline, \
+                              or look for a loop that never ends)"
+                .to_owned()
+        }
+        Failure::MemoryLimit => "the plugin tried to grow its memory past limits.memory".to_owned(),
+        Failure::FuelExhausted => "the plugin used up limits.fuel".to_owned(),
+        Failure::Instantiate(d) => format!("the plugin could not be instantiated: {d}"),
+        Failure::InvalidAnswer(d) => format!("the plugin's answer breaks Okta's rules: {d}"),
+    }
+}
