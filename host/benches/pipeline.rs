@@ -7,6 +7,14 @@
 //! cargo bench -p hookbox --features native-resolver --bench pipeline
 //! ```
 //!
+//! The `instance modes` group measures one request (the conflict) per
+//! language × instance mode, through `Runtime::invoke_tenant` as a tenant's
+//! requests go: Rust (the embedded reference plugin), Python and JavaScript.
+//! The Python and JavaScript components are read from `HOOKBOX_BENCH_PY_WASM`
+//! and `HOOKBOX_BENCH_JS_WASM`, else from where the e2e tests' build puts them
+//! (`target/guests/other/login_conflict_{python,javascript}.wasm`, made by
+//! `cargo test`); a language whose file is absent is skipped, with a message.
+//!
 //! Short measurement times keep the whole run under two minutes; these
 //! machines are shared and noisy, so read ratios between lines of the same run.
 
@@ -18,9 +26,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
 
-use hookbox::config::{EngineConfig, Limits};
+use hookbox::config::{DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode, Limits};
 use hookbox::hook::{decode, encode};
-use hookbox::plugin::{Plugin, Runtime};
+use hookbox::plugin::{Instances, Plugin, Runtime};
 
 const SAMPLE: &str = include_str!("../../tests/fixtures/sample-request.json");
 
@@ -141,5 +149,95 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline);
+/// Where a language's build of the resolver is, if it is there.
+fn other_language(var: &str, file: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os(var).map(Into::into).unwrap_or_else(|| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/guests/other")
+            .join(file)
+    });
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "instance modes: skipping {file}: {} not found (set {var}, or run `cargo test -p hookbox-tests` to build it)",
+            path.display()
+        );
+        None
+    }
+}
+
+fn instance_modes(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let runtime = Runtime::new(&EngineConfig::default()).expect("engine");
+    let request = decode::decode(&bodies().hashed_suffix).expect("decodes");
+
+    let mut languages = vec![(
+        "rust",
+        Plugin::from_bytes(
+            &runtime,
+            hookbox::dev::reference_plugin().expect("the reference plugin is embedded"),
+        )
+        .expect("the reference plugin loads"),
+    )];
+    for (name, var, file) in [
+        (
+            "python",
+            "HOOKBOX_BENCH_PY_WASM",
+            "login_conflict_python.wasm",
+        ),
+        (
+            "javascript",
+            "HOOKBOX_BENCH_JS_WASM",
+            "login_conflict_javascript.wasm",
+        ),
+    ] {
+        if let Some(path) = other_language(var, file) {
+            let plugin = Plugin::load(&runtime, &path).expect("the component loads");
+            languages.push((name, plugin));
+        }
+    }
+    let modes = [
+        ("fresh", InstanceMode::Fresh),
+        (
+            "reuse",
+            InstanceMode::Reuse {
+                max_requests: DEFAULT_REUSE_MAX_REQUESTS,
+            },
+        ),
+    ];
+
+    let mut g = c.benchmark_group("instance modes");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(700))
+        .measurement_time(Duration::from_secs(3));
+    for (lang, plugin) in &languages {
+        for (mode_name, mode) in modes {
+            let limits = Limits {
+                instance_mode: mode,
+                ..Limits::default()
+            };
+            let instances = Instances::new(plugin.clone(), Arc::new(BTreeMap::new()), limits);
+            let sanity = rt.block_on(runtime.invoke_tenant(&instances, &request));
+            assert!(sanity.result.is_ok(), "{lang} answers: {:?}", sanity.result);
+            g.bench_function(format!("{lang} {mode_name}: one request"), |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            black_box(runtime.invoke_tenant(&instances, black_box(&request)).await);
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, pipeline, instance_modes);
 criterion_main!(benches);

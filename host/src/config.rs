@@ -52,18 +52,8 @@ pub struct ConfigFile {
     pub engine: EngineFile,
     #[serde(default)]
     pub tenants: Vec<TenantFile>,
-    pub admin: Option<AdminFile>,
-}
-
-/// `[admin]`: the reload endpoint, off unless a secret is given.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminFile {
-    pub header: Option<String>,
-    #[serde(default)]
-    pub secrets_env: Vec<String>,
-    #[serde(default)]
-    pub secrets_file: Vec<PathBuf>,
+    /// `[admin]`: the reload endpoint, off unless given; same shape as a tenant's `auth`.
+    pub admin: Option<AuthFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +79,7 @@ pub struct TlsFile {
 pub struct EngineFile {
     pub max_instances: Option<u32>,
     pub max_memory: Option<String>,
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,7 +96,7 @@ pub struct TenantFile {
     pub smoke: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthFile {
     pub header: Option<String>,
@@ -122,6 +113,10 @@ pub struct LimitsFile {
     pub deadline: Option<String>,
     pub fuel: Option<u64>,
     pub max_concurrency: Option<u32>,
+    /// `"fresh"` (default) or `"reuse"`: see [`InstanceMode`].
+    pub instance_mode: Option<String>,
+    /// In `reuse` mode, requests one instance serves before it is dropped.
+    pub reuse_max_requests: Option<u32>,
 }
 
 // ---------------------------------------------------------------------------
@@ -184,6 +179,8 @@ pub struct EngineConfig {
     pub max_memory: u64,
     /// Whether any tenant meters fuel (fuel metering is an engine-wide setting).
     pub fuel: bool,
+    /// Where compiled plugins are cached (`None`: every start compiles).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -192,6 +189,7 @@ impl Default for EngineConfig {
             max_instances: 256,
             max_memory: 256 * MIB,
             fuel: false,
+            cache_dir: None,
         }
     }
 }
@@ -215,6 +213,23 @@ pub struct Limits {
     pub fuel: Option<u64>,
     /// Invocations of this tenant's plugin in flight at once; beyond → 503.
     pub max_concurrency: u32,
+    /// Whether a request gets a new instance or may reuse one of this tenant's warm ones.
+    pub instance_mode: InstanceMode,
+}
+
+/// Default of `limits.reuse_max_requests`: requests one reused instance serves before it is dropped.
+pub const DEFAULT_REUSE_MAX_REQUESTS: u32 = 1000;
+
+/// How a tenant's requests get their plugin instance (`limits.instance_mode`).
+/// The isolation each gives is documented on [`crate::plugin::Instances`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InstanceMode {
+    /// A new instance per request, dropped when it ends: nothing survives between requests.
+    #[default]
+    Fresh,
+    /// Warm instances of this tenant are kept and reused, each for at most
+    /// `max_requests` requests, and only while every call on it succeeded.
+    Reuse { max_requests: u32 },
 }
 
 impl Default for Limits {
@@ -224,6 +239,7 @@ impl Default for Limits {
             deadline: DEFAULT_DEADLINE,
             fuel: None,
             max_concurrency: 64,
+            instance_mode: InstanceMode::Fresh,
         }
     }
 }
@@ -298,6 +314,7 @@ impl Config {
         if let Some(v) = &file.engine.max_memory {
             engine.max_memory = parse_size("engine.max_memory", v)?;
         }
+        engine.cache_dir = file.engine.cache_dir.map(|p| base.join(p));
 
         if file.tenants.is_empty() {
             return err("no [[tenants]]: declare at least one");
@@ -376,6 +393,34 @@ fn validate_tenant(
         }
         limits.max_concurrency = n;
     }
+    limits.instance_mode = match (
+        t.limits.instance_mode.as_deref(),
+        t.limits.reuse_max_requests,
+    ) {
+        (None | Some("fresh"), None) => InstanceMode::Fresh,
+        (None | Some("fresh"), Some(_)) => {
+            return err(format!(
+                "{} only applies with {} = \"reuse\"",
+                key("limits.reuse_max_requests"),
+                key("limits.instance_mode")
+            ));
+        }
+        (Some("reuse"), Some(0)) => {
+            return err(format!(
+                "{} must be at least 1",
+                key("limits.reuse_max_requests")
+            ));
+        }
+        (Some("reuse"), n) => InstanceMode::Reuse {
+            max_requests: n.unwrap_or(DEFAULT_REUSE_MAX_REQUESTS),
+        },
+        (Some(other), _) => {
+            return err(format!(
+                "{}: '{other}' is not an instance mode (\"fresh\" or \"reuse\")",
+                key("limits.instance_mode")
+            ));
+        }
+    };
 
     let auth = resolve_auth(
         &key("auth"),
@@ -566,6 +611,27 @@ mod tests {
             ),
             (minimal.replace("\"acme\"", "\"Acme Corp\""), "tenant id"),
             (
+                minimal.replace(
+                    "auth =",
+                    "limits = { instance_mode = \"sometimes\" }\n        auth =",
+                ),
+                "limits.instance_mode",
+            ),
+            (
+                minimal.replace(
+                    "auth =",
+                    "limits = { reuse_max_requests = 10 }\n        auth =",
+                ),
+                "limits.reuse_max_requests",
+            ),
+            (
+                minimal.replace(
+                    "auth =",
+                    "limits = { instance_mode = \"reuse\", reuse_max_requests = 0 }\n        auth =",
+                ),
+                "limits.reuse_max_requests",
+            ),
+            (
                 MINIMAL.replace(
                     "secrets_file = [\"SECRET_FILE\"]",
                     "secrets_env = [\"HOOKBOX_TEST_UNSET_VAR\"]",
@@ -592,6 +658,29 @@ mod tests {
             let e = parse(&text).expect_err(needle);
             assert!(e.0.contains(needle), "expected '{needle}' in: {e}");
         }
+    }
+
+    #[test]
+    fn instance_mode_defaults_to_fresh_and_reuse_to_the_default_count() {
+        let limits = |l: &str| {
+            parse(&minimal().replace("auth =", &format!("limits = {{ {l} }}\n        auth =")))
+                .expect("valid")
+                .tenants[0]
+                .limits
+                .instance_mode
+        };
+        assert_eq!(limits(""), InstanceMode::Fresh);
+        assert_eq!(limits("instance_mode = \"fresh\""), InstanceMode::Fresh);
+        assert_eq!(
+            limits("instance_mode = \"reuse\""),
+            InstanceMode::Reuse {
+                max_requests: DEFAULT_REUSE_MAX_REQUESTS
+            }
+        );
+        assert_eq!(
+            limits("instance_mode = \"reuse\", reuse_max_requests = 7"),
+            InstanceMode::Reuse { max_requests: 7 }
+        );
     }
 
     #[test]

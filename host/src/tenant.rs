@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Auth;
 use crate::config::{Limits, TenantConfig};
-use crate::plugin::{Plugin, Runtime};
+use crate::plugin::{Instances, Plugin, Runtime};
 
 #[derive(Debug)]
 pub struct Tenant {
@@ -23,6 +23,10 @@ pub struct Tenant {
     pub plugin: Plugin,
     pub limits: Limits,
     pub settings: Arc<BTreeMap<String, String>>,
+    /// The plugin bound to this tenant's settings and limits, and its warm
+    /// instances in `reuse` mode: built per tenant, so never shared with another,
+    /// and dropped with the tenant when a reload replaces it.
+    pub instances: Instances,
     /// Invocations in flight for this tenant; one tenant's flood cannot take every pool slot.
     pub concurrency: Arc<Semaphore>,
     /// The configuration this tenant was built from (a reload compares against it).
@@ -102,12 +106,14 @@ impl Tenants {
 
 impl Tenant {
     pub fn new(c: &TenantConfig, plugin: Plugin) -> Tenant {
+        let settings = Arc::new(c.settings.clone());
         Tenant {
             id: c.id.clone(),
             auth: c.auth.clone(),
+            instances: Instances::new(plugin.clone(), settings.clone(), c.limits.clone()),
             plugin,
             limits: c.limits.clone(),
-            settings: Arc::new(c.settings.clone()),
+            settings,
             concurrency: Arc::new(Semaphore::new(c.limits.max_concurrency as usize)),
             source: c.clone(),
         }

@@ -195,6 +195,17 @@ impl TestServer {
         TestServer::start_with_config(config, overrides, config_path, pki, dir).await
     }
 
+    /// Like [`TestServer::start`], with `engine_toml` lines in `[engine]` (e.g. a
+    /// `cache_dir`). A later [`TestServer::rewrite_config`] must pass
+    /// [`engine_section`]`(engine_toml)` as its `extra_toml` to keep them.
+    pub async fn start_with_engine(
+        tenants: &[TenantSpec],
+        server_toml: &str,
+        engine_toml: &str,
+    ) -> TestServer {
+        TestServer::start_with(tenants, server_toml, &engine_section(engine_toml)).await
+    }
+
     async fn start_with_config(
         config: Config,
         overrides: Overrides,
@@ -262,6 +273,11 @@ impl TestServer {
             None => Ok(()),
         }
     }
+}
+
+/// An `[engine]` section with `lines` in it, to append to a config file.
+pub fn engine_section(lines: &str) -> String {
+    format!("\n[engine]\n{lines}\n")
 }
 
 fn config_toml(dir: &Path, tenants: &[TenantSpec], server_toml: &str) -> String {

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-use crate::plugin::{Failure, Outcome, wit};
+use crate::plugin::{Failure, Outcome, truncate, wit};
 
 /// Okta refuses response bodies of 256 KB or more.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
@@ -67,7 +67,7 @@ pub fn encode(result: &Result<Outcome, Failure>, plugin: &str) -> Result<Vec<u8>
             debug.insert(DEBUG_PLUGIN_KEY.into(), Value::String(plugin.into()));
             WireResponse {
                 commands: Vec::new(),
-                error: Some(error(cut(summary, MAX_SUMMARY))),
+                error: Some(error(truncate(summary, MAX_SUMMARY))),
                 debug_context: debug,
             }
         }
@@ -217,17 +217,6 @@ fn float(f: f64) -> Result<Value, Failure> {
     Number::from_f64(f)
         .map(Value::Number)
         .ok_or_else(|| invalid("a float is NaN or infinite".into()))
-}
-
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

@@ -32,14 +32,7 @@ pub async fn handle(runtime: &Runtime, tenant: &Tenant, body: &[u8]) -> Result<A
         .concurrency
         .try_acquire()
         .map_err(|_| HttpError::Overloaded)?;
-    let invocation = runtime
-        .invoke(
-            &tenant.plugin,
-            &request,
-            tenant.settings.clone(),
-            &tenant.limits,
-        )
-        .await;
+    let invocation = runtime.invoke_tenant(&tenant.instances, &request).await;
     if invocation.pool_exhausted {
         return Err(HttpError::Overloaded);
     }

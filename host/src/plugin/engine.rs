@@ -9,6 +9,7 @@ use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::ImportHook;
+use super::cache::{Cache, CacheStats};
 use super::state::State;
 use crate::config::EngineConfig;
 
@@ -28,6 +29,8 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<State>,
     fuel: bool,
+    /// The precompiled-component cache (`[engine] cache_dir`), if configured and usable.
+    cache: Option<Cache>,
 }
 
 impl Runtime {
@@ -46,11 +49,23 @@ impl Runtime {
             .context("linking hookbox host functions")?;
 
         spawn_epoch_ticker(&engine).context("starting the epoch ticker thread")?;
+        // A cache that cannot be opened costs start-up time, never availability.
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| match Cache::open(dir, &engine) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "precompiled cache disabled");
+                    None
+                }
+            });
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
                 fuel: config.fuel,
+                cache,
             }),
         })
     }
@@ -66,6 +81,21 @@ impl Runtime {
     /// Whether stores of this engine meter fuel.
     pub fn fuel_enabled(&self) -> bool {
         self.inner.fuel
+    }
+
+    pub(crate) fn cache(&self) -> Option<&Cache> {
+        self.inner.cache.as_ref()
+    }
+
+    /// How the precompiled cache has been used; `None` when there is none.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cache.as_ref().map(Cache::stats)
+    }
+
+    /// The cache file a plugin with this digest ([`super::Plugin::digest`]) is
+    /// stored in; `None` without a cache.
+    pub fn cache_file(&self, digest: &str) -> Option<std::path::PathBuf> {
+        self.inner.cache.as_ref().map(|c| c.path(digest))
     }
 }
 

@@ -1,5 +1,5 @@
-//! One invocation: a fresh store and instance, the call, and an honest
-//! account of how it ended.
+//! One invocation: a store and instance (new, or a tenant's warm one in
+//! `reuse` mode), the call, and an honest account of how it ended.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
+use super::instances::{Instances, Warm};
 use super::state::{PluginLog, State};
-use super::{Plugin, Runtime, wit};
+use super::{ImportHook, Plugin, Runtime, wit};
 use crate::config::Limits;
 
 /// Slack past the plugin's deadline before the host abandons the call
@@ -100,7 +101,8 @@ pub struct Invocation {
     pub elapsed: Duration,
     /// Fuel consumed, when the engine meters fuel.
     pub fuel_consumed: Option<u64>,
-    /// Largest linear memory the plugin grew to, in bytes.
+    /// Largest linear memory the plugin grew to, in bytes (for a reused
+    /// instance, over its lifetime: linear memory never shrinks).
     pub peak_memory: usize,
 }
 
@@ -115,32 +117,47 @@ impl Runtime {
         settings: Arc<BTreeMap<String, String>>,
         limits: &Limits,
     ) -> Invocation {
-        // Benchmarks only (feature `native-resolver`, never in a shipped build):
-        // with HOOKBOX_BENCH_NATIVE set, the resolver compiled into the host
-        // answers instead of the plugin, on the same path otherwise. See `native.rs`.
-        #[cfg(feature = "native-resolver")]
-        if let Some(native) = crate::native::invoke(request, &settings) {
-            return native;
+        self.run(plugin, None, settings, limits, request).await.0
+    }
+
+    /// Runs a tenant's plugin on one request, in the tenant's instance mode:
+    /// a fresh instance, or (in `reuse` mode) one of the tenant's warm
+    /// instances, which goes back to them only if this call succeeded.
+    /// Same guarantees as [`Runtime::invoke`]. If this future is dropped
+    /// mid-call, the instance it holds is dropped with it, never given back.
+    pub async fn invoke_tenant(
+        &self,
+        instances: &Instances,
+        request: &wit::ImportRequest,
+    ) -> Invocation {
+        let warm = instances.take();
+        let (invocation, warm) = self
+            .run(
+                instances.plugin(),
+                warm,
+                instances.settings().clone(),
+                instances.limits(),
+                request,
+            )
+            .await;
+        if let Some(warm) = warm {
+            instances.give_back(warm);
         }
-        let start = Instant::now();
-        let deadline = start + limits.deadline;
-        let mut store = Store::new(self.engine(), State::new(settings, limits.memory, deadline));
+        invocation
+    }
+
+    /// The one place a store is built for a plugin: its state, the memory
+    /// limiter and the epoch check. What changes per request is set by
+    /// [`Runtime::begin`], so new and reused stores go through the same steps.
+    fn new_store(&self, settings: Arc<BTreeMap<String, String>>, limits: &Limits) -> Store<State> {
+        let mut store = Store::new(self.engine(), State::new(settings, limits.memory));
         store.limiter(|s| &mut s.limiter);
-        let fuel = if self.fuel_enabled() {
-            Some(limits.fuel.unwrap_or(u64::MAX))
-        } else {
-            None
-        };
-        if let Some(fuel) = fuel {
-            // Cannot fail: fuel is enabled on this engine.
-            let _ = store.set_fuel(fuel);
-        }
         // Check at every epoch tick: past the deadline, interrupt (a trap);
         // before it, yield to the executor so a busy plugin shares its thread.
         // tokio's `yield_now` (not a plain re-wake) lets the runtime poll its
         // I/O driver first, so a spinning plugin cannot starve the sockets of
-        // other requests on the same worker.
-        store.set_epoch_deadline(1);
+        // other requests on the same worker. The deadline is read from the
+        // state at each tick, so one callback serves every request of the store.
         store.epoch_deadline_callback(|ctx| {
             Ok(if Instant::now() >= ctx.data().deadline {
                 UpdateDeadline::Interrupt
@@ -148,20 +165,75 @@ impl Runtime {
                 UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
             })
         });
+        store
+    }
+
+    /// Arms a store (new or reused) for one request: the deadline, a full
+    /// tank of fuel, the next epoch check, and an empty log. Returns the fuel
+    /// given, when the engine meters it.
+    fn begin(&self, store: &mut Store<State>, limits: &Limits, deadline: Instant) -> Option<u64> {
+        store.data_mut().begin(deadline);
+        store.set_epoch_deadline(1);
+        let fuel = self.fuel_enabled().then(|| limits.fuel.unwrap_or(u64::MAX));
+        if let Some(fuel) = fuel {
+            // Cannot fail: fuel is enabled on this engine. Setting (not adding)
+            // means a reused store never carries over what an earlier request left.
+            let _ = store.set_fuel(fuel);
+        }
+        fuel
+    }
+
+    /// One call, in `warm` if given, else in a new instance. Returns the
+    /// instance for reuse only when the call ran to completion (an answer or
+    /// a decline) without touching the memory limit: after a trap, an
+    /// interrupt or an abandoned call the instance's state is unknown.
+    async fn run(
+        &self,
+        plugin: &Plugin,
+        warm: Option<Warm>,
+        settings: Arc<BTreeMap<String, String>>,
+        limits: &Limits,
+        request: &wit::ImportRequest,
+    ) -> (Invocation, Option<Warm>) {
+        // Benchmarks only (feature `native-resolver`, never in a shipped build):
+        // with HOOKBOX_BENCH_NATIVE set, the resolver compiled into the host
+        // answers instead of the plugin, on the same path otherwise. See `native.rs`.
+        #[cfg(feature = "native-resolver")]
+        if let Some(native) = crate::native::invoke(request, &settings) {
+            return (native, None);
+        }
+        let start = Instant::now();
+        let deadline = start + limits.deadline;
+        let (mut store, hook, served) = match warm {
+            Some(w) => (w.store, Some(w.hook), w.served),
+            None => (self.new_store(settings, limits), None, 0),
+        };
+        let fuel = self.begin(&mut store, limits, deadline);
 
         let call = async {
-            let hook = plugin.pre().instantiate_async(&mut store).await?;
-            hook.hookbox_okta_import_resolver()
+            let hook: ImportHook = match hook {
+                Some(hook) => hook,
+                None => plugin.pre().instantiate_async(&mut store).await?,
+            };
+            let answer = hook
+                .hookbox_okta_import_resolver()
                 .call_resolve(&mut store, request)
-                .await
+                .await?;
+            Ok::<_, wasmtime::Error>((hook, answer))
         };
         let raw = tokio::time::timeout(limits.deadline + BACKSTOP_GRACE, call).await;
 
         let mut pool_exhausted = false;
+        let mut reusable = None;
         let result = match raw {
             Err(_elapsed) => Err(Failure::Deadline),
-            Ok(Ok(Ok(response))) => Ok(Outcome::Response(response)),
-            Ok(Ok(Err(summary))) => Ok(Outcome::Declined(summary)),
+            Ok(Ok((hook, answer))) => {
+                reusable = Some(hook);
+                Ok(match answer {
+                    Ok(response) => Outcome::Response(response),
+                    Err(summary) => Outcome::Declined(summary),
+                })
+            }
             Ok(Err(e)) => {
                 pool_exhausted = e.is::<PoolConcurrencyLimitError>();
                 Err(classify(&e, store.data()))
@@ -169,14 +241,24 @@ impl Runtime {
         };
         let fuel_consumed = fuel.and_then(|f| store.get_fuel().ok().map(|left| f - left));
         let state = store.data_mut();
-        Invocation {
+        let invocation = Invocation {
             result,
             pool_exhausted,
             log: state.take_log(),
             elapsed: start.elapsed(),
             fuel_consumed,
             peak_memory: state.limiter.peak,
-        }
+        };
+        // A guest may survive a refused `memory.grow`; its instance is still
+        // not trusted with another request.
+        let warm = reusable
+            .filter(|_| !store.data().limiter.exceeded)
+            .map(|hook| Warm {
+                store,
+                hook,
+                served: served + 1,
+            });
+        (invocation, warm)
     }
 }
 

@@ -7,16 +7,24 @@
 //! - a plugin is compiled once per distinct file content ([`Plugin::digest`])
 //!   and type-checked against the world once, at load ([`Plugin`] holds the
 //!   `InstancePre`); nothing is compiled or linked on the request path;
-//! - every request gets a fresh `Store` and a fresh instance from the pooling
-//!   allocator, and both are dropped when the request ends: no state survives
-//!   from one request to the next, and a trap, timeout or memory exhaustion
-//!   poisons only that request's instance.
+//! - in a tenant's `fresh` instance mode (the default), every request gets a
+//!   fresh `Store` and a fresh instance from the pooling allocator, and both
+//!   are dropped when the request ends: no state survives from one request to
+//!   the next, and a trap, timeout or memory exhaustion poisons only that
+//!   request's instance;
+//! - in `reuse` mode, a tenant keeps warm instances ([`Instances`]) and a
+//!   request may get one that served earlier requests of the same tenant
+//!   (never another tenant's); an instance that failed is never reused. See
+//!   [`instances`] for exactly what carries over.
 
+pub mod cache;
 mod engine;
+pub mod instances;
 mod invoke;
 mod state;
 
 pub use engine::Runtime;
+pub use instances::Instances;
 pub use invoke::{Failure, Invocation, Outcome};
 
 use std::fmt;
@@ -36,6 +44,7 @@ wasmtime::component::bindgen!({
 pub use self::hookbox::okta_import::types as wit;
 
 use state::State;
+pub(crate) use state::truncate;
 
 /// A loaded plugin: compiled, linked and ready to instantiate.
 #[derive(Clone)]
@@ -46,6 +55,8 @@ pub struct Plugin {
 struct PluginInner {
     digest: String,
     pre: ImportHookPre<State>,
+    /// Loaded from the precompiled cache rather than compiled.
+    from_cache: bool,
 }
 
 impl fmt::Debug for Plugin {
@@ -66,12 +77,20 @@ impl Plugin {
             .with_context(|| format!("loading plugin {}", path.display()))
     }
 
-    /// Compiles and type-checks component bytes. Blocking, like [`Plugin::load`].
+    /// Compiles (or, with `[engine] cache_dir`, loads from the precompiled cache)
+    /// and type-checks component bytes. Blocking, like [`Plugin::load`].
     pub fn from_bytes(runtime: &Runtime, bytes: &[u8]) -> anyhow::Result<Plugin> {
-        let digest = hex(&Sha256::digest(bytes));
-        let component = Component::new(runtime.engine(), bytes)
-            .map_err(anyhow::Error::from)
-            .context("not a valid WebAssembly component")?;
+        let sum: [u8; 32] = Sha256::digest(bytes).into();
+        let digest = hex(&sum);
+        let (component, from_cache) = match runtime.cache() {
+            Some(cache) => cache.load_or_compile(runtime.engine(), &sum, bytes)?,
+            None => (
+                Component::new(runtime.engine(), bytes)
+                    .map_err(anyhow::Error::from)
+                    .context("not a valid WebAssembly component")?,
+                false,
+            ),
+        };
         let instance_pre = runtime
             .linker()
             .instantiate_pre(&component)
@@ -81,13 +100,22 @@ impl Plugin {
             .map_err(anyhow::Error::from)
             .context("the component does not export the hookbox:okta-import/resolver interface")?;
         Ok(Plugin {
-            inner: Arc::new(PluginInner { digest, pre }),
+            inner: Arc::new(PluginInner {
+                digest,
+                pre,
+                from_cache,
+            }),
         })
     }
 
     /// SHA-256 of the component file, hex: names the exact version that answered.
     pub fn digest(&self) -> &str {
         &self.inner.digest
+    }
+
+    /// Whether this plugin was loaded from the precompiled cache (not compiled).
+    pub fn from_cache(&self) -> bool {
+        self.inner.from_cache
     }
 
     /// The first 12 hex digits of the digest: enough to tell versions apart in logs.

@@ -2,7 +2,10 @@
 //! plugin may call: the `host` interface (log, config-get), a locked-down
 //! WASI, and the memory limiter.
 //!
-//! A `State` lives exactly as long as one invocation and is never shared.
+//! A `State` belongs to one store, which belongs to one tenant and serves one
+//! request at a time: one request in `fresh` mode, up to
+//! `reuse_max_requests` in `reuse` mode, with [`State::begin`] resetting
+//! everything per-request before each. It is never shared between tenants.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -47,11 +50,8 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(
-        settings: Arc<BTreeMap<String, String>>,
-        memory_limit: u64,
-        deadline: Instant,
-    ) -> State {
+    /// A store's state; [`State::begin`] must run before each request.
+    pub fn new(settings: Arc<BTreeMap<String, String>>, memory_limit: u64) -> State {
         let stdout = Capture::default();
         let stderr = Capture::default();
         // Deny by default: the builder starts with no preopened directories, no
@@ -70,18 +70,34 @@ impl State {
             table: ResourceTable::new(),
             settings,
             limiter: MemoryLimiter::new(memory_limit),
-            deadline,
+            deadline: Instant::now(),
             log: PluginLog::default(),
             stdout,
             stderr,
         }
     }
 
-    /// Everything the plugin logged, stdout and stderr included (as lines), in that order.
+    /// Resets what belongs to one request, so nothing of the previous request
+    /// of a reused store leaks into this one's figures or log: the deadline,
+    /// the log, captured stdio and the limiter's `exceeded` flag. The settings
+    /// and the memory limit are the tenant's and stay. The limiter's `peak`
+    /// stays too: linear memory never shrinks, so the instance's largest
+    /// memory so far is also the largest it has during this request.
+    pub fn begin(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+        self.log = PluginLog::default();
+        for capture in [&self.stdout, &self.stderr] {
+            *capture.lock() = CaptureBuf::default();
+        }
+        self.limiter.exceeded = false;
+    }
+
+    /// Everything the plugin logged since [`State::begin`], stdout and stderr
+    /// included (as lines), in that order; leaves the log and captures empty.
     pub fn take_log(&mut self) -> PluginLog {
         let mut log = std::mem::take(&mut self.log);
         for (capture, level) in [(&self.stdout, Level::Info), (&self.stderr, Level::Warn)] {
-            let buf = capture.lock();
+            let buf = std::mem::take(&mut *capture.lock());
             for line in String::from_utf8_lossy(&buf.data)
                 .lines()
                 .filter(|l| !l.is_empty())
@@ -139,7 +155,7 @@ impl PluginLog {
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

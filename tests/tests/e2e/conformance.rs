@@ -1,6 +1,8 @@
 //! The shared conformance fixtures (`tests/conformance/*.json`) run through
 //! the real host against every language's build of the login-conflict
-//! resolver: Rust, Python (componentize-py) and JavaScript (componentize-js).
+//! resolver: Rust, Python (componentize-py) and JavaScript (componentize-js),
+//! each in both instance modes (`fresh`, and `reuse`, where one warm instance
+//! answers many requests in a row: the fixture set is sent several times).
 
 use std::collections::BTreeMap;
 
@@ -72,11 +74,17 @@ fn without_plugin_key(mut body: Value) -> Value {
     body
 }
 
+/// Instance modes: (name, `limits` TOML, times the fixture set is sent).
+const MODES: &[(&str, &str, usize)] = &[
+    ("fresh", "instance_mode = \"fresh\"", 1),
+    ("reuse", "instance_mode = \"reuse\"", 3),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_language_gives_the_reference_answers() {
+async fn every_language_gives_the_reference_answers_in_every_instance_mode() {
     let cases = cases();
     assert!(cases.len() >= 15, "fixtures missing: {}", cases.len());
-    // One tenant per (language, settings); tenants of one language share one compiled plugin.
+    // One tenant per (language, mode, settings); tenants of one language share one compiled plugin.
     let mut settings_sets: Vec<&BTreeMap<String, String>> = Vec::new();
     for c in &cases {
         if !settings_sets.contains(&&c.settings) {
@@ -86,34 +94,53 @@ async fn every_language_gives_the_reference_answers() {
     let languages = languages();
     let mut tenants = Vec::new();
     for (lang, wasm) in &languages {
-        for (i, set) in settings_sets.iter().enumerate() {
-            let mut t = TenantSpec::new(&format!("{lang}-{i}"), wasm.clone());
-            for (k, v) in *set {
-                t = t.setting(k, v);
+        for (mode, limits, _) in MODES {
+            for (i, set) in settings_sets.iter().enumerate() {
+                let mut t =
+                    TenantSpec::new(&format!("{lang}-{mode}-{i}"), wasm.clone()).limits(limits);
+                for (k, v) in *set {
+                    t = t.setting(k, v);
+                }
+                tenants.push(t);
             }
-            tenants.push(t);
         }
     }
     let server = TestServer::start(&tenants, "").await;
     let client = server.client();
     let mut failures = Vec::new();
     for (lang, _) in &languages {
-        for case in &cases {
-            let i = settings_sets
-                .iter()
-                .position(|s| *s == &case.settings)
-                .unwrap();
-            let tenant = format!("{lang}-{i}");
-            let reply = client
-                .hook(&tenant, &format!("secret-{tenant}"), &case.request)
-                .await;
-            let got = without_plugin_key(reply.json());
-            if reply.status != 200 || got != case.expected {
-                failures.push(format!(
-                    "{lang} {}: status {} got {got} expected {}",
-                    case.file, reply.status, case.expected
-                ));
+        for (mode, _, rounds) in MODES {
+            for round in 0..*rounds {
+                for case in &cases {
+                    let i = settings_sets
+                        .iter()
+                        .position(|s| *s == &case.settings)
+                        .unwrap();
+                    let tenant = format!("{lang}-{mode}-{i}");
+                    let reply = client
+                        .hook(&tenant, &format!("secret-{tenant}"), &case.request)
+                        .await;
+                    let got = without_plugin_key(reply.json());
+                    if reply.status != 200 || got != case.expected {
+                        failures.push(format!(
+                            "{lang} {mode} (round {round}) {}: status {} got {got} expected {}",
+                            case.file, reply.status, case.expected
+                        ));
+                    }
+                }
             }
+        }
+    }
+    // Reuse really happened: each reuse tenant kept its warm instance.
+    let table = server.app.tenants.load();
+    for (lang, _) in &languages {
+        for i in 0..settings_sets.len() {
+            let idle = |mode: &str| {
+                let id = format!("{lang}-{mode}-{i}");
+                table.get(&id).unwrap().instances.idle()
+            };
+            assert_eq!(idle("fresh"), 0, "{lang} fresh {i}");
+            assert_eq!(idle("reuse"), 1, "{lang} reuse {i}");
         }
     }
     assert!(

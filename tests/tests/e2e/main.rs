@@ -4,7 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod cache;
 mod conformance;
+mod instance_mode;
 mod misbehave;
 mod okta;
 mod reload;

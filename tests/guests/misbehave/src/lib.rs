@@ -16,7 +16,10 @@
 //! | `error` | `Err("misbehave: asked to fail")` |
 //! | `log-flood` | 10,000 log lines of 1 KiB, 100 KiB each to stdout and stderr, then as `echo` |
 //! | `link` | the valid pair: link to `00u-misbehave` |
+//! | `counter` | counts the calls this instance served (a static), then by the request's `eventId`: `trap…` traps, `loop…` never returns, `bomb…` eats memory, `error…` declines; otherwise `user-profile-update` with `calls` = the count |
 //! | anything else | `Err("misbehave: unknown mode")` |
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use hookbox_sdk::{ActionResult, Attribute, Command, Host, Request, Resolver, Response, Value};
 
@@ -53,6 +56,7 @@ impl Resolver for Misbehave {
                 Ok(echo(request))
             }
             "link" => Ok(Response::new().link_to("00u-misbehave")),
+            "counter" => counter(request),
             _ => Err("misbehave: unknown mode".into()),
         }
     }
@@ -65,6 +69,26 @@ fn echo(request: &Request) -> Response {
     Response::new()
         .push_raw(Command::UserProfileUpdate(profile))
         .debug("eventId", request.event_id())
+}
+
+/// Calls served by this instance: 1 on a fresh instance, more only when the
+/// host reused it (instance mode `reuse`).
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+fn counter(request: &Request) -> Result<Response, String> {
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    let event = request.event_id();
+    if event.starts_with("trap") {
+        panic!("misbehave: asked to trap after {calls} calls");
+    } else if event.starts_with("loop") {
+        spin()
+    } else if event.starts_with("bomb") {
+        Ok(memory_bomb())
+    } else if event.starts_with("error") {
+        Err(format!("misbehave: asked to fail after {calls} calls"))
+    } else {
+        Ok(Response::new().update_user_profile("calls", i64::from(calls)))
+    }
 }
 
 fn spin() -> ! {

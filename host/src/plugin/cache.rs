@@ -1,0 +1,444 @@
+//! The precompiled-component cache (`[engine] cache_dir`): a restart or a
+//! reload loads machine code hookbox compiled earlier instead of compiling
+//! every plugin again.
+//!
+//! One file per (plugin content, engine) pair:
+//! `<sha256 of the .wasm, hex>-<engine compatibility hash, hex>.cwasm`, where
+//! the compatibility hash is `Engine::precompile_compatibility_hash()` (target,
+//! compiler flags, tunables, features, wasmtime version) fed through SHA-256,
+//! so it is the same on every run of the same binary with the same `[engine]`
+//! and different as soon as anything that shapes the code differs.
+//!
+//! A file is a [`HEADER_LEN`]-byte header then the payload wasmtime produced
+//! (`Component::serialize`, the same bytes as `Engine::precompile_component`):
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 0..8 | magic `HBXCWASM` |
+//! | 8..12 | format version, u32 little-endian ([`VERSION`]) |
+//! | 12..16 | reserved, zero |
+//! | 16..48 | SHA-256 of the source `.wasm` |
+//! | 48..56 | payload length, u64 little-endian |
+//! | 56..88 | SHA-256 of the payload |
+//!
+//! `Component::deserialize` trusts its input completely (it maps the bytes as
+//! executable code), so a file reaches it only when:
+//! - the directory is owned by hookbox's uid and writable by no one else (checked
+//!   on every load: a refused directory is neither read nor written);
+//! - the file is a regular file owned by that uid, writable by no one else;
+//! - the header is intact, names the same source digest, and the payload's
+//!   length and SHA-256 match (a torn write, bit rot, a truncated copy or a
+//!   file of another program are rejected here).
+//!
+//! Anything else is a warning and a fresh compile, whose result replaces the
+//! file (written beside it, then renamed over it, so a reader never sees half
+//! a file). The checksum is not a signature: it detects corruption, and the
+//! ownership checks keep out anyone but this uid.
+
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::hex;
+
+/// First bytes of every cache file.
+pub const MAGIC: [u8; 8] = *b"HBXCWASM";
+/// The header layout's version; another version is treated as a miss.
+pub const VERSION: u32 = 1;
+/// Size of the header before the payload.
+pub const HEADER_LEN: usize = 88;
+
+/// Why a cache file's bytes are not used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("shorter than the header ({0} bytes)")]
+    TooShort(usize),
+    #[error("not a hookbox cache file (bad magic)")]
+    BadMagic,
+    #[error("cache format version {0}, this hookbox writes {VERSION}")]
+    Version(u32),
+    #[error("made from another plugin file (source digest differs)")]
+    WrongSource,
+    #[error("payload length {found} differs from the header's {expected}")]
+    Length { expected: u64, found: u64 },
+    #[error("payload checksum mismatch (corrupted or not written by hookbox)")]
+    Checksum,
+}
+
+/// A whole cache file: header, then `payload`.
+pub fn encode(source: &[u8; 32], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(source);
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(payload));
+    debug_assert_eq!(out.len(), HEADER_LEN);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The payload of a cache file made from the `.wasm` whose SHA-256 is `source`,
+/// once the header and checksum hold.
+pub fn decode<'a>(file: &'a [u8], source: &[u8; 32]) -> Result<&'a [u8], HeaderError> {
+    if file.len() < HEADER_LEN {
+        return Err(HeaderError::TooShort(file.len()));
+    }
+    let (header, payload) = file.split_at(HEADER_LEN);
+    if header[0..8] != MAGIC {
+        return Err(HeaderError::BadMagic);
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().unwrap_or_default());
+    if version != VERSION || header[12..16] != [0; 4] {
+        return Err(HeaderError::Version(version));
+    }
+    if header[16..48] != source[..] {
+        return Err(HeaderError::WrongSource);
+    }
+    let expected = u64::from_le_bytes(header[48..56].try_into().unwrap_or_default());
+    if expected != payload.len() as u64 {
+        return Err(HeaderError::Length {
+            expected,
+            found: payload.len() as u64,
+        });
+    }
+    if Sha256::digest(payload)[..] != header[56..88] {
+        return Err(HeaderError::Checksum);
+    }
+    Ok(payload)
+}
+
+/// Counters of the cache's use since the runtime started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Plugins loaded from a cache file (not compiled).
+    pub hits: u64,
+    /// Plugins compiled because no usable file existed (absent, or rejected).
+    pub misses: u64,
+    /// Files present but rejected (header, checksum, owner, mode, or wasmtime refused them).
+    pub rejected: u64,
+    /// Loads for which the directory itself was refused (owner or mode): not read, not written.
+    pub refused: u64,
+    /// Files written.
+    pub written: u64,
+}
+
+/// An open cache directory.
+pub(crate) struct Cache {
+    dir: PathBuf,
+    /// The uid hookbox runs as (the owner of a file it created in `dir`).
+    uid: u32,
+    /// Hex of the engine's compatibility hash: the second half of every file name.
+    engine_key: String,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    rejected: AtomicU64,
+    refused: AtomicU64,
+    written: AtomicU64,
+    /// The refused-directory warning is logged once, not once per plugin.
+    warned_dir: AtomicBool,
+}
+
+impl Cache {
+    /// Creates `dir` if needed (mode 0700) and learns hookbox's uid from a probe file in it.
+    pub(crate) fn open(dir: &Path, engine: &Engine) -> anyhow::Result<Cache> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating cache_dir {}", dir.display()))?;
+        let probe = dir.join(format!(".hookbox-probe-{}-{}", std::process::id(), nonce()));
+        let uid = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&probe)
+            .and_then(|f| f.metadata())
+            .map(|m| m.uid())
+            .with_context(|| format!("cache_dir {} is not writable", dir.display()));
+        let _ = fs::remove_file(&probe);
+        Ok(Cache {
+            dir: dir.to_owned(),
+            uid: uid?,
+            engine_key: engine_key(engine),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            warned_dir: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            written: self.written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The cache file of the `.wasm` whose SHA-256, hex, is `source`.
+    pub(crate) fn path(&self, source: &str) -> PathBuf {
+        self.dir.join(format!("{source}-{}.cwasm", self.engine_key))
+    }
+
+    /// The component for `wasm` (whose SHA-256 is `source`): from the cache when a
+    /// trustworthy file is there, else compiled (and the file written). The flag
+    /// says whether it came from the cache. Blocking.
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        source: &[u8; 32],
+        wasm: &[u8],
+    ) -> anyhow::Result<(Component, bool)> {
+        let path = self.path(&hex(source));
+        if let Err(reason) = self.check_dir() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            if !self.warned_dir.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    %reason,
+                    "precompiled cache refused: compiling instead, and not writing to it"
+                );
+            }
+            return Ok((compile(engine, wasm)?, false));
+        }
+        match self.read(&path, source) {
+            Ok(None) => {}
+            Ok(Some(payload)) => match deserialize_verified(engine, &payload) {
+                Ok(component) => {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok((component, true));
+                }
+                Err(e) => self.reject(&path, &format!("wasmtime refused it: {e:#}")),
+            },
+            Err(reason) => self.reject(&path, &reason),
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let component = compile(engine, wasm)?;
+        match component
+            .serialize()
+            .map_err(anyhow::Error::from)
+            .and_then(|payload| self.write(&path, &encode(source, &payload)))
+        {
+            Ok(()) => {
+                self.written.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(
+                file = %path.display(),
+                error = %format!("{e:#}"),
+                "cannot write the precompiled cache file"
+            ),
+        }
+        Ok((component, false))
+    }
+
+    fn reject(&self, path: &Path, reason: &str) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            file = %path.display(),
+            %reason,
+            "precompiled cache file rejected: compiling, and rewriting it"
+        );
+    }
+
+    /// The directory must be ours and writable by no one else.
+    fn check_dir(&self) -> Result<(), String> {
+        let m = fs::metadata(&self.dir).map_err(|e| format!("cannot stat it: {e}"))?;
+        trusted(&m, self.uid)
+    }
+
+    /// The verified payload; `Ok(None)` when there is no file.
+    fn read(&self, path: &Path, source: &[u8; 32]) -> Result<Option<Vec<u8>>, String> {
+        match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot stat it: {e}")),
+            Ok(m) if !m.file_type().is_file() => return Err("not a regular file".into()),
+            Ok(_) => {}
+        }
+        let mut file = fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+        // Checked on the open file, so what is read is what was checked.
+        let m = file
+            .metadata()
+            .map_err(|e| format!("cannot stat it: {e}"))?;
+        trusted(&m, self.uid)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0));
+        std::io::Read::read_to_end(&mut file, &mut bytes)
+            .map_err(|e| format!("cannot read it: {e}"))?;
+        let payload = decode(&bytes, source).map_err(|e| e.to_string())?;
+        Ok(Some(payload.to_vec()))
+    }
+
+    /// Writes `bytes` to a new file beside `path`, then renames it over `path`.
+    fn write(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+        let tmp = self.dir.join(format!(
+            ".{}.{}-{}.tmp",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("cwasm"),
+            std::process::id(),
+            nonce()
+        ));
+        let result = (|| -> std::io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            // A crash before the data reaches the disk leaves a file the checksum rejects.
+            drop(f);
+            fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Owned by `uid` and not writable by group or others.
+fn trusted(m: &fs::Metadata, uid: u32) -> Result<(), String> {
+    if m.uid() != uid {
+        return Err(format!("owned by uid {}, hookbox runs as {uid}", m.uid()));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(format!(
+            "writable by group or others (mode {:o})",
+            m.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
+    Component::new(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("not a valid WebAssembly component")
+}
+
+/// Loads precompiled code that [`Cache::read`] verified.
+#[allow(unsafe_code)]
+fn deserialize_verified(engine: &Engine, payload: &[u8]) -> anyhow::Result<Component> {
+    // SAFETY: `Component::deserialize` requires bytes produced by wasmtime's own
+    // serialization for a compatible engine, because it maps them as executable
+    // code without validating them. Only `Cache::read`'s output reaches this
+    // call, and it returns bytes only from a regular file owned by hookbox's uid
+    // and writable by no one else, in a directory owned by that uid and writable
+    // by no one else (so only this uid, i.e. hookbox, can have written it), whose
+    // header names this plugin's source digest and whose payload matches the
+    // length and SHA-256 recorded when hookbox wrote it from
+    // `Component::serialize` (so it is not a torn, truncated or rotted copy).
+    // The file name carries the engine's compatibility hash, and wasmtime itself
+    // rejects a payload from another engine configuration or version.
+    unsafe { Component::deserialize(engine, payload) }.map_err(anyhow::Error::from)
+}
+
+/// Hex of SHA-256 over the engine's compatibility hash (its `Hash` impl fed to a
+/// SHA-256 hasher: stable across runs, unlike a randomly keyed hasher).
+fn engine_key(engine: &Engine) -> String {
+    let mut h = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    hex(&h.0.finalize()[..16])
+}
+
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes(d[..8].try_into().unwrap_or_default())
+    }
+}
+
+/// A per-process counter for temporary file names.
+fn nonce() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const SOURCE: [u8; 32] = [7; 32];
+
+    #[test]
+    fn header_round_trips_and_has_the_documented_layout() {
+        let payload = b"machine code".to_vec();
+        let file = encode(&SOURCE, &payload);
+        assert_eq!(file.len(), HEADER_LEN + payload.len());
+        assert_eq!(&file[0..8], b"HBXCWASM");
+        assert_eq!(&file[8..12], &1u32.to_le_bytes());
+        assert_eq!(&file[12..16], &[0; 4]);
+        assert_eq!(&file[16..48], &SOURCE);
+        assert_eq!(&file[48..56], &(payload.len() as u64).to_le_bytes());
+        assert_eq!(&file[56..88], &Sha256::digest(&payload)[..]);
+        assert_eq!(decode(&file, &SOURCE).unwrap(), &payload[..]);
+        assert_eq!(
+            decode(&encode(&SOURCE, &[]), &SOURCE).unwrap(),
+            &[] as &[u8]
+        );
+    }
+
+    #[test]
+    fn header_rejects_every_kind_of_damage() {
+        let file = encode(&SOURCE, b"machine code");
+        assert_eq!(decode(&file[..10], &SOURCE), Err(HeaderError::TooShort(10)));
+        let mut f = file.clone();
+        f[0] ^= 1;
+        assert_eq!(decode(&f, &SOURCE), Err(HeaderError::BadMagic));
+        let mut f = file.clone();
+        f[8] = 2;
+        assert_eq!(decode(&f, &SOURCE), Err(HeaderError::Version(2)));
+        assert_eq!(decode(&file, &[8; 32]), Err(HeaderError::WrongSource));
+        let mut f = file.clone();
+        f.push(0);
+        assert!(matches!(
+            decode(&f, &SOURCE),
+            Err(HeaderError::Length { .. })
+        ));
+        assert!(matches!(
+            decode(&file[..file.len() - 1], &SOURCE),
+            Err(HeaderError::Length { .. })
+        ));
+        let mut f = file.clone();
+        *f.last_mut().unwrap() ^= 0x40;
+        assert_eq!(decode(&f, &SOURCE), Err(HeaderError::Checksum));
+        let mut f = file.clone();
+        f[60] ^= 1; // the recorded checksum itself
+        assert_eq!(decode(&f, &SOURCE), Err(HeaderError::Checksum));
+        assert_eq!(
+            decode(&vec![0xAB; 4096], &SOURCE),
+            Err(HeaderError::BadMagic)
+        );
+    }
+
+    #[test]
+    fn engine_key_is_stable_and_follows_the_engine_config() {
+        let a = Engine::default();
+        let b = Engine::default();
+        assert_eq!(engine_key(&a), engine_key(&b));
+        assert_eq!(engine_key(&a).len(), 32);
+        let mut c = wasmtime::Config::new();
+        c.consume_fuel(true);
+        let fueled = Engine::new(&c).unwrap();
+        assert_ne!(engine_key(&a), engine_key(&fueled));
+    }
+}
