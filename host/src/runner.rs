@@ -20,6 +20,8 @@ use crate::plugin::{Failure, Outcome, Plugin, Runtime};
 
 /// The world's exported interface, as it appears in a component's exports.
 const RESOLVER_EXPORT: &str = "hookbox:okta-import/resolver@";
+/// The version of the world this host implements (`package hookbox:okta-import@…` in wit/).
+const WORLD_VERSION: &str = "0.1.0";
 /// Import prefixes hookbox grants, and how.
 const GRANTED: &[(&str, &str)] = &[
     ("hookbox:okta-import/", "granted"),
@@ -96,6 +98,13 @@ fn check_into(path: &Path, out: &mut String) -> bool {
                 out,
                 "implements: hookbox:okta-import/import-hook@{version} (exports {name})"
             );
+            if version != WORLD_VERSION {
+                let _ = writeln!(
+                    out,
+                    "this hookbox serves version {WORLD_VERSION} of the world; rebuild the plugin \
+                     against the wit/ of this hookbox"
+                );
+            }
         }
         None => {
             let _ = writeln!(
@@ -296,5 +305,26 @@ fn describe(f: &Failure) -> String {
         Failure::FuelExhausted => "the plugin used up limits.fuel".to_owned(),
         Failure::Instantiate(d) => format!("the plugin could not be instantiated: {d}"),
         Failure::InvalidAnswer(d) => format!("the plugin's answer breaks Okta's rules: {d}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn world_version_matches_the_wit_package() {
+        let wit = include_str!("../../wit/okta-import.wit");
+        assert!(wit.contains(&format!("package hookbox:okta-import@{WORLD_VERSION};")));
+    }
+
+    #[test]
+    fn non_components_are_named_for_what_they_are() {
+        assert!(not_a_component(b"nope").is_some_and(|m| m.contains("not a WebAssembly file")));
+        assert!(
+            not_a_component(b"\0asm\x01\0\0\0")
+                .is_some_and(|m| m.contains("core WebAssembly module"))
+        );
+        assert!(not_a_component(b"\0asm\x0d\0\x01\0").is_none());
     }
 }
