@@ -212,14 +212,16 @@ fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => return fail(EXIT_BIND, format!("cannot listen on {listen}: {e}")),
         };
         let bound = listener.local_addr().unwrap_or(listen);
-        announce(&app, bound);
         // `SIGHUP` reloads the configuration file and the plugins (see `reload`).
+        // Installed before the address is announced: a SIGHUP sent as soon as the
+        // server is up must reload it, not kill it (the default action).
         #[cfg(unix)]
         if app.can_reload()
             && let Err(e) = crate::reload::reload_on_sighup(app.clone())
         {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with the admin endpoint or server.watch");
         }
+        announce(&app, bound);
         match crate::serve(app, tls_config, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(1, format!("{e:#}")),

@@ -220,3 +220,76 @@ fn run_explains_limits_and_traps_with_the_guests_function_names() {
     assert_eq!(code, Some(1));
     assert!(err.contains("breaks Okta's rules: LINK_USER"), "{err}");
 }
+
+/// Reads stdout until the "listening" line and returns the bound address.
+fn wait_for_listening(child: &mut std::process::Child) -> std::net::SocketAddr {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("hookbox exited before listening")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("hookbox listening on https://") {
+            return url.trim().parse().unwrap();
+        }
+    }
+}
+
+#[test]
+fn sighup_reloads_the_config_file() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+    let tenant = |id: &str| {
+        format!(
+            "[[tenants]]\nid = \"{id}\"\nplugin = {:?}\nauth = {{ secrets_file = [\"secret\"] }}\n",
+            login_conflict_wasm().display().to_string()
+        )
+    };
+    let head =
+        "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+    let config = dir.path().join("hookbox.toml");
+    std::fs::write(&config, format!("{head}{}", tenant("first"))).unwrap();
+    let mut child = hookbox()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_listening(&mut child);
+    let client = Client::new(addr, &pki.ca_der);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = |id: &str| {
+        runtime
+            .block_on(client.hook(id, "s3cret", &sample_request()))
+            .status
+            .as_u16()
+    };
+    assert_eq!((status("first"), status("second")), (200, 404));
+
+    std::fs::write(&config, format!("{head}{}", tenant("second"))).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // Poll the observable effect (the reload runs in the background), bounded in time.
+    let start = std::time::Instant::now();
+    let mut seen = (status("first"), status("second"));
+    while seen != (404, 200) && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::yield_now();
+        seen = (status("first"), status("second"));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        seen,
+        (404, 200),
+        "after SIGHUP the removed tenant is gone and the added one serves"
+    );
+}
