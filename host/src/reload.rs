@@ -19,7 +19,7 @@
 //!   reported as needing a restart, never half-applied;
 //! - reloads run one at a time, so an older table can never be published last.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,14 +30,13 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use notify::Watcher as _;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::task::JoinHandle;
 
 use crate::App;
 use crate::config::{Config, EngineConfig, Overrides, ServerConfig, TenantConfig, TlsSource};
 use crate::error::{HttpError, json_response};
 use crate::hook::{decode, encode};
-use crate::plugin::{Outcome, Plugin, Runtime, hex};
+use crate::plugin::{Compiled, Outcome, Plugin, Runtime};
 use crate::tenant::{Tenant, Tenants};
 
 /// The admin endpoint's path. It exists only when `[admin]` is configured.
@@ -375,10 +374,7 @@ fn prepare(
     current: &Tenants,
 ) -> Result<(Config, Vec<Candidate>), String> {
     let config = Config::load(path, overrides).map_err(|e| e.0)?;
-    let mut compiled: HashMap<String, Plugin> = current
-        .iter()
-        .map(|t| (t.plugin.digest().to_owned(), t.plugin.clone()))
-        .collect();
+    let mut compiled = Compiled::from_plugins(current.iter().map(|t| &t.plugin));
     let candidates = config
         .tenants
         .iter()
@@ -397,7 +393,7 @@ fn load_plugin(
     runtime: &Runtime,
     engine: &EngineConfig,
     c: &TenantConfig,
-    compiled: &mut HashMap<String, Plugin>,
+    compiled: &mut Compiled,
 ) -> Result<Plugin, Rejection> {
     let reject = |digest: Option<&str>, reason: String| Rejection {
         digest: digest.map(str::to_owned),
@@ -422,14 +418,9 @@ fn load_plugin(
     }
     let bytes = std::fs::read(&c.plugin)
         .map_err(|e| reject(None, format!("cannot read {}: {e}", c.plugin.display())))?;
-    let digest = hex(&Sha256::digest(&bytes));
-    if let Some(p) = compiled.get(&digest) {
-        return Ok(p.clone());
-    }
-    let plugin =
-        Plugin::from_bytes(runtime, &bytes).map_err(|e| reject(Some(&digest), format!("{e:#}")))?;
-    compiled.insert(digest, plugin.clone());
-    Ok(plugin)
+    compiled
+        .load(runtime, &bytes)
+        .map_err(|(digest, e)| reject(Some(&digest), format!("{e:#}")))
 }
 
 /// The files whose change means a reload: the config file, every plugin and smoke request.

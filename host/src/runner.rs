@@ -217,11 +217,7 @@ pub async fn run(
     let inv = runtime
         .invoke(&plugin, &request, Arc::new(settings), &limits)
         .await;
-    let encoded = encode::encode(&inv.result, plugin.short_digest());
-    let (body, failure) = match encoded {
-        Ok(body) => (body, inv.result.as_ref().err().cloned()),
-        Err(f) => (encode::failure_body(&f, plugin.short_digest()), Some(f)),
-    };
+    let (body, failure) = encode::respond(&inv.result, plugin.short_digest());
 
     let mut text = String::new();
     let _ = writeln!(

@@ -9,12 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::auth::Auth;
 use crate::config::{Limits, TenantConfig};
-use crate::plugin::{Instances, Plugin, Runtime};
+use crate::plugin::{Compiled, Instances, Plugin, Runtime};
 
 #[derive(Debug)]
 pub struct Tenant {
@@ -43,23 +42,19 @@ impl Tenants {
     /// Builds the table, compiling each distinct plugin file once (tenants
     /// sharing a file, by content, share the compiled plugin). Blocking.
     pub fn load(runtime: &Runtime, configs: &[TenantConfig]) -> anyhow::Result<Tenants> {
-        let mut compiled: HashMap<[u8; 32], Plugin> = HashMap::new();
+        let mut compiled = Compiled::default();
         let mut by_id = HashMap::with_capacity(configs.len());
         for c in configs {
             let bytes = std::fs::read(&c.plugin).with_context(|| {
                 format!("tenant '{}': reading plugin {}", c.id, c.plugin.display())
             })?;
-            let key: [u8; 32] = Sha256::digest(&bytes).into();
-            let plugin = match compiled.get(&key) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = Plugin::from_bytes(runtime, &bytes).with_context(|| {
-                        format!("tenant '{}': loading plugin {}", c.id, c.plugin.display())
-                    })?;
-                    compiled.insert(key, p.clone());
-                    p
-                }
-            };
+            let plugin = compiled.load(runtime, &bytes).map_err(|(_, e)| {
+                e.context(format!(
+                    "tenant '{}': loading plugin {}",
+                    c.id,
+                    c.plugin.display()
+                ))
+            })?;
             by_id.insert(c.id.clone(), Arc::new(Tenant::new(c, plugin)));
         }
         Ok(Tenants { by_id })

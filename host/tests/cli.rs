@@ -81,16 +81,7 @@ fn dev_mode_serves_the_embedded_reference_plugin() {
         .spawn()
         .unwrap();
     // The server announces its bound address once it listens: wait for that line, not a timer.
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("hookbox exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("hookbox listening on https://") {
-            break url.trim().parse().unwrap();
-        }
-    };
+    let addr = wait_for_listening(&mut child);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

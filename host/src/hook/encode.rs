@@ -83,6 +83,15 @@ pub fn encode(result: &Result<Outcome, Failure>, plugin: &str) -> Result<Vec<u8>
     Ok(bytes)
 }
 
+/// What Okta receives for how an invocation ended, and the failure behind it if
+/// any: the plugin's own (trap, limit…) or an answer that broke Okta's rules.
+pub fn respond(result: &Result<Outcome, Failure>, plugin: &str) -> (Vec<u8>, Option<Failure>) {
+    match encode(result, plugin) {
+        Ok(body) => (body, result.as_ref().err().cloned()),
+        Err(invalid) => (failure_body(&invalid, plugin), Some(invalid)),
+    }
+}
+
 /// The body for a failed invocation: the failure's fixed summary, nothing internal.
 pub fn failure_body(failure: &Failure, plugin: &str) -> Vec<u8> {
     let mut debug = Map::new();

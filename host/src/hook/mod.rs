@@ -39,16 +39,11 @@ pub async fn handle(runtime: &Runtime, tenant: &Tenant, body: &[u8]) -> Result<A
     emit_plugin_log(&invocation);
 
     let digest = tenant.plugin.short_digest();
-    let (body, outcome) = match encode::encode(&invocation.result, digest) {
-        Ok(body) => (body, outcome_name(&invocation.result)),
-        Err(failure) => (
-            encode::failure_body(&failure, digest),
-            log_failure(&failure),
-        ),
+    let (body, failure) = encode::respond(&invocation.result, digest);
+    let outcome = match &failure {
+        Some(f) => log_failure(f),
+        None => outcome_name(&invocation.result),
     };
-    if let Err(failure) = &invocation.result {
-        log_failure(failure);
-    }
     tracing::debug!(
         plugin_us = invocation.elapsed.as_micros() as u64,
         peak_memory = invocation.peak_memory,

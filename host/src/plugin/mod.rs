@@ -27,6 +27,7 @@ pub use engine::Runtime;
 pub use instances::Instances;
 pub use invoke::{Failure, Invocation, Outcome};
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -80,7 +81,11 @@ impl Plugin {
     /// Compiles (or, with `[engine] cache_dir`, loads from the precompiled cache)
     /// and type-checks component bytes. Blocking, like [`Plugin::load`].
     pub fn from_bytes(runtime: &Runtime, bytes: &[u8]) -> anyhow::Result<Plugin> {
-        let sum: [u8; 32] = Sha256::digest(bytes).into();
+        Plugin::from_digested(runtime, bytes, Sha256::digest(bytes).into())
+    }
+
+    /// [`Plugin::from_bytes`] for bytes whose SHA-256 the caller already has.
+    fn from_digested(runtime: &Runtime, bytes: &[u8], sum: [u8; 32]) -> anyhow::Result<Plugin> {
         let digest = hex(&sum);
         let (component, from_cache) = match runtime.cache() {
             Some(cache) => cache.load_or_compile(runtime.engine(), &sum, bytes)?,
@@ -125,6 +130,41 @@ impl Plugin {
 
     pub(crate) fn pre(&self) -> &ImportHookPre<State> {
         &self.inner.pre
+    }
+}
+
+/// Plugins loaded so far, by content digest, so that each distinct file is
+/// compiled once however many tenants use it (at start and on every reload).
+#[derive(Default)]
+pub struct Compiled(HashMap<String, Plugin>);
+
+impl Compiled {
+    /// Starts from plugins already loaded (a reload reuses the running ones).
+    pub fn from_plugins<'a>(plugins: impl IntoIterator<Item = &'a Plugin>) -> Compiled {
+        Compiled(
+            plugins
+                .into_iter()
+                .map(|p| (p.digest().to_owned(), p.clone()))
+                .collect(),
+        )
+    }
+
+    /// The plugin for `bytes`: the one already loaded with the same digest, or a
+    /// newly compiled one. On failure, returns the bytes' digest with the error so
+    /// the caller can say which file version was refused. Blocking.
+    pub fn load(
+        &mut self,
+        runtime: &Runtime,
+        bytes: &[u8],
+    ) -> Result<Plugin, (String, anyhow::Error)> {
+        let sum: [u8; 32] = Sha256::digest(bytes).into();
+        let digest = hex(&sum);
+        if let Some(p) = self.0.get(&digest) {
+            return Ok(p.clone());
+        }
+        let plugin = Plugin::from_digested(runtime, bytes, sum).map_err(|e| (digest.clone(), e))?;
+        self.0.insert(digest, plugin.clone());
+        Ok(plugin)
     }
 }
 
