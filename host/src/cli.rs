@@ -12,7 +12,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, Limits, Overrides};
+use crate::config::{Config, DEFAULT_REUSE_MAX_REQUESTS, InstanceMode, Limits, Overrides};
 use crate::plugin::{Plugin, Runtime};
 use crate::tenant::Tenants;
 use crate::{App, dev, runner, tls};
@@ -97,9 +97,30 @@ struct ServeArgs {
     /// With --dev: serve this component instead of the embedded reference plugin.
     #[arg(long, requires = "dev")]
     plugin: Option<PathBuf>,
+    /// With --dev: the dev tenant's instance mode (`limits.instance_mode`).
+    #[arg(long, requires = "dev", value_enum, default_value_t = DevInstanceMode::Fresh)]
+    instance_mode: DevInstanceMode,
     /// Log format.
     #[arg(long, env = "HOOKBOX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// `--instance-mode`: the values `limits.instance_mode` takes in a configuration file.
+#[derive(Clone, Copy, ValueEnum)]
+enum DevInstanceMode {
+    Fresh,
+    Reuse,
+}
+
+impl From<DevInstanceMode> for InstanceMode {
+    fn from(mode: DevInstanceMode) -> Self {
+        match mode {
+            DevInstanceMode::Fresh => InstanceMode::Fresh,
+            DevInstanceMode::Reuse => InstanceMode::Reuse {
+                max_requests: DEFAULT_REUSE_MAX_REQUESTS,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -243,6 +264,9 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
             args.plugin.clone(),
             std::env::var("HOOKBOX_DEV_SECRET").ok(),
         )?;
+        for tenant in &mut d.config.tenants {
+            tenant.limits.instance_mode = args.instance_mode.into();
+        }
         if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
             d.config.tls = crate::config::TlsSource::Files {
                 cert: cert.clone(),

@@ -66,38 +66,59 @@ fn bad_configuration_exits_64_with_a_clear_message() {
 }
 
 #[test]
-fn dev_mode_serves_the_embedded_reference_plugin() {
+fn dev_mode_serves_the_embedded_reference_plugin_in_either_instance_mode() {
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
     std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
-    let mut child = hookbox()
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--cert"])
-        .arg(dir.path().join("cert.pem"))
-        .arg("--key")
-        .arg(dir.path().join("key.pem"))
-        .env("HOOKBOX_DEV_SECRET", "dev-secret")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The server announces its bound address once it listens: wait for that line, not a timer.
-    let addr = wait_for_listening(&mut child);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let reply = runtime.block_on(Client::new(addr, &pki.ca_der).hook(
-        "dev",
-        "dev-secret",
-        &sample_request(),
-    ));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(reply.status, 200);
+    for mode in ["fresh", "reuse"] {
+        let mut child = hookbox()
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--cert"])
+            .arg(dir.path().join("cert.pem"))
+            .arg("--key")
+            .arg(dir.path().join("key.pem"))
+            .args(["--instance-mode", mode])
+            .env("HOOKBOX_DEV_SECRET", "dev-secret")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server announces its bound address once it listens: wait for that line, not a timer.
+        let addr = wait_for_listening(&mut child);
+        // Several requests, so a reused instance answers the later ones.
+        let replies: Vec<_> = (0..3)
+            .map(|_| {
+                runtime.block_on(Client::new(addr, &pki.ca_der).hook(
+                    "dev",
+                    "dev-secret",
+                    &sample_request(),
+                ))
+            })
+            .collect();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for reply in replies {
+            assert_eq!(reply.status, 200, "{mode}");
+            assert_eq!(
+                reply.new_login().as_deref(),
+                Some("sally2.admin2.272ed9@clouditude.net"),
+                "{mode}"
+            );
+        }
+    }
+    let out = hookbox()
+        .args(["serve", "--dev", "--instance-mode", "shared"])
+        .output()
+        .unwrap();
     assert_eq!(
-        reply.new_login().as_deref(),
-        Some("sally2.admin2.272ed9@clouditude.net")
+        out.status.code(),
+        Some(64),
+        "an unknown mode is a usage error"
     );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fresh, reuse"));
 }
 
 fn output(cmd: &mut Command) -> (Option<i32>, String, String) {

@@ -103,6 +103,12 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
     let mut c = Config::new();
     c.epoch_interruption(true);
     c.consume_fuel(config.fuel);
+    // A diagnostic switch, not configuration: with HOOKBOX_PERFMAP=1 wasmtime
+    // writes /tmp/perf-PID.map, so `perf report` names the plugins' own
+    // functions instead of showing anonymous JIT addresses.
+    if std::env::var_os("HOOKBOX_PERFMAP").is_some_and(|v| v == "1") {
+        c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     // Instances come from a pool reserved up front: instantiation is a few
     // microseconds of slot reuse (with copy-on-write memory images) instead of
     // fresh mmaps per request, and the pool size is a hard cap on how many

@@ -18,6 +18,17 @@
 //   levels `trace`, `debug`, `info`, `warn`, `error`.
 //
 // The result is deterministic: no clock, no randomness, no hash-map order.
+//
+// Performance: inside the component this runs in SpiderMonkey's interpreter
+// (no JIT), where every bytecode op and every call costs tens to hundreds of
+// wasm instructions. So the per-request path avoids what is cheap under a JIT
+// but not here: BigInt arithmetic, `for...of` (each step calls the iterator's
+// `next`), one-character strings and Set/Map look-ups per character, regular
+// expressions and callbacks. Strings are walked by UTF-16 code unit with
+// `charCodeAt`, tables are built once at module load (which componentize-js
+// runs at build time, into the snapshot), and runs of kept characters are
+// copied with one `slice`. Each such place says why its shortcut gives the
+// same result as the straightforward code.
 
 /** The longest local part an email address may have (RFC 5321). */
 export const MAX_LOCAL_PART = 64;
@@ -38,8 +49,9 @@ export class ResolveError extends Error {}
 
 /** The value of the first attribute `name`, or undefined. */
 export function get(profile, name) {
-  for (const attribute of profile) {
-    if (attribute.name === name) return attribute.value;
+  // An index loop, not for...of: no iterator calls in the interpreter.
+  for (let i = 0; i < profile.length; i++) {
+    if (profile[i].name === name) return profile[i].value;
   }
   return undefined;
 }
@@ -50,13 +62,27 @@ export function getStr(profile, name) {
   return value !== undefined && value.tag === 'text' ? value.val : undefined;
 }
 
-// Rust's `char::is_whitespace`: the Unicode White_Space property. (JavaScript's
-// `trim` and `\s` differ: they accept U+FEFF and miss U+0085.)
-const WHITE_SPACE = new Set(
-  '\t\n\x0b\x0c\r \x85\xa0\u1680' +
-    '\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a' +
-    '\u2028\u2029\u202f\u205f\u3000',
-);
+/**
+ * Rust's `char::is_whitespace` (the Unicode White_Space property) of a UTF-16
+ * code unit. (JavaScript's `trim` and `\s` differ: they accept U+FEFF and miss
+ * U+0085.) Every White_Space character is in the BMP, so a surrogate is never one.
+ */
+export function isWhiteSpace(code) {
+  if (code <= 0x20) return code === 0x20 || (code >= 0x09 && code <= 0x0d);
+  if (code < 0x85) return false;
+  return (
+    code === 0x85 ||
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000
+  );
+}
+
 const ASCII_PUNCTUATION = new Set('!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~');
 const ALNUM = new Set('abcdefghijklmnopqrstuvwxyz0123456789');
 const APOSTROPHES = new Set("'\u2019\u2018\u02bc`\u00b4");
@@ -64,8 +90,8 @@ const EXTRA_SEPARATORS = new Set('\u2010\u2011\u2012\u2013\u2014\u2015\u00b7\u20
 
 /** Rust's `text.trim().is_empty()`. */
 export function isBlank(text) {
-  for (const c of text) {
-    if (!WHITE_SPACE.has(c)) return false;
+  for (let i = 0; i < text.length; i++) {
+    if (!isWhiteSpace(text.charCodeAt(i))) return false;
   }
   return true;
 }
@@ -99,33 +125,71 @@ function buildTable() {
 /** The ASCII spelling of lowercase Latin letters with diacritics (and fullwidth Latin). */
 export const TRANSLITERATION = buildTable();
 
+// What normaliseName does with an ASCII character (after lowercasing), by code.
+const KEEP = 0; // [a-z0-9]: copied
+const SEPARATOR = 1; // whitespace, punctuation: one `-` before the next piece
+const DROP = 2; // apostrophes (O'Brien is one name: obrien, not o-brien), controls
+const ASCII_CLASS = new Uint8Array(0x80);
+for (let code = 0; code < 0x80; code++) {
+  const c = String.fromCharCode(code);
+  // In this order: ' and ` are punctuation, but apostrophes first.
+  if (ALNUM.has(c)) ASCII_CLASS[code] = KEEP;
+  else if (APOSTROPHES.has(c)) ASCII_CLASS[code] = DROP;
+  else if (isWhiteSpace(code) || ASCII_PUNCTUATION.has(c)) ASCII_CLASS[code] = SEPARATOR;
+  else ASCII_CLASS[code] = DROP;
+}
+
 /**
  * One name as a piece of an email local part: `[a-z0-9-]`, no leading,
  * trailing or doubled `-`; empty when nothing can be kept.
  */
 export function normaliseName(text) {
+  // Rust lowercases code point by code point (`char::to_lowercase`). One
+  // `toLowerCase` of the whole string gives the same code points, except that
+  // a capital sigma may become final sigma `ς` instead of `σ` (the only
+  // context-dependent mapping): a Greek letter, dropped either way.
+  const lower = text.toLowerCase();
   let out = '';
   let pendingSeparator = false;
-  // Code point by code point, lowercased each on its own like Rust's `char::to_lowercase`.
-  for (const char of text) {
-    for (const c of char.toLowerCase()) {
-      let piece;
-      if (ALNUM.has(c)) {
-        piece = c;
-      } else if (APOSTROPHES.has(c)) {
-        continue; // O'Brien is one name: obrien, not o-brien.
-      } else if (WHITE_SPACE.has(c) || ASCII_PUNCTUATION.has(c) || EXTRA_SEPARATORS.has(c)) {
-        pendingSeparator = true;
-        continue;
-      } else {
-        piece = TRANSLITERATION.get(c);
-        if (piece === undefined) continue; // Other scripts, emoji, combining marks.
+  // Start of the current run of [a-z0-9] in `lower`, or -1: a run is copied
+  // with one slice rather than character by character.
+  let run = -1;
+  for (let i = 0; i < lower.length; i++) {
+    const code = lower.charCodeAt(i);
+    if (code < 0x80 && ASCII_CLASS[code] === KEEP) {
+      if (run < 0) {
+        // A separator is only written once something follows it, which both
+        // collapses runs of separators and trims both ends.
+        if (pendingSeparator && out.length > 0) out += '-';
+        pendingSeparator = false;
+        run = i;
       }
-      if (pendingSeparator && out.length > 0) out += '-';
-      pendingSeparator = false;
-      out += piece;
+      continue;
     }
+    if (run >= 0) {
+      out += lower.slice(run, i);
+      run = -1;
+    }
+    if (code < 0x80) {
+      if (ASCII_CLASS[code] === SEPARATOR) pendingSeparator = true;
+      continue;
+    }
+    // Not ASCII. By code unit: no character above U+FFFF is an apostrophe, a
+    // separator or in the table, so both halves of a surrogate pair are
+    // dropped one by one, as the whole character would be.
+    const c = lower[i];
+    if (APOSTROPHES.has(c)) continue;
+    if (isWhiteSpace(code) || EXTRA_SEPARATORS.has(c)) {
+      pendingSeparator = true;
+      continue;
+    }
+    const piece = TRANSLITERATION.get(c);
+    if (piece === undefined) continue; // Other scripts, emoji, combining marks.
+    if (pendingSeparator && out.length > 0) out += '-';
+    pendingSeparator = false;
+    out += piece;
   }
+  if (run >= 0) out += lower.slice(run);
   return out;
 }
 
@@ -138,8 +202,20 @@ export function normaliseLoginBase(local) {
     .join('.');
 }
 
-function asciiLower(text) {
-  return text.replace(/[A-Z]/g, (c) => c.toLowerCase());
+/**
+ * Rust's `a.eq_ignore_ascii_case(b)`: only ASCII letters fold. Non-ASCII code
+ * units compare as they are; equal UTF-16 is equal UTF-8.
+ */
+export function equalIgnoringAsciiCase(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x >= 0x41 && x <= 0x5a) x += 0x20;
+    if (y >= 0x41 && y <= 0x5a) y += 0x20;
+    if (x !== y) return false;
+  }
+  return true;
 }
 
 /**
@@ -159,21 +235,41 @@ export function assemble(pieces, suffix) {
   return head;
 }
 
-function jsonString(text) {
-  let out = '"';
-  for (const c of text) {
-    const code = c.codePointAt(0);
-    if (c === '"') out += '\\"';
-    else if (c === '\\') out += '\\\\';
-    else if (c === '\n') out += '\\n';
-    else if (c === '\r') out += '\\r';
-    else if (c === '\t') out += '\\t';
-    else if (c === '\b') out += '\\b';
-    else if (c === '\f') out += '\\f';
-    else if (code < 0x20) out += '\\u' + code.toString(16).padStart(4, '0');
-    else out += c;
+/** How serde_json escapes a character in a string, or undefined if it keeps it. */
+function jsonEscape(code) {
+  switch (code) {
+    case 0x22:
+      return '\\"';
+    case 0x5c:
+      return '\\\\';
+    case 0x0a:
+      return '\\n';
+    case 0x0d:
+      return '\\r';
+    case 0x09:
+      return '\\t';
+    case 0x08:
+      return '\\b';
+    case 0x0c:
+      return '\\f';
+    default:
+      return code < 0x20 ? '\\u' + code.toString(16).padStart(4, '0') : undefined;
   }
-  return out + '"';
+}
+
+/** `text` as a JSON string, escaped as serde_json does. */
+function jsonString(text) {
+  // Only ASCII is ever escaped, so code units will do; the text between two
+  // escapes is copied with one slice (usually the whole text).
+  let out = '"';
+  let from = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x20 && code !== 0x22 && code !== 0x5c) continue;
+    out += text.slice(from, i) + jsonEscape(code);
+    from = i + 1;
+  }
+  return out + text.slice(from) + '"';
 }
 
 /**
@@ -224,13 +320,22 @@ export function toJson(value) {
 
 /** Compares strings by code point, as Rust compares `str` (UTF-16 order differs). */
 export function compareCodePoints(a, b) {
-  const x = Array.from(a, (c) => c.codePointAt(0));
-  const y = Array.from(b, (c) => c.codePointAt(0));
-  const n = Math.min(x.length, y.length);
-  for (let i = 0; i < n; i++) {
-    if (x[i] !== y[i]) return x[i] - y[i];
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  // One is a prefix of the other (in code units, hence in code points).
+  if (i === n) return a.length - b.length;
+  // UTF-16 order is not code-point order (U+E000..U+FFFF sort above
+  // surrogates), so compare code points. If the same high surrogate precedes
+  // i in both, it starts the first code point that may differ (a pair in one
+  // string at least, unless it is a lone surrogate in both).
+  const before = i > 0 ? a.charCodeAt(i - 1) : 0;
+  if (before >= 0xd800 && before <= 0xdbff) {
+    const x = a.codePointAt(i - 1);
+    const y = b.codePointAt(i - 1);
+    if (x !== y) return x - y;
   }
-  return x.length - y.length;
+  return a.codePointAt(i) - b.codePointAt(i);
 }
 
 /** What identifies the imported user, as text to hash. */
@@ -245,43 +350,73 @@ export function identity(request, uniqueAttr) {
   return '{' + attributes.map((a) => jsonString(a.name) + ':' + toJson(a.value)).join(',') + '}';
 }
 
-/** The UTF-8 bytes of `text`. */
-export function utf8(text) {
-  const bytes = [];
-  for (const c of text) {
-    const cp = c.codePointAt(0);
-    if (cp < 0x80) bytes.push(cp);
-    else if (cp < 0x800) bytes.push(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));
-    else if (cp < 0x10000) bytes.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
-    else
-      bytes.push(
-        0xf0 | (cp >> 18),
-        0x80 | ((cp >> 12) & 0x3f),
-        0x80 | ((cp >> 6) & 0x3f),
-        0x80 | (cp & 0x3f),
-      );
-  }
-  return bytes;
-}
+// 64-bit FNV-1a (http://www.isthe.com/chongo/tech/comp/fnv/) without BigInt
+// (a BigInt op allocates and is slow in the interpreter): the hash is kept as
+// two 32-bit halves. The prime is 2^40 + 0x1b3, so modulo 2^64
+//   h * prime = (h << 40) + h * 0x1b3
+// and, with h = hi * 2^32 + lo:
+//   lo' = (lo * 0x1b3) mod 2^32
+//   hi' = (hi * 0x1b3 + (lo << 8) + floor(lo * 0x1b3 / 2^32)) mod 2^32.
+// lo * 0x1b3 < 2^41 is exact in a double; Math.imul gives hi * 0x1b3 mod 2^32.
+const FNV_OFFSET_HI = 0xcbf29ce4;
+const FNV_OFFSET_LO = 0x84222325;
+const FNV_PRIME_LOW = 0x1b3;
+const TWO_32 = 0x100000000;
 
-const FNV_OFFSET_BASIS = 0xcbf29ce484222325n;
-const FNV_PRIME = 0x00000100000001b3n;
-const MASK = (1n << 64n) - 1n;
-
-/** 64-bit FNV-1a of `bytes`, as a BigInt. */
-export function fnv1a64(bytes) {
-  let h = FNV_OFFSET_BASIS;
-  for (const b of bytes) {
-    h = ((h ^ BigInt(b)) * FNV_PRIME) & MASK;
+/**
+ * 64-bit FNV-1a of the UTF-8 bytes of `text`, as its two unsigned 32-bit
+ * halves `{ hi, lo }`. (A lone surrogate counts as its 3-byte encoding.)
+ */
+export function fnv1a64(text) {
+  let hi = FNV_OFFSET_HI | 0;
+  let lo = FNV_OFFSET_LO; // may hold a product up to 2^41: only its low 32 bits count
+  for (let i = 0; i < text.length; i++) {
+    let cp = text.charCodeAt(i);
+    // This character's UTF-8 bytes, first byte in the lowest 8 bits.
+    let bytes;
+    let count;
+    if (cp < 0x80) {
+      bytes = cp;
+      count = 1;
+    } else if (cp < 0x800) {
+      bytes = (0xc0 | (cp >> 6)) | ((0x80 | (cp & 0x3f)) << 8);
+      count = 2;
+    } else {
+      if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < text.length) {
+        const low = text.charCodeAt(i + 1);
+        if (low >= 0xdc00 && low <= 0xdfff) {
+          cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
+          i++;
+        }
+      }
+      if (cp < 0x10000) {
+        bytes = (0xe0 | (cp >> 12)) | ((0x80 | ((cp >> 6) & 0x3f)) << 8) | ((0x80 | (cp & 0x3f)) << 16);
+        count = 3;
+      } else {
+        bytes =
+          (0xf0 | (cp >> 18)) |
+          ((0x80 | ((cp >> 12) & 0x3f)) << 8) |
+          ((0x80 | ((cp >> 6) & 0x3f)) << 16) |
+          ((0x80 | (cp & 0x3f)) << 24);
+        count = 4;
+      }
+    }
+    do {
+      // `^` and `<<` take their operands modulo 2^32; `>>> 0` makes x unsigned.
+      const x = (lo ^ (bytes & 0xff)) >>> 0;
+      const product = x * FNV_PRIME_LOW;
+      hi = (Math.imul(hi, FNV_PRIME_LOW) + (x << 8) + ((product / TWO_32) | 0)) | 0;
+      lo = product;
+      bytes >>>= 8;
+    } while (--count > 0);
   }
-  return h;
+  return { hi: hi >>> 0, lo: lo >>> 0 };
 }
 
 /** Six hex digits: the top 24 bits of FNV-1a(identity [+ 0 byte + round]). */
 export function identitySuffix(identityText, round) {
-  const bytes = utf8(identityText);
-  if (round > 0) bytes.push(0, ...utf8(String(round)));
-  return (fnv1a64(bytes) >> 40n).toString(16).padStart(6, '0');
+  const { hi } = fnv1a64(round > 0 ? `${identityText}\0${round}` : identityText);
+  return (hi >>> 8).toString(16).padStart(6, '0');
 }
 
 function setting(host, key, fallback) {
@@ -290,15 +425,16 @@ function setting(host, key, fallback) {
   return value === undefined || value === null || isBlank(value) ? fallback : value;
 }
 
+/** The normalised name in attribute `attr` of `profile`, or undefined. */
+function nameIn(profile, attr) {
+  const text = getStr(profile, attr);
+  if (text === undefined) return undefined;
+  const name = normaliseName(text);
+  return name.length > 0 ? name : undefined;
+}
+
 function namePart(request, attr) {
-  for (const profile of [request.appUserProfile, request.userProfile]) {
-    const text = getStr(profile, attr);
-    if (text !== undefined) {
-      const name = normaliseName(text);
-      if (name.length > 0) return name;
-    }
-  }
-  return undefined;
+  return nameIn(request.appUserProfile, attr) ?? nameIn(request.userProfile, attr);
 }
 
 /**
@@ -353,20 +489,21 @@ export function resolve(request, host) {
   }
   host.log('debug', RULES[rule]);
 
-  const ident = identity(request, uniqueAttr);
+  // The identity is only worked out when a suffix needs it (rendering the
+  // whole profile as JSON is not free); it has no other effect.
+  let ident;
+  const suffix = (round) => identitySuffix((ident ??= identity(request, uniqueAttr)), round);
   const needsSuffix = rule === 'hashed-suffix' || rule === 'login-base-hashed-suffix';
-  let local = assemble(pieces, needsSuffix ? identitySuffix(ident, 0) : undefined);
-  // Rust's `eq_ignore_ascii_case`: only ASCII letters fold.
-  const conflictFolded = asciiLower(conflictLocal);
+  let local = assemble(pieces, needsSuffix ? suffix(0) : undefined);
   let round = 0;
-  while (local === conflictFolded) {
+  while (equalIgnoringAsciiCase(local, conflictLocal)) {
     round += 1;
     if (round > MAX_ROUNDS) {
       throw new ResolveError(
         'login-conflict: no login different from the conflicting one could be derived',
       );
     }
-    local = assemble(pieces, identitySuffix(ident, round));
+    local = assemble(pieces, suffix(round));
   }
   if (round > 0) {
     host.log('debug', 'candidate equal to the conflicting login: suffix rehashed');

@@ -61,12 +61,52 @@ test('george gets his middle name infixed', () => {
   assert.deepEqual(host.logs, [['debug', 'middle name infixed']]);
 });
 
-test('fnv1a64 reference vectors and the sample suffix', () => {
-  assert.equal(lc.fnv1a64(lc.utf8('')), 0xcbf29ce484222325n);
-  assert.equal(lc.fnv1a64(lc.utf8('a')), 0xaf63dc4c8601ec8cn);
-  assert.equal(lc.fnv1a64(lc.utf8('foobar')), 0x85944171f73967e8n);
+/** fnv1a64's halves as 16 hex digits. */
+const hex64 = ({ hi, lo }) => hi.toString(16).padStart(8, '0') + lo.toString(16).padStart(8, '0');
+
+test('fnv1a64 matches the Rust implementation', () => {
+  // Expected values computed with the Rust plugin's Fnv1a64 definition over
+  // `str::as_bytes()` (offset basis 0xcbf29ce484222325, prime 0x100000001b3,
+  // xor then multiply per UTF-8 byte).
+  const long = 'Ünïcödé ✓ 李 😀 '.repeat(300) + 'x'.repeat(5000); // 12,500 UTF-8 bytes
+  for (const [input, expected] of [
+    ['', 'cbf29ce484222325'],
+    ['a', 'af63dc4c8601ec8c'],
+    ['foobar', '85944171f73967e8'],
+    ['user221', '272ed9a4b5e82665'],
+    ['\0', 'af63bd4c8601b7df'],
+    ['é😀', '52da6ebdce68376c'], // 2-byte and 4-byte (surrogate pair) UTF-8
+    ['Zoë Łukasz 李 😀', 'ae09e03327d76a4a'], // 1-, 2-, 3- and 4-byte UTF-8
+    ['user221\x001', '7742a17e4903ceaa'], // what round 1 hashes
+    [long, '57f120bfec61967d'],
+  ]) {
+    assert.equal(hex64(lc.fnv1a64(input)), expected, input.slice(0, 20));
+  }
   assert.equal(lc.identitySuffix('user221', 0), '272ed9');
-  assert.deepEqual(lc.utf8('é😀'), [0xc3, 0xa9, 0xf0, 0x9f, 0x98, 0x80]);
+  assert.equal(lc.identitySuffix('user221', 1), '7742a1');
+  assert.equal(lc.identitySuffix('user221', 12), 'aa0701');
+});
+
+test('fnv1a64 agrees with a BigInt FNV-1a over UTF-8 bytes', () => {
+  // The straightforward definition, slow but obviously right.
+  const reference = (text) => {
+    let h = 0xcbf29ce484222325n;
+    for (const b of new TextEncoder().encode(text)) {
+      h = ((h ^ BigInt(b)) * 0x100000001b3n) & 0xffffffffffffffffn;
+    }
+    return h.toString(16).padStart(16, '0');
+  };
+  let seed = 1;
+  const random = (n) => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  const alphabet = ['a', 'Z', '0', '\0', '\x7f', '\x80', 'é', '\u07ff', '\u0800', 'ẞ', '\uffff', '😀', '\u{10ffff}'];
+  for (let n = 0; n < 300; n++) {
+    let text = '';
+    for (let k = random(40); k > 0; k--) text += alphabet[random(alphabet.length)];
+    assert.equal(hex64(lc.fnv1a64(text)), reference(text), JSON.stringify(text));
+  }
 });
 
 test('names are normalised', () => {

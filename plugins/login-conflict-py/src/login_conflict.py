@@ -12,7 +12,10 @@ Data shapes used here:
 - a value is a tuple `(kind, payload)`, kind one of `null` (payload `None`),
   `boolean` (bool), `integer` (int), `float` (float), `text` (str),
   `array` (list of scalar tuples, kinds `null`..`text`), `json` (str: JSON text);
-- a profile is a list of `(name, value)` pairs in the order Okta sent them;
+- a profile is a list of `(name, value)` pairs in the order Okta sent them,
+  or any object with `get(name)` (the first such attribute's value, or None)
+  and iteration over its pairs: `app.py` passes a view of the WIT list that
+  converts only the values the resolver reads;
 - the host is any object with `setting(key) -> str | None` and
   `log(level, message)` (level: `"trace"`, `"debug"`, `"info"`, `"warn"`, `"error"`).
 
@@ -20,6 +23,7 @@ The result is deterministic: no clock, no randomness, no dict-order dependence.
 """
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import List, Optional, Tuple
 
 #: The longest local part an email address may have (RFC 5321).
@@ -61,6 +65,8 @@ class ResolveError(Exception):
 
 def get(profile, name):
     """The value of the first attribute `name`, or None when the profile lacks it."""
+    if type(profile) is not list:
+        return profile.get(name)  # a view with its own lookup (app.py's)
     for attr, value in profile:
         if attr == name:
             return value
