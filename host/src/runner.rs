@@ -312,6 +312,10 @@ mod tests {
     fn world_version_matches_the_wit_package() {
         let wit = include_str!("../../wit/okta-import.wit");
         assert!(wit.contains(&format!("package hookbox:okta-import@{WORLD_VERSION};")));
+        assert_eq!(
+            crate::plugin::RESOLVER_INTERFACE,
+            format!("{RESOLVER_EXPORT}{WORLD_VERSION}")
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime::Store;
 
 use super::state::State;
-use super::{ImportHook, Plugin};
+use super::{Plugin, Resolve};
 use crate::config::{InstanceMode, Limits};
 
 /// One tenant's plugin, bound to its settings and limits, with the warm
@@ -58,7 +58,7 @@ pub struct Instances {
 /// A store and the instance in it, with the number of requests it has served.
 pub(super) struct Warm {
     pub(super) store: Store<State>,
-    pub(super) hook: ImportHook,
+    pub(super) resolve: Resolve,
     pub(super) served: u32,
 }
 

@@ -10,7 +10,7 @@ use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use super::instances::{Instances, Warm};
 use super::state::{PluginLog, State};
-use super::{ImportHook, Plugin, Runtime, wit};
+use super::{Plugin, Runtime, wit};
 use crate::config::Limits;
 
 /// Slack past the plugin's deadline before the host abandons the call
@@ -204,22 +204,19 @@ impl Runtime {
         }
         let start = Instant::now();
         let deadline = start + limits.deadline;
-        let (mut store, hook, served) = match warm {
-            Some(w) => (w.store, Some(w.hook), w.served),
+        let (mut store, resolve, served) = match warm {
+            Some(w) => (w.store, Some(w.resolve), w.served),
             None => (self.new_store(settings, limits), None, 0),
         };
         let fuel = self.begin(&mut store, limits, deadline);
 
         let call = async {
-            let hook: ImportHook = match hook {
-                Some(hook) => hook,
-                None => plugin.pre().instantiate_async(&mut store).await?,
+            let resolve = match resolve {
+                Some(resolve) => resolve,
+                None => plugin.instantiate(&mut store).await?,
             };
-            let answer = hook
-                .hookbox_okta_import_resolver()
-                .call_resolve(&mut store, request)
-                .await?;
-            Ok::<_, wasmtime::Error>((hook, answer))
+            let answer = resolve.call(&mut store, request).await?;
+            Ok::<_, wasmtime::Error>((resolve, answer))
         };
         let raw = tokio::time::timeout(limits.deadline + BACKSTOP_GRACE, call).await;
 
@@ -227,8 +224,8 @@ impl Runtime {
         let mut reusable = None;
         let result = match raw {
             Err(_elapsed) => Err(Failure::Deadline),
-            Ok(Ok((hook, answer))) => {
-                reusable = Some(hook);
+            Ok(Ok((resolve, answer))) => {
+                reusable = Some(resolve);
                 Ok(match answer {
                     Ok(response) => Outcome::Response(response),
                     Err(summary) => Outcome::Declined(summary),
@@ -253,9 +250,9 @@ impl Runtime {
         // not trusted with another request.
         let warm = reusable
             .filter(|_| !store.data().limiter.exceeded)
-            .map(|hook| Warm {
+            .map(|resolve| Warm {
                 store,
-                hook,
+                resolve,
                 served: served + 1,
             });
         (invocation, warm)
