@@ -148,7 +148,9 @@ impl Plugin {
         let func = instance
             .get_func(&mut *store, self.inner.resolve)
             .ok_or_else(|| {
-                wasmtime::format_err!("the instance lacks the resolver export its component declares")
+                wasmtime::format_err!(
+                    "the instance lacks the resolver export its component declares"
+                )
             })?;
         Ok(Resolve(func))
     }
