@@ -384,6 +384,18 @@ impl Client {
         }
     }
 
+    /// A TLS connection (HTTP/1.1 by ALPN) to write raw bytes on: for what a
+    /// well-behaved HTTP client never sends, such as a body that stalls.
+    pub async fn connect_raw(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+        let mut config = (*self.tls).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .unwrap()
+    }
+
     /// Opens a TLS connection offering only `proto` in ALPN.
     pub async fn connect(&self, proto: Proto) -> Conn {
         let mut config = (*self.tls).clone();

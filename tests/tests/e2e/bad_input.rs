@@ -1,11 +1,15 @@
 //! Every class of bad input gets its status and an Okta-style JSON error body;
 //! the plugin never runs for any of them.
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use hookbox_tests::{Proto, Reply, TenantSpec, TestServer, misbehave_wasm, sample_request};
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A tenant whose plugin traps: a 200 with a trap summary would mean it ran.
 fn tenant() -> TenantSpec {
@@ -161,4 +165,62 @@ async fn unauthenticated_requests_are_refused_before_the_body_is_judged() {
     req.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     assert_error(&send(&server, req).await, 401, "credentials");
+}
+
+/// Okta gives a hook 3 s: a body that stops arriving must not hold the
+/// connection past `request_timeout`. The answer is a 408 in Okta's error format.
+#[tokio::test]
+async fn a_stalled_body_is_408_after_the_request_timeout() {
+    let t = tenant();
+    let server = TestServer::start(std::slice::from_ref(&t), "request_timeout = \"300ms\"").await;
+    let mut tls = server.client().connect_raw().await;
+    let head = format!(
+        "POST /hooks/acme/import HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: {}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"eventType\":",
+        t.secret()
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let started = Instant::now();
+    // The server answers and closes; the test's own timeout only guards against a hang.
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut answer)).await;
+    let waited = started.elapsed();
+    assert!(read.is_ok(), "no answer to a stalled body after {waited:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/json"), "{answer}");
+    assert!(answer.contains("\"errorSummary\""), "{answer}");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "answered before the timeout: {waited:?}"
+    );
+}
+
+/// A client that connects and never starts TLS is dropped after
+/// `handshake_timeout`: idle sockets cannot pile up until the connection cap.
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+    let t = tenant();
+    let server = TestServer::start(std::slice::from_ref(&t), "handshake_timeout = \"300ms\"").await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut buf)).await;
+    let waited = started.elapsed();
+    // Closed by the server: end of stream (or a reset), never data.
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "connection still open or sent data after {waited:?}: {read:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(250),
+        "closed before the timeout: {waited:?}"
+    );
+    // The server still serves after dropping it.
+    let reply = server
+        .client()
+        .hook("acme", t.secret(), &sample_request())
+        .await;
+    assert_error(&reply, 200, "trap");
 }
