@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use hookbox_tests::{
-    Client, Pki, fixture_path, login_conflict_wasm, misbehave_wasm, sample_request,
-    wrong_world_wasm,
+    Client, Pki, fixture_path, login_conflict_languages, login_conflict_wasm, misbehave_wasm,
+    sample_request, wrong_world_wasm,
 };
 
 fn hookbox() -> Command {
@@ -172,10 +172,20 @@ fn check_refuses_another_world_and_non_components_in_plain_sentences() {
 }
 
 #[test]
-fn run_prints_the_okta_answer_and_its_cost() {
+fn run_prints_the_okta_answer_and_its_cost_in_every_language() {
     let sample = fixture_path("fixtures/sample-request.json");
-    let (code, out, err) = output(hookbox().arg("run").arg(login_conflict_wasm()).arg(&sample));
-    assert_eq!(code, Some(0), "{err}");
+    for (language, plugin) in login_conflict_languages() {
+        run_prints_the_okta_answer_and_its_cost(language, &plugin, &sample);
+    }
+}
+
+fn run_prints_the_okta_answer_and_its_cost(
+    language: &str,
+    plugin: &std::path::Path,
+    sample: &std::path::Path,
+) {
+    let (code, out, err) = output(hookbox().arg("run").arg(plugin).arg(sample));
+    assert_eq!(code, Some(0), "{language}: {err}");
     let body: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(
         body["commands"][0]["value"]["login"],
@@ -188,11 +198,18 @@ fn run_prints_the_okta_answer_and_its_cost() {
         "bytes peak of 33554432",
         "of 262144",
     ] {
-        assert!(err.contains(needle), "expected '{needle}' in {err}");
+        assert!(
+            err.contains(needle),
+            "{language}: expected '{needle}' in {err}"
+        );
     }
     assert!(
+        !err.contains("fuel:     0 "),
+        "{language}: the plugin ran, so it burnt fuel: {err}"
+    );
+    assert!(
         err.contains("debug: no middle name"),
-        "plugin log lines are shown: {err}"
+        "{language}: plugin log lines are shown: {err}"
     );
 }
 
@@ -304,4 +321,61 @@ fn sighup_reloads_the_config_file() {
         (404, 200),
         "after SIGHUP the removed tenant is gone and the added one serves"
     );
+}
+
+/// `HOOKBOX_LOG_FORMAT=json` (like `--log-format json`) writes one JSON object
+/// per line, with the request's span fields; `HOOKBOX_LISTEN` stands in for `--listen`.
+#[test]
+fn json_logs_and_environment_overrides() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
+    let mut child = hookbox()
+        .args(["serve", "--dev"])
+        .env("HOOKBOX_LISTEN", "127.0.0.1:0")
+        .env("HOOKBOX_TLS_CERT", dir.path().join("cert.pem"))
+        .env("HOOKBOX_TLS_KEY", dir.path().join("key.pem"))
+        .env("HOOKBOX_LOG_FORMAT", "json")
+        .env("HOOKBOX_LOG", "info")
+        .env("HOOKBOX_DEV_SECRET", "dev-secret")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_listening(&mut child);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reply = runtime.block_on(Client::new(addr, &pki.ca_der).hook(
+        "dev",
+        "dev-secret",
+        &sample_request(),
+    ));
+    assert_eq!(
+        reply.status, 200,
+        "the certificate from HOOKBOX_TLS_* is served"
+    );
+    // SIGTERM: a graceful stop, after which stderr ends.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    child.wait().unwrap();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let answered = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "hook answered")
+        .unwrap_or_else(|| panic!("no 'hook answered' line in {stderr}"));
+    assert_eq!(answered["fields"]["status"], 200);
+    assert_eq!(answered["span"]["tenant"], "dev");
+    assert_eq!(answered["span"]["event_id"], "JUGOUiYZTaKPmH6db0nDag");
 }

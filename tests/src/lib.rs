@@ -46,6 +46,23 @@ pub fn wrong_world_wasm() -> PathBuf {
     guests_dir().join("wrong_world.wasm")
 }
 
+/// The login-conflict resolver in every language built for this run: Rust,
+/// then Python and JavaScript unless `HOOKBOX_SKIP_LANGUAGES` left them out.
+pub fn login_conflict_languages() -> Vec<(&'static str, PathBuf)> {
+    let mut langs = vec![("rust", login_conflict_wasm())];
+    for (name, path) in [
+        ("python", env!("HOOKBOX_PY_WASM")),
+        ("javascript", env!("HOOKBOX_JS_WASM")),
+    ] {
+        if path.is_empty() {
+            eprintln!("{name} resolver skipped (HOOKBOX_SKIP_LANGUAGES)");
+        } else {
+            langs.push((name, path.into()));
+        }
+    }
+    langs
+}
+
 /// `tests/<rel>` in the source tree.
 pub fn fixture_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)

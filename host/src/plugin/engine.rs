@@ -116,9 +116,12 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
     let n = config.max_instances;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
-        // A Rust wasip2 component has a handful of core instances (the guest and
-        // WASI adapter shims); interpreted-language components have more.
-        .total_core_instances(n.saturating_mul(8))
+        // A Rust wasip2 component has 3 core instances (the guest and two
+        // shims); a componentize-py build has 38. Core instance slots are only
+        // counted, not reserved, so the cap is generous: with 8 per instance a
+        // Python plugin could use a fifth of the pool, and none at all when the
+        // pool is small (`hookbox run` sizes it for one or two instances).
+        .total_core_instances(n.saturating_mul(64))
         .total_memories(n.saturating_mul(2))
         .total_tables(n.saturating_mul(8))
         .total_stacks(n)

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use hookbox_tests::{TenantSpec, TestServer, fixture_path, login_conflict_wasm};
+use hookbox_tests::{TenantSpec, TestServer, fixture_path, login_conflict_languages};
 use serde_json::Value;
 
 struct Case {
@@ -45,22 +45,6 @@ fn cases() -> Vec<Case> {
         .collect()
 }
 
-/// The languages built for this run (`HOOKBOX_SKIP_LANGUAGES` may leave some out).
-fn languages() -> Vec<(&'static str, std::path::PathBuf)> {
-    let mut langs = vec![("rust", login_conflict_wasm())];
-    for (name, path) in [
-        ("python", env!("HOOKBOX_PY_WASM")),
-        ("javascript", env!("HOOKBOX_JS_WASM")),
-    ] {
-        if path.is_empty() {
-            eprintln!("conformance: {name} skipped (HOOKBOX_SKIP_LANGUAGES)");
-        } else {
-            langs.push((name, path.into()));
-        }
-    }
-    langs
-}
-
 /// The body minus the host's own `hookboxPlugin` key (and `debugContext` if that empties it).
 fn without_plugin_key(mut body: Value) -> Value {
     if let Some(obj) = body.as_object_mut()
@@ -91,7 +75,7 @@ async fn every_language_gives_the_reference_answers_in_every_instance_mode() {
             settings_sets.push(&c.settings);
         }
     }
-    let languages = languages();
+    let languages = login_conflict_languages();
     let mut tenants = Vec::new();
     for (lang, wasm) in &languages {
         for (mode, limits, _) in MODES {
