@@ -5,6 +5,8 @@ componentize-py generates the `wit_world` package from `../../wit` (world
 exported interface, `Resolver`.
 """
 
+from operator import attrgetter
+
 from componentize_py_types import Err
 
 import wit_world
@@ -52,8 +54,30 @@ def _value(v):
     return (kind, None if kind == "null" else v.value)
 
 
-def _profile(attributes):
-    return [(a.name, _value(a.value)) for a in attributes]
+_NAME = attrgetter("name")
+
+
+class _Profile:
+    """A WIT profile as `login_conflict` reads it (see its docstring): values
+    are converted only when looked up, and names are searched in C, so a
+    request pays for the few attributes the resolver reads, not for all."""
+
+    __slots__ = ("_attributes", "_names")
+
+    def __init__(self, attributes):
+        self._attributes = attributes
+        self._names = None  # built on the first lookup
+
+    def get(self, name):
+        names = self._names
+        if names is None:
+            names = self._names = list(map(_NAME, self._attributes))
+        if name in names:
+            return _value(self._attributes[names.index(name)].value)
+        return None
+
+    def __iter__(self):
+        return ((a.name, _value(a.value)) for a in self._attributes)
 
 
 class _Host:
@@ -68,15 +92,18 @@ class _Host:
         wit_host.log(_LEVELS[level], message)
 
 
+_HOST = _Host()
+
+
 class Resolver(ResolverProtocol):
     def resolve(self, request: wit.ImportRequest) -> wit.Response:
         req = login_conflict.Request(
-            app_user=_profile(request.app_user_profile),
-            user=_profile(request.user_profile),
-            conflicts=list(request.context.conflicts),
+            app_user=_Profile(request.app_user_profile),
+            user=_Profile(request.user_profile),
+            conflicts=request.context.conflicts,  # only read
         )
         try:
-            answer = login_conflict.resolve(req, _Host())
+            answer = login_conflict.resolve(req, _HOST)
         except login_conflict.ResolveError as e:
             raise Err(str(e))
         commands = []

@@ -83,11 +83,12 @@ def get_str(profile, name):
 
 # Rust's `char::is_whitespace`: the Unicode White_Space property. (Python's
 # `str.isspace` also accepts U+001C..U+001F; JavaScript's `trim` differs too.)
-_WHITE_SPACE = frozenset(
+_WHITE_SPACE_CHARS = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680"
     "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
     "\u2028\u2029\u202f\u205f\u3000"
 )
+_WHITE_SPACE = frozenset(_WHITE_SPACE_CHARS)
 _ASCII_PUNCTUATION = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _APOSTROPHES = frozenset("'\u2019\u2018\u02bc`\u00b4")
@@ -98,7 +99,8 @@ _EXTRA_SEPARATORS = frozenset(
 
 def is_blank(text):
     """Rust's `text.trim().is_empty()`."""
-    return all(c in _WHITE_SPACE for c in text)
+    # Stripping White_Space from both ends leaves nothing iff every character is one.
+    return not text.strip(_WHITE_SPACE_CHARS)
 
 
 def _table():
@@ -132,30 +134,60 @@ def _table():
 TRANSLITERATION = _table()
 
 
+def _contribution(char):
+    """What one character of a name contributes: its ASCII piece, " " for a
+    separator, None when it is dropped."""
+    out = []
+    # Rust lowercases char by char (`char::to_lowercase`, no context).
+    for c in char.lower():
+        if c in _ALNUM:
+            out.append(c)
+        elif c in _APOSTROPHES:
+            pass  # O'Brien is one name: obrien, not o-brien.
+        elif c in _WHITE_SPACE or c in _ASCII_PUNCTUATION or c in _EXTRA_SEPARATORS:
+            out.append(" ")
+        else:
+            # Other scripts, emoji, combining marks: no faithful ASCII form.
+            out.append(TRANSLITERATION.get(c, ""))
+    return "".join(out) or None
+
+
+class _ContributionTable(dict):
+    """`str.translate` table of `_contribution` by code point. The ranges that
+    matter are precomputed at import (free per call: componentize-py snapshots
+    the initialised module); any other character is classified when met, not
+    stored, so the table never grows."""
+
+    def __missing__(self, code_point):
+        return _contribution(chr(code_point))
+
+
+_CONTRIBUTIONS = _ContributionTable(
+    (cp, _contribution(chr(cp)))
+    for start, end in [
+        (0x0000, 0x0300),  # ASCII, Latin-1, Latin Extended-A and -B, IPA, modifiers (U+02BC)
+        (0x1E00, 0x1F00),  # Latin Extended Additional (ẞ lowercases to ß)
+        (0x2000, 0x2070),  # General Punctuation: spaces, dashes, quotes
+        (0x2100, 0x2150),  # Letterlike Symbols (Kelvin and Ångström signs)
+        (0x2212, 0x2213),  # minus sign
+        (0x3000, 0x3001),  # ideographic space
+        (0xFF00, 0xFF60),  # fullwidth ASCII forms
+    ]
+    for cp in range(start, end)
+)
+
+
 def normalise_name(text):
     """One name as a piece of an email local part: `[a-z0-9-]`, no leading,
     trailing or doubled `-`; empty when nothing can be kept."""
-    out = []
-    pending_separator = False
-    for char in text:
-        # Rust lowercases char by char (`char::to_lowercase`, no context).
-        for c in char.lower():
-            if c in _ALNUM:
-                piece = c
-            elif c in _APOSTROPHES:
-                continue  # O'Brien is one name: obrien, not o-brien.
-            elif c in _WHITE_SPACE or c in _ASCII_PUNCTUATION or c in _EXTRA_SEPARATORS:
-                pending_separator = True
-                continue
-            else:
-                piece = TRANSLITERATION.get(c)
-                if piece is None:
-                    continue  # Other scripts, emoji, combining marks.
-            if pending_separator and out:
-                out.append("-")
-            pending_separator = False
-            out.append(piece)
-    return "".join(out)
+    if text.isascii() and text.isalnum():
+        return text.lower()  # the common case: nothing to drop or separate
+    # Each character becomes its piece, a space (separator) or nothing; then
+    # split() drops leading and trailing separators and collapses runs, and the
+    # pieces between them are joined with one `-`. The pieces are `[a-z0-9]`,
+    # so the only spaces are separators. All of it runs in C, where a Python
+    # loop over the characters costs dozens of bytecodes per character.
+    return "-".join(text.translate(_CONTRIBUTIONS).split())
 
 
 def normalise_login_base(local):
@@ -163,8 +195,15 @@ def normalise_login_base(local):
     return ".".join(p for p in (normalise_name(s) for s in local.split(".")) if p)
 
 
+# Rust's `eq_ignore_ascii_case` folds only ASCII letters (`str.lower` would
+# also fold e.g. the Kelvin sign).
+_ASCII_LOWER = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
+)
+
+
 def _ascii_lower(text):
-    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+    return text.translate(_ASCII_LOWER)
 
 
 def assemble(pieces, suffix):
@@ -173,8 +212,9 @@ def assemble(pieces, suffix):
     head = ".".join(pieces)
     budget = MAX_LOCAL_PART - (len(suffix) + 1 if suffix is not None else 0)
     # The pieces are ASCII, so characters are bytes.
-    if len(head.encode("utf-8")) > budget:
-        head = head.encode("utf-8")[:budget].decode("utf-8", "ignore").rstrip(".-")
+    encoded = head.encode("utf-8")
+    if len(encoded) > budget:
+        head = encoded[:budget].decode("utf-8", "ignore").rstrip(".-")
     if suffix is not None:
         if head:
             head += "."
@@ -182,29 +222,17 @@ def assemble(pieces, suffix):
     return head
 
 
+# serde_json's escapes: `"`, `\`, the short forms, other controls as `\u00xx`;
+# everything else (non-ASCII included) is written as it is.
+_JSON_ESCAPES = {cp: "\\u%04x" % cp for cp in range(0x20)}
+_JSON_ESCAPES.update({
+    ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord("\r"): "\\r",
+    ord("\t"): "\\t", ord("\b"): "\\b", ord("\f"): "\\f",
+})
+
+
 def _json_string(text):
-    out = ['"']
-    for c in text:
-        if c == '"':
-            out.append('\\"')
-        elif c == "\\":
-            out.append("\\\\")
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\r":
-            out.append("\\r")
-        elif c == "\t":
-            out.append("\\t")
-        elif c == "\b":
-            out.append("\\b")
-        elif c == "\f":
-            out.append("\\f")
-        elif ord(c) < 0x20:
-            out.append("\\u%04x" % ord(c))
-        else:
-            out.append(c)
-    out.append('"')
-    return "".join(out)
+    return '"' + text.translate(_JSON_ESCAPES) + '"'
 
 
 def rust_float(f):
@@ -237,6 +265,9 @@ def rust_float(f):
 def to_json(value):
     """A value as compact JSON text, exactly as the Rust SDK's `Value::to_json`."""
     kind, payload = value
+    # Most frequent kinds first.
+    if kind == "text":
+        return _json_string(payload)
     if kind == "null":
         return "null"
     if kind == "boolean":
@@ -245,8 +276,6 @@ def to_json(value):
         return str(payload)
     if kind == "float":
         return rust_float(payload)
-    if kind == "text":
-        return _json_string(payload)
     if kind == "array":
         return "[" + ",".join(to_json(item) for item in payload) + "]"
     if kind == "json":
@@ -264,12 +293,15 @@ def identity(request, unique_attr):
         if kind not in ("null", "text"):
             return to_json(value)
     # Sorted by name as Rust sorts strings (by code point); `sorted` is stable.
-    attributes = sorted(request.app_user, key=lambda a: a[0])
+    attributes = sorted(request.app_user, key=_NAME)
     return (
         "{"
-        + ",".join(_json_string(name) + ":" + to_json(v) for name, v in attributes)
+        + ",".join([_json_string(name) + ":" + to_json(v) for name, v in attributes])
         + "}"
     )
+
+
+_NAME = itemgetter(0)
 
 
 FNV_OFFSET_BASIS = 0xCBF29CE484222325
@@ -279,8 +311,19 @@ _MASK = (1 << 64) - 1
 
 def fnv1a64(data, h=FNV_OFFSET_BASIS):
     """64-bit FNV-1a of `data` (bytes), continuing from `h`."""
-    for b in data:
-        h = ((h ^ b) * FNV_PRIME) & _MASK
+    # The low 64 bits of a product depend only on the low 64 bits of its
+    # factors, and `^ b` (b < 256) only touches the low byte, so masking once
+    # per four bytes gives the same result as masking after every byte, with
+    # fewer bytecodes. Constants in locals: no global lookups in the loop.
+    prime, mask = FNV_PRIME, _MASK
+    quads = iter(data)
+    for b0, b1, b2, b3 in zip(quads, quads, quads, quads):
+        h = (h ^ b0) * prime
+        h = (h ^ b1) * prime
+        h = (h ^ b2) * prime
+        h = ((h ^ b3) * prime) & mask
+    for b in data[len(data) & ~3:]:  # the last 0-3 bytes
+        h = ((h ^ b) * prime) & mask
     return h
 
 
@@ -298,6 +341,10 @@ def _setting(host, key, default):
     if value is None or is_blank(value):
         return default
     return value
+
+
+def _identity(request, host):
+    return identity(request, _setting(host, "unique_attribute", "externalId"))
 
 
 def _name_part(request, attr):
@@ -329,7 +376,6 @@ def resolve(request, host):
     first_attr = _setting(host, "first_name_attribute", "firstName")
     middle_attr = _setting(host, "middle_name_attribute", "middleName")
     last_attr = _setting(host, "last_name_attribute", "lastName")
-    unique_attr = _setting(host, "unique_attribute", "externalId")
     first = _name_part(request, first_attr)
     middle = _name_part(request, middle_attr)
     last = _name_part(request, last_attr)
@@ -348,9 +394,15 @@ def resolve(request, host):
             rule, pieces = "login-base-hashed-suffix", [base]
     host.log("debug", RULES[rule])
 
-    ident = identity(request, unique_attr)
-    needs_suffix = rule in ("hashed-suffix", "login-base-hashed-suffix")
-    local = assemble(pieces, identity_suffix(ident, 0) if needs_suffix else None)
+    # The identity (and the setting that names it) is only computed when a
+    # suffix is needed: with no unique attribute it is the whole profile as
+    # JSON, the dearest step, and the middle-name rules need it only to rehash.
+    ident = None
+    if rule in ("hashed-suffix", "login-base-hashed-suffix"):
+        ident = _identity(request, host)
+        local = assemble(pieces, identity_suffix(ident, 0))
+    else:
+        local = assemble(pieces, None)
     # Rust's `eq_ignore_ascii_case`: only ASCII letters fold.
     conflict_folded = _ascii_lower(conflict_local)
     round_ = 0
@@ -360,6 +412,8 @@ def resolve(request, host):
             raise ResolveError(
                 "login-conflict: no login different from the conflicting one could be derived"
             )
+        if ident is None:
+            ident = _identity(request, host)
         local = assemble(pieces, identity_suffix(ident, round_))
     if round_ > 0:
         host.log("debug", "candidate equal to the conflicting login: suffix rehashed")
