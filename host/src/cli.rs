@@ -228,6 +228,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
     };
     runtime.block_on(async move {
+        if let Err(e) = crate::reload::smoke_at_start(&app).await {
+            return fail(EXIT_CONFIG, e);
+        }
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => return fail(EXIT_BIND, format!("cannot listen on {listen}: {e}")),

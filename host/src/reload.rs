@@ -339,30 +339,63 @@ impl App {
         body: &Result<Vec<u8>, String>,
     ) -> Result<(), String> {
         let body = body.as_ref().map_err(Clone::clone)?;
-        let request = decode::decode(body)
-            .map_err(|e| format!("smoke: the smoke file is not a valid request: {}", e.0))?;
-        let invocation = self
-            .runtime
-            .invoke(
-                plugin,
-                &request,
-                Arc::new(config.settings.clone()),
-                &config.limits,
-            )
-            .await;
-        if invocation.pool_exhausted {
-            return Err("smoke: no free instance slot to run it".into());
-        }
-        match &invocation.result {
-            Ok(Outcome::Declined(summary)) => Err(format!(
-                "smoke: the plugin answered with an error: {summary}"
-            )),
-            Err(failure) => Err(format!("smoke: {failure}")),
-            Ok(Outcome::Response(_)) => encode::encode(&invocation.result, plugin.short_digest())
-                .map(|_| ())
-                .map_err(|failure| format!("smoke: {failure}")),
-        }
+        smoke(&self.runtime, plugin, config, body).await
     }
+}
+
+/// Runs a smoke request (`body`) through `plugin` with the tenant's settings
+/// and limits; `Err` says why the plugin must not go live.
+async fn smoke(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    config: &TenantConfig,
+    body: &[u8],
+) -> Result<(), String> {
+    let request = decode::decode(body)
+        .map_err(|e| format!("smoke: the smoke file is not a valid request: {}", e.0))?;
+    let invocation = runtime
+        .invoke(
+            plugin,
+            &request,
+            Arc::new(config.settings.clone()),
+            &config.limits,
+        )
+        .await;
+    if invocation.pool_exhausted {
+        return Err("smoke: no free instance slot to run it".into());
+    }
+    match &invocation.result {
+        Ok(Outcome::Declined(summary)) => Err(format!(
+            "smoke: the plugin answered with an error: {summary}"
+        )),
+        Err(failure) => Err(format!("smoke: {failure}")),
+        Ok(Outcome::Response(_)) => encode::encode(&invocation.result, plugin.short_digest())
+            .map(|_| ())
+            .map_err(|failure| format!("smoke: {failure}")),
+    }
+}
+
+/// Start-up's counterpart of a reload's check: every tenant with a `smoke`
+/// request must answer it before the server binds, so a version that a
+/// reload would refuse is never served because it happened to be there at
+/// start. `Err` names the tenant and the reason.
+pub async fn smoke_at_start(app: &App) -> Result<(), String> {
+    for tenant in app.tenants.load().iter() {
+        let Some(path) = &tenant.source.smoke else {
+            continue;
+        };
+        let body = std::fs::read(path).map_err(|e| {
+            format!(
+                "tenant {}: smoke: cannot read {}: {e}",
+                tenant.id,
+                path.display()
+            )
+        })?;
+        smoke(&app.runtime, &tenant.plugin, &tenant.source, &body)
+            .await
+            .map_err(|reason| format!("tenant {}: {reason}", tenant.id))?;
+    }
+    Ok(())
 }
 
 /// Loads the configuration and every tenant's plugin, reusing compiled ones. Blocking.

@@ -379,3 +379,43 @@ fn json_logs_and_environment_overrides() {
     assert_eq!(answered["span"]["tenant"], "dev");
     assert_eq!(answered["span"]["event_id"], "JUGOUiYZTaKPmH6db0nDag");
 }
+
+/// A plugin that fails its tenant's smoke request is refused at start as it
+/// would be by a reload: exit 64 naming the tenant, before anything binds.
+#[test]
+fn a_plugin_failing_its_smoke_request_is_refused_at_start() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+    let sample = fixture_path("fixtures/sample-request.json");
+    let config = |plugin: &std::path::Path, mode: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+             [[tenants]]\nid = \"acme\"\nplugin = {:?}\nsmoke = {:?}\n\
+             auth = {{ secrets_file = [\"secret\"] }}\nsettings = {{ mode = \"{mode}\" }}\n",
+            plugin.display().to_string(),
+            sample.display().to_string(),
+        )
+    };
+    let path = dir.path().join("hookbox.toml");
+    std::fs::write(&path, config(&misbehave_wasm(), "trap")).unwrap();
+    let (code, _, err) = output(hookbox().args(["serve", "--config"]).arg(&path));
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("tenant acme: smoke:"), "{err}");
+    assert!(err.contains("trap"), "{err}");
+
+    // The same configuration with a plugin that answers its smoke request starts.
+    std::fs::write(&path, config(&login_conflict_wasm(), "unused")).unwrap();
+    let mut child = hookbox()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_listening(&mut child);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(addr.port() > 0);
+}
