@@ -129,6 +129,7 @@ export const TRANSLITERATION = buildTable();
 const KEEP = 0; // [a-z0-9]: copied
 const SEPARATOR = 1; // whitespace, punctuation: one `-` before the next piece
 const DROP = 2; // apostrophes (O'Brien is one name: obrien, not o-brien), controls
+const ALL_KEPT = /^[a-z0-9]*$/;
 const ASCII_CLASS = new Uint8Array(0x80);
 for (let code = 0; code < 0x80; code++) {
   const c = String.fromCharCode(code);
@@ -149,6 +150,9 @@ export function normaliseName(text) {
   // a capital sigma may become final sigma `ς` instead of `σ` (the only
   // context-dependent mapping): a Greek letter, dropped either way.
   const lower = text.toLowerCase();
+  // Most names are one piece of [a-z0-9] once lowercased: nothing else to do.
+  // (One regular expression test runs natively; the loop below does not.)
+  if (ALL_KEPT.test(lower)) return lower;
   let out = '';
   let pendingSeparator = false;
   // Start of the current run of [a-z0-9] in `lower`, or -1: a run is copied
@@ -257,10 +261,14 @@ function jsonEscape(code) {
   }
 }
 
+const NEEDS_ESCAPE = /["\\\x00-\x1f]/;
+
 /** `text` as a JSON string, escaped as serde_json does. */
 function jsonString(text) {
+  // Usually nothing to escape: one regular expression test (native) says so.
+  if (!NEEDS_ESCAPE.test(text)) return '"' + text + '"';
   // Only ASCII is ever escaped, so code units will do; the text between two
-  // escapes is copied with one slice (usually the whole text).
+  // escapes is copied with one slice.
   let out = '"';
   let from = 0;
   for (let i = 0; i < text.length; i++) {
@@ -346,69 +354,43 @@ export function identity(request, uniqueAttr) {
     if (value.tag !== 'null' && value.tag !== 'text') return toJson(value);
   }
   // Array.prototype.sort is stable.
-  const attributes = [...request.appUserProfile].sort((a, b) => compareCodePoints(a.name, b.name));
+  // slice, not [...spread]: no iterator calls.
+  const attributes = request.appUserProfile.slice().sort((a, b) => compareCodePoints(a.name, b.name));
   return '{' + attributes.map((a) => jsonString(a.name) + ':' + toJson(a.value)).join(',') + '}';
 }
 
 // 64-bit FNV-1a (http://www.isthe.com/chongo/tech/comp/fnv/) without BigInt
-// (a BigInt op allocates and is slow in the interpreter): the hash is kept as
-// two 32-bit halves. The prime is 2^40 + 0x1b3, so modulo 2^64
+// (every BigInt op allocates, and is slow in the interpreter): the hash is
+// kept as two 32-bit halves. The prime is 2^40 + 0x1b3, so modulo 2^64
 //   h * prime = (h << 40) + h * 0x1b3
 // and, with h = hi * 2^32 + lo:
 //   lo' = (lo * 0x1b3) mod 2^32
 //   hi' = (hi * 0x1b3 + (lo << 8) + floor(lo * 0x1b3 / 2^32)) mod 2^32.
-// lo * 0x1b3 < 2^41 is exact in a double; Math.imul gives hi * 0x1b3 mod 2^32.
+// Every intermediate is below 2^42, so plain double arithmetic is exact and
+// `| 0` takes it modulo 2^32 at the end (no Math.imul: a call costs more here).
 const FNV_OFFSET_HI = 0xcbf29ce4;
 const FNV_OFFSET_LO = 0x84222325;
 const FNV_PRIME_LOW = 0x1b3;
 const TWO_32 = 0x100000000;
+const UTF8 = new TextEncoder();
 
 /**
- * 64-bit FNV-1a of the UTF-8 bytes of `text`, as its two unsigned 32-bit
- * halves `{ hi, lo }`. (A lone surrogate counts as its 3-byte encoding.)
+ * 64-bit FNV-1a of the UTF-8 bytes of `text` (as Rust's `str::as_bytes`), as
+ * its two unsigned 32-bit halves `{ hi, lo }`. (A lone surrogate, which no
+ * Rust string and so no WIT string can hold, is hashed as U+FFFD.)
  */
 export function fnv1a64(text) {
+  // One native call for the whole UTF-8 encoding, rather than work per character.
+  const bytes = UTF8.encode(text);
   let hi = FNV_OFFSET_HI | 0;
   let lo = FNV_OFFSET_LO; // may hold a product up to 2^41: only its low 32 bits count
-  for (let i = 0; i < text.length; i++) {
-    let cp = text.charCodeAt(i);
-    // This character's UTF-8 bytes, first byte in the lowest 8 bits.
-    let bytes;
-    let count;
-    if (cp < 0x80) {
-      bytes = cp;
-      count = 1;
-    } else if (cp < 0x800) {
-      bytes = (0xc0 | (cp >> 6)) | ((0x80 | (cp & 0x3f)) << 8);
-      count = 2;
-    } else {
-      if (cp >= 0xd800 && cp <= 0xdbff && i + 1 < text.length) {
-        const low = text.charCodeAt(i + 1);
-        if (low >= 0xdc00 && low <= 0xdfff) {
-          cp = 0x10000 + ((cp - 0xd800) << 10) + (low - 0xdc00);
-          i++;
-        }
-      }
-      if (cp < 0x10000) {
-        bytes = (0xe0 | (cp >> 12)) | ((0x80 | ((cp >> 6) & 0x3f)) << 8) | ((0x80 | (cp & 0x3f)) << 16);
-        count = 3;
-      } else {
-        bytes =
-          (0xf0 | (cp >> 18)) |
-          ((0x80 | ((cp >> 12) & 0x3f)) << 8) |
-          ((0x80 | ((cp >> 6) & 0x3f)) << 16) |
-          ((0x80 | (cp & 0x3f)) << 24);
-        count = 4;
-      }
-    }
-    do {
-      // `^` and `<<` take their operands modulo 2^32; `>>> 0` makes x unsigned.
-      const x = (lo ^ (bytes & 0xff)) >>> 0;
-      const product = x * FNV_PRIME_LOW;
-      hi = (Math.imul(hi, FNV_PRIME_LOW) + (x << 8) + ((product / TWO_32) | 0)) | 0;
-      lo = product;
-      bytes >>>= 8;
-    } while (--count > 0);
+  const n = bytes.length; // a getter call on a typed array: not once per byte
+  for (let i = 0; i < n; i++) {
+    // `^` and `<<` take their operands modulo 2^32; `>>> 0` makes x unsigned.
+    const x = (lo ^ bytes[i]) >>> 0;
+    const product = x * FNV_PRIME_LOW;
+    hi = (hi * FNV_PRIME_LOW + (x << 8) + ((product / TWO_32) | 0)) | 0;
+    lo = product;
   }
   return { hi: hi >>> 0, lo: lo >>> 0 };
 }
