@@ -15,6 +15,9 @@
 //! (`target/guests/other/login_conflict_{python,javascript}.wasm`, made by
 //! `cargo test`); a language whose file is absent is skipped, with a message.
 //!
+//! `HOOKBOX_BENCH_RUST_WASM=FILE` measures another Rust build (or any plugin
+//! of the world) in place of the embedded reference plugin, in both groups.
+//!
 //! Short measurement times keep the whole run under two minutes; these
 //! machines are shared and noisy, so read ratios between lines of the same run.
 
@@ -62,8 +65,7 @@ fn pipeline(c: &mut Criterion) {
         .build()
         .expect("tokio runtime");
     let runtime = Runtime::new(&EngineConfig::default()).expect("engine");
-    let wasm = hookbox::dev::reference_plugin().expect("the reference plugin is embedded");
-    let plugin = Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
+    let plugin = rust_plugin(&runtime);
     let settings = Arc::new(BTreeMap::new());
     let limits = Limits::default();
     let digest = plugin.short_digest().to_owned();
@@ -167,6 +169,18 @@ fn other_language(var: &str, file: &str) -> Option<std::path::PathBuf> {
     }
 }
 
+/// The embedded reference plugin, or the file `HOOKBOX_BENCH_RUST_WASM` names.
+fn rust_plugin(runtime: &Runtime) -> Plugin {
+    match std::env::var_os("HOOKBOX_BENCH_RUST_WASM") {
+        Some(path) => Plugin::load(runtime, path.as_ref()).expect("HOOKBOX_BENCH_RUST_WASM loads"),
+        None => Plugin::from_bytes(
+            runtime,
+            hookbox::dev::reference_plugin().expect("the reference plugin is embedded"),
+        )
+        .expect("the reference plugin loads"),
+    }
+}
+
 fn instance_modes(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -175,14 +189,7 @@ fn instance_modes(c: &mut Criterion) {
     let runtime = Runtime::new(&EngineConfig::default()).expect("engine");
     let request = decode::decode(&bodies().hashed_suffix).expect("decodes");
 
-    let mut languages = vec![(
-        "rust",
-        Plugin::from_bytes(
-            &runtime,
-            hookbox::dev::reference_plugin().expect("the reference plugin is embedded"),
-        )
-        .expect("the reference plugin loads"),
-    )];
+    let mut languages = vec![("rust", rust_plugin(&runtime))];
     for (name, var, file) in [
         (
             "python",
