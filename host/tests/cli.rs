@@ -12,6 +12,16 @@ use hookbox_tests::{
     sample_request, wrong_world_wasm,
 };
 
+/// A temporary directory with the server's `cert.pem` and `key.pem` from
+/// `pki`, and a `secret` file holding `s3cret`.
+fn server_files(pki: &Pki) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+    dir
+}
+
 fn hookbox() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbox"));
     cmd.env_remove("HOOKBOX_CONFIG")
@@ -68,9 +78,7 @@ fn bad_configuration_exits_64_with_a_clear_message() {
 #[test]
 fn dev_mode_serves_the_embedded_reference_plugin_in_either_instance_mode() {
     let pki = Pki::new();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
+    let dir = server_files(&pki);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -267,10 +275,7 @@ fn wait_for_listening(child: &mut std::process::Child) -> std::net::SocketAddr {
 #[test]
 fn sighup_reloads_the_config_file() {
     let pki = Pki::new();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
-    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+    let dir = server_files(&pki);
     let tenant = |id: &str| {
         format!(
             "[[tenants]]\nid = \"{id}\"\nplugin = {:?}\nauth = {{ secrets_file = [\"secret\"] }}\n",
@@ -328,9 +333,7 @@ fn sighup_reloads_the_config_file() {
 #[test]
 fn json_logs_and_environment_overrides() {
     let pki = Pki::new();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
+    let dir = server_files(&pki);
     let mut child = hookbox()
         .args(["serve", "--dev"])
         .env("HOOKBOX_LISTEN", "127.0.0.1:0")
@@ -385,10 +388,7 @@ fn json_logs_and_environment_overrides() {
 #[test]
 fn a_plugin_failing_its_smoke_request_is_refused_at_start() {
     let pki = Pki::new();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
-    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+    let dir = server_files(&pki);
     let sample = fixture_path("fixtures/sample-request.json");
     let config = |plugin: &std::path::Path, mode: &str| {
         format!(
