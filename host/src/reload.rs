@@ -226,8 +226,8 @@ impl App {
                             next.push(o.clone());
                             Change::Unchanged
                         }
-                        Some(_) => {
-                            next.push(Arc::new(Tenant::new(&c.config, plugin.clone())));
+                        Some(o) => {
+                            next.push(Arc::new(Tenant::succeed(o, &c.config, plugin.clone())));
                             Change::Updated
                         }
                         None => {

@@ -113,4 +113,18 @@ impl Tenant {
             source: c.clone(),
         }
     }
+
+    /// The next version of `previous` (same id), built by a reload. With the
+    /// same `max_concurrency` it shares the previous version's permits, so
+    /// requests still running on the old version count against the limit
+    /// and the tenant never runs more than its share during a swap. A changed
+    /// limit starts a fresh count: it applies to the requests that start on
+    /// the new version.
+    pub fn succeed(previous: &Tenant, c: &TenantConfig, plugin: Plugin) -> Tenant {
+        let mut next = Tenant::new(c, plugin);
+        if previous.limits.max_concurrency == next.limits.max_concurrency {
+            next.concurrency = previous.concurrency.clone();
+        }
+        next
+    }
 }

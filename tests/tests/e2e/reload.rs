@@ -433,3 +433,49 @@ async fn watched_plugin_file_replaced_on_disk_goes_live() {
     }
     server.stop().await.unwrap();
 }
+
+/// A swap must not give a tenant a second helping of its concurrency share:
+/// requests still running on the old version hold permits the new one honours.
+#[tokio::test]
+async fn a_swap_keeps_the_tenants_concurrency_share() {
+    let looping = |probe: &str| {
+        TenantSpec::new("slow", misbehave_wasm())
+            .setting("mode", "loop")
+            .setting("probe", probe)
+            .limits("deadline = \"1500ms\", max_concurrency = 1")
+    };
+    let server = TestServer::start(&[looping("v1")], "").await;
+    let client = server.client();
+    let held = {
+        let client = client.clone();
+        tokio::spawn(async move { client.hook("slow", "secret-slow", &sample_request()).await })
+    };
+    // Wait until the first request holds the only permit (observed, not slept for).
+    let old = server.app.tenants.load_full().get("slow").unwrap().clone();
+    while old.concurrency.available_permits() > 0 {
+        tokio::task::yield_now().await;
+    }
+    // A new version of the tenant (changed settings), same limit.
+    server.rewrite_config(&[looping("v2")], "", "");
+    let report = server.app.reload().await;
+    assert_eq!(report.tenants[0].change, Change::Updated, "{report:?}");
+    let reply = client.hook("slow", "secret-slow", &sample_request()).await;
+    assert_eq!(
+        reply.status,
+        503,
+        "the old version's request still holds the share: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let first = held.await.unwrap();
+    assert_eq!(
+        first.error_summary().as_deref(),
+        Some("hookbox: the plugin exceeded its deadline")
+    );
+
+    // A changed limit is a fresh count for the new version.
+    let wider = looping("v3").limits("deadline = \"100ms\", max_concurrency = 2");
+    server.rewrite_config(&[wider], "", "");
+    assert_eq!(server.app.reload().await.tenants[0].change, Change::Updated);
+    let now = server.app.tenants.load_full().get("slow").unwrap().clone();
+    assert_eq!(now.concurrency.available_permits(), 2);
+}
