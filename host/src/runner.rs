@@ -242,11 +242,18 @@ pub async fn run(
     let fuel_limit = limits
         .fuel
         .map_or_else(|| "no fuel limit".to_owned(), |f| format!("limit {f}"));
-    let _ = writeln!(
-        text,
-        "fuel:     {} ({fuel_limit})",
-        inv.fuel_consumed.unwrap_or(0)
-    );
+    let fuel = inv.fuel_consumed.unwrap_or(0);
+    // wasmtime keeps a function's fuel count in a register and stores it at
+    // calls and returns; an epoch interrupt traps from inside a loop without
+    // storing it, so after a deadline the figure misses what the plugin burnt
+    // since its last call or return. Say so instead of printing it as exact.
+    let fuel = match &inv.result {
+        Err(Failure::Deadline) => format!(
+            "at least {fuel} (interrupted at the deadline: fuel burnt since the plugin's last call is not counted)"
+        ),
+        _ => fuel.to_string(),
+    };
+    let _ = writeln!(text, "fuel:     {fuel} ({fuel_limit})");
     let _ = writeln!(
         text,
         "memory:   {} bytes peak of {} limit",

@@ -241,6 +241,10 @@ fn run_explains_limits_and_traps_with_the_guests_function_names() {
         out.contains("exceeded its deadline") && err.contains("ran past its deadline"),
         "{out}{err}"
     );
+    assert!(
+        err.contains("fuel:     at least ") && err.contains("not counted"),
+        "after a deadline the fuel figure is a lower bound, and says so: {err}"
+    );
     let (code, _, err) = run("loop", &["--fuel", "1000000"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("used up limits.fuel"), "{err}");
