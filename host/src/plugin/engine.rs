@@ -10,6 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::ImportHook;
 use super::cache::{Cache, CacheStats};
+use super::instances::IdleBudget;
 use super::state::State;
 use crate::config::EngineConfig;
 
@@ -31,6 +32,8 @@ struct RuntimeInner {
     fuel: bool,
     /// The precompiled-component cache (`[engine] cache_dir`), if configured and usable.
     cache: Option<Cache>,
+    /// Warm (`reuse`) instances idle across all tenants, capped at half the pool.
+    idle: Arc<IdleBudget>,
 }
 
 impl Runtime {
@@ -66,6 +69,7 @@ impl Runtime {
                 linker,
                 fuel: config.fuel,
                 cache,
+                idle: IdleBudget::for_pool(config.max_instances),
             }),
         })
     }
@@ -81,6 +85,11 @@ impl Runtime {
     /// Whether stores of this engine meter fuel.
     pub fn fuel_enabled(&self) -> bool {
         self.inner.fuel
+    }
+
+    /// The engine-wide budget of idle warm instances.
+    pub fn idle_budget(&self) -> &Arc<IdleBudget> {
+        &self.inner.idle
     }
 
     pub(crate) fn cache(&self) -> Option<&Cache> {

@@ -32,11 +32,15 @@
 //! carried-over state is the interpreter's warm-up, not data.
 //!
 //! Warm instances hold slots of the engine's instance pool while idle
-//! (`engine.max_instances` is shared by all tenants); a tenant keeps at most
-//! `max_concurrency` of them, which is also how many it can use at once.
+//! (`engine.max_instances` is shared by all tenants). A tenant keeps at most
+//! `max_concurrency` of them, which is also how many it can use at once, and
+//! all tenants together keep at most half the pool idle ([`IdleBudget`]), so
+//! warm instances parked by some tenants never leave the others without
+//! slots: past the budget, an instance is dropped instead of kept.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use wasmtime::Store;
@@ -51,8 +55,9 @@ pub struct Instances {
     plugin: Plugin,
     settings: Arc<BTreeMap<String, String>>,
     limits: Limits,
-    /// Warm instances not serving a request, most recently used last.
-    idle: Mutex<Vec<Warm>>,
+    /// Warm instances not serving a request, most recently used last, each
+    /// with its share of the engine-wide idle budget.
+    idle: Mutex<Vec<(Warm, IdleToken)>>,
 }
 
 /// A store and the instance in it, with the number of requests it has served.
@@ -99,7 +104,7 @@ impl Instances {
         self.lock().len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Warm>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(Warm, IdleToken)>> {
         // Only pushes and pops happen under the lock; a poisoned lock still holds usable stores.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -109,14 +114,16 @@ impl Instances {
         match self.limits.instance_mode {
             InstanceMode::Fresh => None,
             // The most recently used: its pages are the likeliest to be in cache.
-            InstanceMode::Reuse { .. } => self.lock().pop(),
+            // Busy again: its idle token is returned to the budget.
+            InstanceMode::Reuse { .. } => self.lock().pop().map(|(warm, _token)| warm),
         }
     }
 
     /// Keeps an instance whose call succeeded for a later request, unless it
-    /// has served its quota or the pool is full; otherwise drops it (which
+    /// has served its quota, the tenant already keeps `max_concurrency` idle,
+    /// or the engine-wide idle budget is spent; otherwise drops it (which
     /// frees its slot in the engine's pool).
-    pub(super) fn give_back(&self, warm: Warm) {
+    pub(super) fn give_back(&self, warm: Warm, budget: &Arc<IdleBudget>) {
         let InstanceMode::Reuse { max_requests } = self.limits.instance_mode else {
             return;
         };
@@ -124,10 +131,137 @@ impl Instances {
             return;
         }
         let mut idle = self.lock();
-        if idle.len() < self.limits.max_concurrency as usize {
-            idle.push(warm);
+        if idle.len() < self.limits.max_concurrency as usize
+            && let Some(token) = budget.try_take()
+        {
+            idle.push((warm, token));
         }
         // Otherwise `warm` is dropped here, after the guard (locals drop
         // before parameters), so the lock is not held while the store is freed.
+    }
+}
+
+/// How many warm instances may sit idle across all tenants of an engine.
+#[derive(Debug)]
+pub struct IdleBudget {
+    cap: usize,
+    idle: AtomicUsize,
+}
+
+impl IdleBudget {
+    /// Half of a pool of `pool_size` instances.
+    pub(super) fn for_pool(pool_size: u32) -> Arc<IdleBudget> {
+        Arc::new(IdleBudget {
+            cap: pool_size as usize / 2,
+            idle: AtomicUsize::new(0),
+        })
+    }
+
+    /// Warm instances idle right now, across all tenants.
+    pub fn idle(&self) -> usize {
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    fn try_take(self: &Arc<Self>) -> Option<IdleToken> {
+        self.idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.cap).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| IdleToken(self.clone()))
+    }
+}
+
+/// One idle instance's place in the budget, given back when dropped: when
+/// the instance is taken for a request, or dropped with its tenant's pool.
+struct IdleToken(Arc<IdleBudget>);
+
+impl Drop for IdleToken {
+    fn drop(&mut self) {
+        self.0.idle.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EngineConfig;
+    use crate::plugin::Runtime;
+
+    /// A new instance of `plugin` in a store armed like a request's, as if it
+    /// had just served one request.
+    async fn warm(runtime: &Runtime, plugin: &Plugin, limits: &Limits) -> Warm {
+        let mut store = runtime.new_store(Arc::new(BTreeMap::new()), limits);
+        runtime.begin(
+            &mut store,
+            limits,
+            std::time::Instant::now() + std::time::Duration::from_secs(10),
+        );
+        let resolve = plugin
+            .instantiate(&mut store)
+            .await
+            .expect("a pool slot is free");
+        Warm {
+            store,
+            resolve,
+            served: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn tenants_together_keep_at_most_half_the_pool_idle() {
+        let runtime = Runtime::new(&EngineConfig {
+            max_instances: 4,
+            ..EngineConfig::default()
+        })
+        .expect("engine");
+        let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
+        let plugin = Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
+        let limits = Limits {
+            max_concurrency: 4,
+            instance_mode: InstanceMode::Reuse { max_requests: 10 },
+            ..Limits::default()
+        };
+        let settings = Arc::new(BTreeMap::new());
+        let a = Instances::new(plugin.clone(), settings.clone(), limits.clone());
+        let b = Instances::new(plugin.clone(), settings, limits.clone());
+        let budget = runtime.idle_budget();
+
+        // Tenant A had three requests in flight; the budget (2 of 4 slots) keeps two.
+        let parked = [
+            warm(&runtime, &plugin, &limits).await,
+            warm(&runtime, &plugin, &limits).await,
+            warm(&runtime, &plugin, &limits).await,
+        ];
+        for w in parked {
+            a.give_back(w, budget);
+        }
+        assert_eq!((a.idle(), budget.idle()), (2, 2));
+
+        // So tenant B still finds two free slots, and cannot park them.
+        let (b1, b2) = (
+            warm(&runtime, &plugin, &limits).await,
+            warm(&runtime, &plugin, &limits).await,
+        );
+        b.give_back(b1, budget);
+        b.give_back(b2, budget);
+        assert_eq!((b.idle(), budget.idle()), (0, 2));
+
+        // A warm instance taken for a request leaves the budget; B may park one now.
+        let busy = a.take().expect("A has warm instances");
+        assert_eq!(budget.idle(), 1);
+        b.give_back(warm(&runtime, &plugin, &limits).await, budget);
+        assert_eq!((b.idle(), budget.idle()), (1, 2));
+
+        // Dropping a tenant's pool (a reload replacing it) returns its share
+        // and its slots.
+        drop(busy);
+        drop(a);
+        assert_eq!(budget.idle(), 1);
+        let _three_more = [
+            warm(&runtime, &plugin, &limits).await,
+            warm(&runtime, &plugin, &limits).await,
+            warm(&runtime, &plugin, &limits).await,
+        ];
     }
 }

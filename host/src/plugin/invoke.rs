@@ -141,7 +141,7 @@ impl Runtime {
             )
             .await;
         if let Some(warm) = warm {
-            instances.give_back(warm);
+            instances.give_back(warm, self.idle_budget());
         }
         invocation
     }
@@ -149,7 +149,11 @@ impl Runtime {
     /// The one place a store is built for a plugin: its state, the memory
     /// limiter and the epoch check. What changes per request is set by
     /// [`Runtime::begin`], so new and reused stores go through the same steps.
-    fn new_store(&self, settings: Arc<BTreeMap<String, String>>, limits: &Limits) -> Store<State> {
+    pub(super) fn new_store(
+        &self,
+        settings: Arc<BTreeMap<String, String>>,
+        limits: &Limits,
+    ) -> Store<State> {
         let mut store = Store::new(self.engine(), State::new(settings, limits.memory));
         store.limiter(|s| &mut s.limiter);
         // Check at every epoch tick: past the deadline, interrupt (a trap);
@@ -171,7 +175,12 @@ impl Runtime {
     /// Arms a store (new or reused) for one request: the deadline, a full
     /// tank of fuel, the next epoch check, and an empty log. Returns the fuel
     /// given, when the engine meters it.
-    fn begin(&self, store: &mut Store<State>, limits: &Limits, deadline: Instant) -> Option<u64> {
+    pub(super) fn begin(
+        &self,
+        store: &mut Store<State>,
+        limits: &Limits,
+        deadline: Instant,
+    ) -> Option<u64> {
         store.data_mut().begin(deadline);
         store.set_epoch_deadline(1);
         let fuel = self.fuel_enabled().then(|| limits.fuel.unwrap_or(u64::MAX));
