@@ -200,8 +200,11 @@ impl App {
             if unchanged {
                 continue;
             }
-            if let (Ok(plugin), Some(smoke)) = (&c.plugin, &c.smoke)
-                && let Err(reason) = self.smoke(plugin, &c.config, smoke).await
+            if let (Ok(plugin), Some(body)) = (&c.plugin, &c.smoke)
+                && let Err(reason) = match body {
+                    Ok(body) => smoke(&self.runtime, plugin, &c.config, body).await,
+                    Err(unreadable) => Err(unreadable.clone()),
+                }
             {
                 c.plugin = Err(Rejection {
                     digest: Some(plugin.digest().to_owned()),
@@ -329,17 +332,6 @@ impl App {
             "reload done"
         );
         report
-    }
-
-    /// Runs the tenant's smoke request through `plugin`; `Err` says why it failed.
-    async fn smoke(
-        &self,
-        plugin: &Plugin,
-        config: &TenantConfig,
-        body: &Result<Vec<u8>, String>,
-    ) -> Result<(), String> {
-        let body = body.as_ref().map_err(Clone::clone)?;
-        smoke(&self.runtime, plugin, config, body).await
     }
 }
 

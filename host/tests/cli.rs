@@ -423,3 +423,33 @@ fn a_plugin_failing_its_smoke_request_is_refused_at_start() {
     child.wait().unwrap();
     assert!(addr.port() > 0);
 }
+
+/// `HOOKBOX_PERFMAP=1` leaves `/tmp/perf-<pid>.map` naming the plugin's own
+/// functions, for `perf report`; without it nothing is written.
+#[test]
+fn perfmap_names_the_plugins_functions_for_perf() {
+    let sample = fixture_path("fixtures/sample-request.json");
+    for on in [true, false] {
+        let mut cmd = hookbox();
+        cmd.arg("run").arg(login_conflict_wasm()).arg(&sample);
+        if on {
+            cmd.env("HOOKBOX_PERFMAP", "1");
+        }
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let text = std::fs::read_to_string(&map).unwrap_or_default();
+        let _ = std::fs::remove_file(&map);
+        assert_eq!(
+            text.contains("login_conflict::resolve"),
+            on,
+            "HOOKBOX_PERFMAP={on}: {}",
+            text.lines().take(3).collect::<Vec<_>>().join("\n")
+        );
+    }
+}

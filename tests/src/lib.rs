@@ -281,6 +281,15 @@ impl TestServer {
     }
 
     /// Stops accepting, drains, and returns how `serve` ended.
+    /// The tenant `id` as the routing table holds it right now.
+    pub fn tenant(&self, id: &str) -> Arc<hookbox::tenant::Tenant> {
+        let table = self.app.tenants.load();
+        table
+            .get(id)
+            .unwrap_or_else(|| panic!("no tenant {id}"))
+            .clone()
+    }
+
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -404,8 +413,13 @@ impl Client {
     /// A TLS connection (HTTP/1.1 by ALPN) to write raw bytes on: for what a
     /// well-behaved HTTP client never sends, such as a body that stalls.
     pub async fn connect_raw(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+        self.tls(b"http/1.1").await
+    }
+
+    /// A TLS connection to the server offering only `alpn`.
+    async fn tls(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
         let mut config = (*self.tls).clone();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let tcp = TcpStream::connect(self.addr).await.unwrap();
         TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
@@ -415,16 +429,12 @@ impl Client {
 
     /// Opens a TLS connection offering only `proto` in ALPN.
     pub async fn connect(&self, proto: Proto) -> Conn {
-        let mut config = (*self.tls).clone();
-        config.alpn_protocols = vec![match proto {
-            Proto::H1 => b"http/1.1".to_vec(),
-            Proto::H2 => b"h2".to_vec(),
-        }];
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
-        let tls = TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-            .await
-            .unwrap();
+        let tls = self
+            .tls(match proto {
+                Proto::H1 => b"http/1.1",
+                Proto::H2 => b"h2",
+            })
+            .await;
         let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         let io = TokioIo::new(tls);
         match proto {

@@ -156,8 +156,23 @@ impl Plugin {
     }
 }
 
-/// The component interface the resolver is exported as.
-pub(crate) const RESOLVER_INTERFACE: &str = "hookbox:okta-import/resolver@0.1.0";
+// Macros, so that `RESOLVER_INTERFACE` is spelt from the same literals at compile time.
+macro_rules! world_version {
+    () => {
+        "0.1.0"
+    };
+}
+macro_rules! resolver_export {
+    () => {
+        "hookbox:okta-import/resolver@"
+    };
+}
+/// The version of the world this host implements (`package hookbox:okta-import@…` in `wit/`).
+pub(crate) const WORLD_VERSION: &str = world_version!();
+/// What every version of the resolver interface is named, before its version.
+pub(crate) const RESOLVER_EXPORT: &str = resolver_export!();
+/// The component interface the resolver is exported as, at this host's version.
+pub(crate) const RESOLVER_INTERFACE: &str = concat!(resolver_export!(), world_version!());
 
 /// The request and answer of `resolve`, as the host's types.
 type ResolveSignature<'a> = TypedFunc<(&'a wit::ImportRequest,), (Result<wit::Response, String>,)>;

@@ -52,8 +52,7 @@ fn from_cache(server: &TestServer) -> Vec<(String, bool)> {
 
 /// The cache file of the plugin serving `tenant`, and that plugin's SHA-256.
 fn cache_file(server: &TestServer, tenant: &str) -> (PathBuf, [u8; 32]) {
-    let table = server.app.tenants.load();
-    let digest = table.get(tenant).unwrap().plugin.digest().to_owned();
+    let digest = server.tenant(tenant).plugin.digest().to_owned();
     let path = server.app.runtime.cache_file(&digest).unwrap();
     (path, unhex(&digest))
 }
@@ -243,16 +242,7 @@ async fn foreign_file_under_the_right_name_is_rejected() {
     let second = start(&tenants(), cache_dir.path()).await;
     let s = stats(&second);
     assert_eq!((s.hits, s.rejected, s.written), (1, 1, 1), "{s:?}");
-    assert!(
-        !second
-            .app
-            .tenants
-            .load()
-            .get("acme")
-            .unwrap()
-            .plugin
-            .from_cache()
-    );
+    assert!(!second.tenant("acme").plugin.from_cache());
     assert_serves(&second).await;
     second.stop().await.unwrap();
 

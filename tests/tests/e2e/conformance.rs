@@ -116,12 +116,13 @@ async fn every_language_gives_the_reference_answers_in_every_instance_mode() {
         }
     }
     // Reuse really happened: each reuse tenant kept its warm instance.
-    let table = server.app.tenants.load();
     for (lang, _) in &languages {
         for i in 0..settings_sets.len() {
             let idle = |mode: &str| {
-                let id = format!("{lang}-{mode}-{i}");
-                table.get(&id).unwrap().instances.idle()
+                server
+                    .tenant(&format!("{lang}-{mode}-{i}"))
+                    .instances
+                    .idle()
             };
             assert_eq!(idle("fresh"), 0, "{lang} fresh {i}");
             assert_eq!(idle("reuse"), 1, "{lang} reuse {i}");

@@ -52,9 +52,8 @@ async fn fresh_never_reuses_and_reuse_does() {
     assert_eq!(counts(&client, "default", 5).await, [1, 1, 1, 1, 1]);
     assert_eq!(counts(&client, "fresh", 5).await, [1, 1, 1, 1, 1]);
     assert_eq!(counts(&client, "reuse", 5).await, [1, 2, 3, 4, 5]);
-    let tenants = server.app.tenants.load();
-    assert_eq!(tenants.get("fresh").unwrap().instances.idle(), 0);
-    assert_eq!(tenants.get("reuse").unwrap().instances.idle(), 1);
+    assert_eq!(server.tenant("fresh").instances.idle(), 0);
+    assert_eq!(server.tenant("reuse").instances.idle(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

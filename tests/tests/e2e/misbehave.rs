@@ -189,8 +189,7 @@ async fn a_tenant_over_its_concurrency_share_gets_503_with_retry_after() {
         tokio::spawn(async move { client.hook("slow", "secret-slow", &sample_request()).await })
     };
     // Wait until the first request holds the slot (observed, not slept for).
-    let tenants = server.app.tenants.load_full();
-    let slow = tenants.get("slow").unwrap().clone();
+    let slow = server.tenant("slow");
     while slow.concurrency.available_permits() > 0 {
         tokio::task::yield_now().await;
     }

@@ -57,15 +57,7 @@ async fn sample_request_gets_a_new_login_with_the_conflicting_domain() {
         body["commands"],
         json!([{"type": "com.okta.user.profile.update", "value": {"login": "sally2.admin2.272ed9@clouditude.net"}}])
     );
-    let plugin = server
-        .app
-        .tenants
-        .load()
-        .get("acme")
-        .unwrap()
-        .plugin
-        .short_digest()
-        .to_owned();
+    let plugin = server.tenant("acme").plugin.short_digest().to_owned();
     assert_eq!(
         body["debugContext"]["hookboxPlugin"],
         json!(plugin),

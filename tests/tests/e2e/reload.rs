@@ -23,15 +23,7 @@ fn echo_tenant(id: &str) -> TenantSpec {
 
 /// The short digest of the plugin serving `tenant` right now.
 fn serving(server: &TestServer, tenant: &str) -> String {
-    server
-        .app
-        .tenants
-        .load()
-        .get(tenant)
-        .unwrap()
-        .plugin
-        .short_digest()
-        .to_owned()
+    server.tenant(tenant).plugin.short_digest().to_owned()
 }
 
 fn entry<'a>(report: &'a ReloadReport, id: &str) -> &'a hookbox::reload::TenantReport {
@@ -451,7 +443,7 @@ async fn a_swap_keeps_the_tenants_concurrency_share() {
         tokio::spawn(async move { client.hook("slow", "secret-slow", &sample_request()).await })
     };
     // Wait until the first request holds the only permit (observed, not slept for).
-    let old = server.app.tenants.load_full().get("slow").unwrap().clone();
+    let old = server.tenant("slow");
     while old.concurrency.available_permits() > 0 {
         tokio::task::yield_now().await;
     }
@@ -476,6 +468,5 @@ async fn a_swap_keeps_the_tenants_concurrency_share() {
     let wider = looping("v3").limits("deadline = \"100ms\", max_concurrency = 2");
     server.rewrite_config(&[wider], "", "");
     assert_eq!(server.app.reload().await.tenants[0].change, Change::Updated);
-    let now = server.app.tenants.load_full().get("slow").unwrap().clone();
-    assert_eq!(now.concurrency.available_permits(), 2);
+    assert_eq!(server.tenant("slow").concurrency.available_permits(), 2);
 }
