@@ -60,11 +60,7 @@ fn bodies() -> Bodies {
 }
 
 fn pipeline(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let runtime = Runtime::new(&EngineConfig::default()).expect("engine");
+    let (rt, runtime) = runtimes();
     let plugin = rust_plugin(&runtime);
     let settings = Arc::new(BTreeMap::new());
     let limits = Limits::default();
@@ -169,6 +165,17 @@ fn other_language(var: &str, file: &str) -> Option<std::path::PathBuf> {
     }
 }
 
+/// A single-threaded tokio runtime (every iteration awaits inside one
+/// `block_on`) and an engine with the default configuration.
+fn runtimes() -> (tokio::runtime::Runtime, Runtime) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let runtime = Runtime::new(&EngineConfig::default()).expect("engine");
+    (rt, runtime)
+}
+
 /// The embedded reference plugin, or the file `HOOKBOX_BENCH_RUST_WASM` names.
 fn rust_plugin(runtime: &Runtime) -> Plugin {
     match std::env::var_os("HOOKBOX_BENCH_RUST_WASM") {
@@ -182,11 +189,7 @@ fn rust_plugin(runtime: &Runtime) -> Plugin {
 }
 
 fn instance_modes(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let runtime = Runtime::new(&EngineConfig::default()).expect("engine");
+    let (rt, runtime) = runtimes();
     let request = decode::decode(&bodies().hashed_suffix).expect("decodes");
 
     let mut languages = vec![("rust", rust_plugin(&runtime))];

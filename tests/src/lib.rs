@@ -290,6 +290,22 @@ impl TestServer {
             .clone()
     }
 
+    /// Sends Okta's sample to `tenant` in the background and returns once that
+    /// request holds the tenant's last free concurrency permit (observed, not
+    /// slept for). For a plugin that runs until its deadline, the slot stays
+    /// taken until then; the handle gives the request's reply.
+    pub async fn hold_last_permit(&self, tenant: &str, secret: &str) -> JoinHandle<Reply> {
+        let held = {
+            let (client, tenant, secret) = (self.client(), tenant.to_owned(), secret.to_owned());
+            tokio::spawn(async move { client.hook(&tenant, &secret, &sample_request()).await })
+        };
+        let permits = self.tenant(tenant).concurrency.clone();
+        while permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        held
+    }
+
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

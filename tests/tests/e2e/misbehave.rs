@@ -184,15 +184,7 @@ async fn a_tenant_over_its_concurrency_share_gets_503_with_retry_after() {
     )
     .await;
     let client = server.client();
-    let held = {
-        let client = client.clone();
-        tokio::spawn(async move { client.hook("slow", "secret-slow", &sample_request()).await })
-    };
-    // Wait until the first request holds the slot (observed, not slept for).
-    let slow = server.tenant("slow");
-    while slow.concurrency.available_permits() > 0 {
-        tokio::task::yield_now().await;
-    }
+    let held = server.hold_last_permit("slow", "secret-slow").await;
     let reply = client.hook("slow", "secret-slow", &sample_request()).await;
     assert_eq!(
         reply.status,

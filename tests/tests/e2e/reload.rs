@@ -438,15 +438,7 @@ async fn a_swap_keeps_the_tenants_concurrency_share() {
     };
     let server = TestServer::start(&[looping("v1")], "").await;
     let client = server.client();
-    let held = {
-        let client = client.clone();
-        tokio::spawn(async move { client.hook("slow", "secret-slow", &sample_request()).await })
-    };
-    // Wait until the first request holds the only permit (observed, not slept for).
-    let old = server.tenant("slow");
-    while old.concurrency.available_permits() > 0 {
-        tokio::task::yield_now().await;
-    }
+    let held = server.hold_last_permit("slow", "secret-slow").await;
     // A new version of the tenant (changed settings), same limit.
     server.rewrite_config(&[looping("v2")], "", "");
     let report = server.app.reload().await;
