@@ -116,6 +116,18 @@
 //! - Never log or put in the debug context profile values or anything
 //!   personal; the error summary reaches Okta's System Log too.
 //!
+//! # The heap
+//!
+//! On `wasm32` the SDK installs the plugin's global allocator (default
+//! feature `call-arena`): a 64 KiB bump arena in front of the system
+//! allocator, which starts over whenever everything allocated in it has been
+//! freed, normally at the end of every call. It makes the host's lowering of
+//! a request (one allocation per string) and the resolver's temporaries a
+//! pointer bump. Memory kept across calls (a `static` cache) is never reused
+//! while alive; it only means later calls spill to the system allocator
+//! sooner. To install your own `#[global_allocator]`, depend on `hookbox-sdk`
+//! with `default-features = false`.
+//!
 //! # Outside WebAssembly
 //!
 //! On targets other than `wasm32`, [`export!`] only checks that the type
@@ -127,6 +139,16 @@
 // runs the same checks, so the doctest still tests what it shows.
 #![allow(clippy::test_attr_in_doctest)]
 
+// Compiled for tests too, where its unit tests run it natively.
+#[cfg(any(
+    test,
+    all(
+        feature = "call-arena",
+        target_arch = "wasm32",
+        not(target_feature = "atomics")
+    )
+))]
+mod arena;
 mod host;
 mod request;
 mod response;
@@ -141,6 +163,17 @@ pub use bindings::hookbox::okta_import::types::{
 pub use host::{Host, Level, LogLine};
 pub use request::{Profile, Request, RequestBuilder};
 pub use response::Response;
+
+/// A guest's heap: a per-call bump arena in front of the system allocator
+/// (see `arena.rs` for why and how). To bring your own `#[global_allocator]`,
+/// turn off the default feature `call-arena`.
+#[cfg(all(
+    feature = "call-arena",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: arena::CallArena = arena::CallArena::new();
 
 /// The logic of a plugin: decides what Okta should do with one imported user.
 ///
