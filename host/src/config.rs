@@ -131,6 +131,9 @@ pub struct Config {
     pub tenants: Vec<TenantConfig>,
     /// `POST /admin/reload`'s credentials; `None` (the default) means the endpoint does not exist.
     pub admin: Option<Auth>,
+    /// Every secret file read (tenants' and admin's), absolute: with
+    /// `server.watch`, rotating a secret on disk reloads like a new plugin does.
+    pub secret_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -321,8 +324,9 @@ impl Config {
         }
         let mut seen = BTreeSet::new();
         let mut tenants = Vec::with_capacity(file.tenants.len());
+        let mut secret_files = Vec::new();
         for t in file.tenants {
-            let tenant = validate_tenant(t, base, &engine)?;
+            let tenant = validate_tenant(t, base, &engine, &mut secret_files)?;
             if !seen.insert(tenant.id.clone()) {
                 return err(format!("tenant id '{}' is declared twice", tenant.id));
             }
@@ -337,6 +341,7 @@ impl Config {
                 &a.secrets_env,
                 &a.secrets_file,
                 base,
+                &mut secret_files,
             )?),
         };
         Ok(Config {
@@ -345,6 +350,7 @@ impl Config {
             engine,
             tenants,
             admin,
+            secret_files,
         })
     }
 }
@@ -353,6 +359,7 @@ fn validate_tenant(
     t: TenantFile,
     base: &Path,
     engine: &EngineConfig,
+    secret_files: &mut Vec<PathBuf>,
 ) -> Result<TenantConfig, ConfigError> {
     validate_tenant_id(&t.id)?;
     let key = |k: &str| format!("tenants.{}.{k}", t.id);
@@ -428,6 +435,7 @@ fn validate_tenant(
         &t.auth.secrets_env,
         &t.auth.secrets_file,
         base,
+        secret_files,
     )?;
 
     Ok(TenantConfig {
@@ -440,13 +448,15 @@ fn validate_tenant(
     })
 }
 
-/// A header name and its secrets (from the environment and from files); `key` prefixes errors.
+/// A header name and its secrets (from the environment and from files); `key`
+/// prefixes errors. The files read are added to `files_read`.
 fn resolve_auth(
     key: &str,
     header: Option<String>,
     secrets_env: &[String],
     secrets_file: &[PathBuf],
     base: &Path,
+    files_read: &mut Vec<PathBuf>,
 ) -> Result<Auth, ConfigError> {
     let header = header.unwrap_or_else(|| "Authorization".to_owned());
     if hyper::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
@@ -479,6 +489,7 @@ fn resolve_auth(
             return err(format!("{key}.secrets_file: {} is empty", path.display()));
         }
         secrets.push(Secret::new(v.to_owned()));
+        files_read.push(path);
     }
     if secrets.is_empty() {
         return err(format!(

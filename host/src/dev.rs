@@ -75,6 +75,7 @@ pub fn setup(
         engine: EngineConfig::default(),
         tenants: vec![tenant],
         admin: None,
+        secret_files: Vec::new(),
     };
     Ok(Dev {
         config,

@@ -448,10 +448,12 @@ fn load_plugin(
         .map_err(|(digest, e)| reject(Some(&digest), format!("{e:#}")))
 }
 
-/// The files whose change means a reload: the config file, every plugin and smoke request.
+/// The files whose change means a reload: the config file, every plugin,
+/// smoke request and secret file.
 fn watch_list(config_path: &Path, config: &Config) -> BTreeSet<PathBuf> {
     let mut files = BTreeSet::new();
     files.insert(absolute(config_path));
+    files.extend(config.secret_files.iter().map(|f| absolute(f)));
     for t in &config.tenants {
         files.insert(absolute(&t.plugin));
         if let Some(s) = &t.smoke {
@@ -508,8 +510,8 @@ pub fn reload_on_sighup(app: Arc<App>) -> std::io::Result<JoinHandle<()>> {
     }))
 }
 
-/// Watches the directories of the config file and of every plugin (and
-/// smoke request), and reloads once they have been quiet for [`DEBOUNCE`].
+/// Watches the directories of the config file and of every plugin, smoke
+/// request and secret file, and reloads once they have been quiet for [`DEBOUNCE`].
 /// Directories, not files: a deploy usually replaces a file by renaming a new
 /// one over it, which a watch on the old file would not see.
 pub fn watch(app: Arc<App>) -> anyhow::Result<JoinHandle<()>> {
@@ -529,7 +531,7 @@ pub fn watch(app: Arc<App>) -> anyhow::Result<JoinHandle<()>> {
         let relevant = r
             .watched
             .lock()
-            .map(|w| event.paths.iter().any(|p| w.contains(&absolute(p))))
+            .map(|w| event.paths.iter().any(|p| is_watched(&w, p)))
             .unwrap_or(true);
         if relevant {
             let _ = tx.send(());
@@ -554,6 +556,21 @@ pub fn watch(app: Arc<App>) -> anyhow::Result<JoinHandle<()>> {
             }
         }
     }))
+}
+
+/// Whether an event on `path` may change a watched file: the file itself, or
+/// the `..data` link of its directory, which Kubernetes swaps to update every
+/// file of a mounted Secret or ConfigMap at once (the files themselves are
+/// links through it and see no event).
+fn is_watched(watched: &BTreeSet<PathBuf>, path: &Path) -> bool {
+    let path = absolute(path);
+    if watched.contains(&path) {
+        return true;
+    }
+    path.file_name().is_some_and(|n| n == "..data")
+        && path
+            .parent()
+            .is_some_and(|dir| watched.iter().any(|f| f.parent() == Some(dir)))
 }
 
 /// Adds a watch on every directory of a watched file not watched yet.
@@ -592,5 +609,25 @@ fn changes_content(kind: &notify::EventKind) -> bool {
         EventKind::Modify(_) => true,
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_on_watched_files_and_on_their_directory_s_kubernetes_link_count() {
+        let dir = std::env::temp_dir().join("hookbox-watch-test");
+        let secret = dir.join("acme-secret");
+        let watched = BTreeSet::from([secret.clone(), PathBuf::from("/etc/hookbox/hookbox.toml")]);
+        assert!(is_watched(&watched, &secret));
+        // Kubernetes updates a mounted Secret by swapping `..data`.
+        assert!(is_watched(&watched, &dir.join("..data")));
+        // Other files, and `..data` links of directories without a watched file, do not.
+        assert!(!is_watched(&watched, &dir.join("other")));
+        assert!(!is_watched(&watched, &dir.join("..2026_11_23_12_00_00.1")));
+        assert!(!is_watched(&watched, Path::new("/elsewhere/..data")));
+        assert!(!is_watched(&watched, &dir.join("sub").join("..data")));
     }
 }

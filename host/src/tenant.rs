@@ -114,17 +114,38 @@ impl Tenant {
         }
     }
 
-    /// The next version of `previous` (same id), built by a reload. With the
-    /// same `max_concurrency` it shares the previous version's permits, so
-    /// requests still running on the old version count against the limit
-    /// and the tenant never runs more than its share during a swap. A changed
-    /// limit starts a fresh count: it applies to the requests that start on
-    /// the new version.
+    /// The next version of `previous` (same id), built by a reload. It shares
+    /// the previous version's permits, so requests still running on the old
+    /// version count against the limit and the tenant never runs more than
+    /// its share during a swap. A changed `max_concurrency` resizes the shared
+    /// count: a higher one adds permits at once; a lower one removes the free
+    /// permits now and the rest as the old version's requests finish. Call it
+    /// only for the version that goes live, from within the tokio runtime.
     pub fn succeed(previous: &Tenant, c: &TenantConfig, plugin: Plugin) -> Tenant {
         let mut next = Tenant::new(c, plugin);
-        if previous.limits.max_concurrency == next.limits.max_concurrency {
-            next.concurrency = previous.concurrency.clone();
+        let permits = previous.concurrency.clone();
+        let (old, new) = (
+            previous.limits.max_concurrency as usize,
+            next.limits.max_concurrency as usize,
+        );
+        if new > old {
+            permits.add_permits(new - old);
+        } else if new < old {
+            let owed = (old - new) - permits.forget_permits(old - new);
+            if owed > 0 {
+                // A queued acquire is served before any `try_acquire`, so the
+                // permits released by the old version's requests go here
+                // first, until the count is down to the new limit.
+                let owed = u32::try_from(owed).unwrap_or(u32::MAX);
+                let permits = permits.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = permits.acquire_many_owned(owed).await {
+                        p.forget();
+                    }
+                });
+            }
         }
+        next.concurrency = permits;
         next
     }
 }

@@ -291,16 +291,19 @@ impl TestServer {
     }
 
     /// Sends Okta's sample to `tenant` in the background and returns once that
-    /// request holds the tenant's last free concurrency permit (observed, not
-    /// slept for). For a plugin that runs until its deadline, the slot stays
-    /// taken until then; the handle gives the request's reply.
-    pub async fn hold_last_permit(&self, tenant: &str, secret: &str) -> JoinHandle<Reply> {
+    /// request holds one of the tenant's concurrency permits (observed as one
+    /// free permit fewer, not slept for; no other request may start meanwhile).
+    /// For a plugin that runs until its deadline, the permit stays taken until
+    /// then; the handle gives the request's reply.
+    pub async fn hold_permit(&self, tenant: &str, secret: &str) -> JoinHandle<Reply> {
+        let permits = self.tenant(tenant).concurrency.clone();
+        let free = permits.available_permits();
+        assert!(free > 0, "tenant {tenant} has no free permit to hold");
         let held = {
             let (client, tenant, secret) = (self.client(), tenant.to_owned(), secret.to_owned());
             tokio::spawn(async move { client.hook(&tenant, &secret, &sample_request()).await })
         };
-        let permits = self.tenant(tenant).concurrency.clone();
-        while permits.available_permits() > 0 {
+        while permits.available_permits() >= free {
             tokio::task::yield_now().await;
         }
         held

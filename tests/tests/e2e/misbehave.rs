@@ -184,7 +184,7 @@ async fn a_tenant_over_its_concurrency_share_gets_503_with_retry_after() {
     )
     .await;
     let client = server.client();
-    let held = server.hold_last_permit("slow", "secret-slow").await;
+    let held = server.hold_permit("slow", "secret-slow").await;
     let reply = client.hook("slow", "secret-slow", &sample_request()).await;
     assert_eq!(
         reply.status,

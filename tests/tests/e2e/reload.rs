@@ -426,6 +426,43 @@ async fn watched_plugin_file_replaced_on_disk_goes_live() {
     server.stop().await.unwrap();
 }
 
+/// Rotating a secret on disk (written beside the old file, renamed over it)
+/// goes live with `server.watch` like a new plugin does, and the old secret
+/// stops working.
+#[tokio::test]
+async fn watched_secret_file_rotated_on_disk_goes_live() {
+    let tenant = TenantSpec::new("acme", login_conflict_wasm());
+    let server = TestServer::start(&[tenant], "watch = true").await;
+    let client = server.client();
+    let reply = client.hook("acme", "secret-acme", &sample_request()).await;
+    assert_eq!(reply.status, 200);
+
+    // The file the harness wrote for the tenant's first secret.
+    let file = server.dir().join("acme-secret-0");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "secret-acme\n");
+    let tmp = server.dir().join(".acme-secret-0.new");
+    std::fs::write(&tmp, "rotated-acme\n").unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = client.hook("acme", "rotated-acme", &sample_request()).await;
+        if reply.status == 200 {
+            assert_eq!(reply.new_login().as_deref(), Some(RESOLVED_LOGIN));
+            break;
+        }
+        assert_eq!(reply.status, 401, "{reply:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the rotated secret was not accepted within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reply = client.hook("acme", "secret-acme", &sample_request()).await;
+    assert_eq!(reply.status, 401, "the old secret must stop working");
+    server.stop().await.unwrap();
+}
+
 /// A swap must not give a tenant a second helping of its concurrency share:
 /// requests still running on the old version hold permits the new one honours.
 #[tokio::test]
@@ -438,7 +475,7 @@ async fn a_swap_keeps_the_tenants_concurrency_share() {
     };
     let server = TestServer::start(&[looping("v1")], "").await;
     let client = server.client();
-    let held = server.hold_last_permit("slow", "secret-slow").await;
+    let held = server.hold_permit("slow", "secret-slow").await;
     // A new version of the tenant (changed settings), same limit.
     server.rewrite_config(&[looping("v2")], "", "");
     let report = server.app.reload().await;
@@ -456,9 +493,58 @@ async fn a_swap_keeps_the_tenants_concurrency_share() {
         Some("hookbox: the plugin exceeded its deadline")
     );
 
-    // A changed limit is a fresh count for the new version.
+    // Nothing in flight: a higher limit is all free.
     let wider = looping("v3").limits("deadline = \"100ms\", max_concurrency = 2");
     server.rewrite_config(&[wider], "", "");
     assert_eq!(server.app.reload().await.tenants[0].change, Change::Updated);
     assert_eq!(server.tenant("slow").concurrency.available_permits(), 2);
+}
+
+/// A changed `max_concurrency` resizes the count the old version's requests
+/// hold: raised, only the difference is free; lowered, new requests wait for
+/// the old ones to bring the tenant under the new limit.
+#[tokio::test]
+async fn a_changed_limit_counts_the_requests_still_running_on_the_old_version() {
+    let looping = |probe: &str, max: u32| {
+        TenantSpec::new("slow", misbehave_wasm())
+            .setting("mode", "loop")
+            .setting("probe", probe)
+            .limits(&format!("deadline = \"1500ms\", max_concurrency = {max}"))
+    };
+    let server = TestServer::start(&[looping("v1", 1)], "").await;
+    let client = server.client();
+
+    // Raised from 1 to 3 while one request runs on v1: two are free, not three.
+    let first = server.hold_permit("slow", "secret-slow").await;
+    server.rewrite_config(&[looping("v2", 3)], "", "");
+    assert_eq!(server.app.reload().await.tenants[0].change, Change::Updated);
+    assert_eq!(server.tenant("slow").concurrency.available_permits(), 2);
+    let second = server.hold_permit("slow", "secret-slow").await;
+    // hold_permit waits for the last free permit: two are held now, one was
+    // free before `second`, so start one more to fill the limit of 3.
+    let third = server.hold_permit("slow", "secret-slow").await;
+    assert_eq!(server.tenant("slow").concurrency.available_permits(), 0);
+
+    // Lowered from 3 to 1 with three running: every new request is refused
+    // until two have finished and the third has too (1 running = the limit).
+    server.rewrite_config(&[looping("v3", 1)], "", "");
+    assert_eq!(server.app.reload().await.tenants[0].change, Change::Updated);
+    let reply = client.hook("slow", "secret-slow", &sample_request()).await;
+    assert_eq!(
+        reply.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    for held in [first, second, third] {
+        let reply = held.await.unwrap();
+        assert_eq!(
+            reply.error_summary().as_deref(),
+            Some("hookbox: the plugin exceeded its deadline")
+        );
+    }
+    // All three done: exactly the new limit is free (the two permits owed
+    // were taken from the releases, not from the new version's share).
+    assert_eq!(server.tenant("slow").concurrency.available_permits(), 1);
+    server.stop().await.unwrap();
 }
