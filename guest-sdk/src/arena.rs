@@ -63,9 +63,16 @@ impl CallArena {
     /// A bump allocation, or null when the arena cannot fit `layout`.
     fn bump(&self, layout: Layout) -> *mut u8 {
         let base = self.base();
-        // `align` is a power of two; `base` is 16-aligned but the rounding is
-        // done on the address so any alignment is honoured.
-        let start = (base + self.next.get()).next_multiple_of(layout.align());
+        // Rounded on the address, so any alignment is honoured; `align` is a
+        // power of two (a `Layout` guarantees it), so a mask does it without
+        // the division `next_multiple_of` would compile to.
+        let mask = layout.align() - 1;
+        let Some(start) = (base + self.next.get())
+            .checked_add(mask)
+            .map(|a| a & !mask)
+        else {
+            return std::ptr::null_mut();
+        };
         let end = start.saturating_add(layout.size());
         if end > base + ARENA_BYTES {
             return std::ptr::null_mut();
@@ -307,6 +314,8 @@ mod tests {
             assert!(holds(z, 256, 0));
             let page = a.alloc(layout(10, 4096));
             assert!(a.owns(page) && (page as usize).is_multiple_of(4096));
+            // An alignment the arena cannot honour is not bumped.
+            assert!(a.bump(layout(1, 1 << (usize::BITS - 2))).is_null());
         }
     }
 }
