@@ -29,6 +29,7 @@ pub const DEFAULT_MEMORY: u64 = 32 * MIB;
 pub const DEFAULT_BODY_LIMIT: u64 = MIB;
 
 const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
 
 /// A configuration error: a sentence naming the key and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,7 @@ pub struct EngineFile {
     pub max_instances: Option<u32>,
     pub max_memory: Option<String>,
     pub cache_dir: Option<PathBuf>,
+    pub cache_max_size: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +186,8 @@ pub struct EngineConfig {
     pub fuel: bool,
     /// Where compiled plugins are cached (`None`: every start compiles).
     pub cache_dir: Option<PathBuf>,
+    /// What the cache may hold; past it the least recently used files go.
+    pub cache_max_size: u64,
 }
 
 impl Default for EngineConfig {
@@ -193,6 +197,7 @@ impl Default for EngineConfig {
             max_memory: 256 * MIB,
             fuel: false,
             cache_dir: None,
+            cache_max_size: GIB,
         }
     }
 }
@@ -318,6 +323,9 @@ impl Config {
             engine.max_memory = parse_size("engine.max_memory", v)?;
         }
         engine.cache_dir = file.engine.cache_dir.map(|p| base.join(p));
+        if let Some(v) = &file.engine.cache_max_size {
+            engine.cache_max_size = parse_size("engine.cache_max_size", v)?;
+        }
 
         if file.tenants.is_empty() {
             return err("no [[tenants]]: declare at least one");

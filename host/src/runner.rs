@@ -200,7 +200,7 @@ pub async fn run(
         max_instances: 2,
         max_memory: limits.memory.max(EngineConfig::default().max_memory),
         fuel: true,
-        cache_dir: None,
+        ..EngineConfig::default()
     };
     let plugin_path = plugin_path.to_owned();
     let (runtime, plugin) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {

@@ -34,6 +34,14 @@
 //! file (written beside it, then renamed over it, so a reader never sees half
 //! a file). The checksum is not a signature: it detects corruption, and the
 //! ownership checks keep out anyone but this uid.
+//!
+//! The cache is bounded (`[engine] cache_max_size`): a hit sets its file's
+//! modification time, and when opening the cache and after each write the
+//! least recently used `.cwasm` files are deleted until the rest fit. Every
+//! plugin version ever deployed, and every engine configuration or hookbox
+//! build, leaves a file, so without this the directory would only grow.
+//! Deleting a file never affects a loaded plugin (its code is in memory).
+//! Temporary files older than [`STALE_TMP`] (a writer that crashed) go too.
 
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -41,6 +49,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -55,6 +64,8 @@ pub const MAGIC: [u8; 8] = *b"HBXCWASM";
 pub const VERSION: u32 = 1;
 /// Size of the header before the payload.
 pub const HEADER_LEN: usize = 88;
+/// A temporary file this old belongs to a writer that is gone.
+pub const STALE_TMP: Duration = Duration::from_secs(3600);
 
 /// Why a cache file's bytes are not used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,6 +141,8 @@ pub struct CacheStats {
     pub refused: u64,
     /// Files written.
     pub written: u64,
+    /// Files deleted to keep the cache under its size limit.
+    pub pruned: u64,
 }
 
 /// An open cache directory.
@@ -139,18 +152,22 @@ pub(crate) struct Cache {
     uid: u32,
     /// Hex of the engine's compatibility hash: the second half of every file name.
     engine_key: String,
+    /// `[engine] cache_max_size`.
+    max_size: u64,
     hits: AtomicU64,
     misses: AtomicU64,
     rejected: AtomicU64,
     refused: AtomicU64,
     written: AtomicU64,
+    pruned: AtomicU64,
     /// The refused-directory warning is logged once, not once per plugin.
     warned_dir: AtomicBool,
 }
 
 impl Cache {
-    /// Creates `dir` if needed (mode 0700) and learns hookbox's uid from a probe file in it.
-    pub(crate) fn open(dir: &Path, engine: &Engine) -> anyhow::Result<Cache> {
+    /// Creates `dir` if needed (mode 0700), learns hookbox's uid from a probe
+    /// file in it, and prunes it to `max_size` bytes.
+    pub(crate) fn open(dir: &Path, engine: &Engine, max_size: u64) -> anyhow::Result<Cache> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -166,17 +183,23 @@ impl Cache {
             .map(|m| m.uid())
             .with_context(|| format!("cache_dir {} is not writable", dir.display()));
         let _ = fs::remove_file(&probe);
-        Ok(Cache {
+        let cache = Cache {
             dir: dir.to_owned(),
             uid: uid?,
             engine_key: engine_key(engine),
+            max_size,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            pruned: AtomicU64::new(0),
             warned_dir: AtomicBool::new(false),
-        })
+        };
+        if cache.check_dir().is_ok() {
+            cache.prune();
+        }
+        Ok(cache)
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
@@ -186,6 +209,7 @@ impl Cache {
             rejected: self.rejected.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             written: self.written.load(Ordering::Relaxed),
+            pruned: self.pruned.load(Ordering::Relaxed),
         }
     }
 
@@ -220,6 +244,8 @@ impl Cache {
             Ok(Some(payload)) => match deserialize_verified(engine, &payload) {
                 Ok(component) => {
                     self.hits.fetch_add(1, Ordering::Relaxed);
+                    // Recently used: pruning takes the oldest modification times first.
+                    let _ = fs::File::open(&path).and_then(|f| f.set_modified(SystemTime::now()));
                     return Ok((component, true));
                 }
                 Err(e) => self.reject(&path, &format!("wasmtime refused it: {e:#}")),
@@ -235,6 +261,7 @@ impl Cache {
         {
             Ok(()) => {
                 self.written.fetch_add(1, Ordering::Relaxed);
+                self.prune();
             }
             Err(e) => tracing::warn!(
                 file = %path.display(),
@@ -252,6 +279,55 @@ impl Cache {
             %reason,
             "precompiled cache file rejected: compiling, and rewriting it"
         );
+    }
+
+    /// Deletes the least recently used cache files until the rest fit in
+    /// `max_size`, and temporary files older than [`STALE_TMP`]. Only this
+    /// uid's files with hookbox's names are touched; errors are skipped (a
+    /// file another hookbox process deleted first, say).
+    fn prune(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let (Ok(m), Some(name)) = (
+                entry.metadata(),
+                entry.file_name().to_str().map(str::to_owned),
+            ) else {
+                continue;
+            };
+            if !m.file_type().is_file() || m.uid() != self.uid {
+                continue;
+            }
+            let modified = m.modified().unwrap_or(now);
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                if now
+                    .duration_since(modified)
+                    .is_ok_and(|age| age > STALE_TMP)
+                {
+                    let _ = fs::remove_file(entry.path());
+                }
+            } else if name.ends_with(".cwasm") {
+                files.push((modified, m.len(), entry.path()));
+            }
+        }
+        let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+        if total <= self.max_size {
+            return;
+        }
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_size {
+                break;
+            }
+            if fs::remove_file(&path).is_ok() {
+                total -= len;
+                self.pruned.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(file = %path.display(), "precompiled cache file pruned (least recently used)");
+            }
+        }
     }
 
     /// The directory must be ours and writable by no one else.

@@ -53,16 +53,15 @@ impl Runtime {
 
         spawn_epoch_ticker(&engine).context("starting the epoch ticker thread")?;
         // A cache that cannot be opened costs start-up time, never availability.
-        let cache = config
-            .cache_dir
-            .as_deref()
-            .and_then(|dir| match Cache::open(dir, &engine) {
+        let cache = config.cache_dir.as_deref().and_then(|dir| {
+            match Cache::open(dir, &engine, config.cache_max_size) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "precompiled cache disabled");
                     None
                 }
-            });
+            }
+        });
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,

@@ -304,3 +304,66 @@ async fn cache_dir_writable_by_others_is_refused() {
         0o600
     );
 }
+
+/// The cache stays under `cache_max_size`: the least recently used files go
+/// first (a hit counts as a use), crashed writers' temporary files go once
+/// stale, and nothing else in the directory is touched.
+#[tokio::test]
+async fn cache_is_pruned_to_its_size_least_recently_used_first() {
+    use std::time::{Duration, SystemTime};
+    let cache_dir = tempfile::tempdir().unwrap();
+    let dir = cache_dir.path();
+    let ago = |hours: u64| SystemTime::now() - Duration::from_secs(hours * 3600);
+    let file = |name: &str, len: u64, modified: SystemTime| {
+        let path = dir.join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(len).unwrap();
+        f.set_modified(modified).unwrap();
+        path
+    };
+    // Plugin versions of earlier deploys: 60 MiB against a 50 MiB limit.
+    const MIB: u64 = 1 << 20;
+    let oldest = file("01-old.cwasm", 20 * MIB, ago(3));
+    let older = file("02-old.cwasm", 20 * MIB, ago(2));
+    let old = file("03-old.cwasm", 20 * MIB, ago(1));
+    let stale_tmp = file(".03-old.cwasm.1-2.tmp", 10, ago(2));
+    let fresh_tmp = file(".04-new.cwasm.3-4.tmp", 10, SystemTime::now());
+    let notes = file("notes.txt", 30 * MIB, ago(9));
+
+    let engine = format!("{}\ncache_max_size = \"50MiB\"", cache_toml(dir));
+    let first = TestServer::start_with_engine(&tenants(), "", &engine).await;
+    let s = stats(&first);
+    // The oldest went at open (40 MiB left); the two new files (under 2 MiB:
+    // see the size check below) fit beside the rest.
+    assert_eq!((s.pruned, s.written), (1, 2), "{s:?}");
+    assert!(!oldest.exists() && older.exists() && old.exists());
+    assert!(!stale_tmp.exists() && fresh_tmp.exists() && notes.exists());
+    let (acme, _) = cache_file(&first, "acme");
+    let (beta, _) = cache_file(&first, "beta");
+    let written = std::fs::metadata(&acme).unwrap().len() + std::fs::metadata(&beta).unwrap().len();
+    assert!(
+        written < 2 * MIB,
+        "the test assumes small plugins: {written} bytes"
+    );
+    assert_serves(&first).await;
+    first.stop().await.unwrap();
+
+    // A hit is a use: acme's file, made to look 5 hours old, is fresh again,
+    // so under a tighter limit the older deploys' files go before it.
+    std::fs::File::open(&acme)
+        .unwrap()
+        .set_modified(ago(5))
+        .unwrap();
+    let engine = format!("{}\ncache_max_size = \"22MiB\"", cache_toml(dir));
+    let second = TestServer::start_with_engine(&tenants(), "", &engine).await;
+    let s = stats(&second);
+    // At open acme's file was the oldest and went (recompiled, rewritten);
+    // then `older`, as the rest did not fit (old's 20 MiB and the two small
+    // files do); beta's was a hit.
+    assert_eq!((s.hits, s.written, s.pruned), (1, 1, 2), "{s:?}");
+    assert!(acme.exists() && beta.exists() && !older.exists() && old.exists());
+    let touched = std::fs::metadata(&beta).unwrap().modified().unwrap();
+    assert!(touched > ago(1), "a hit sets the file's modification time");
+    assert_serves(&second).await;
+    second.stop().await.unwrap();
+}
