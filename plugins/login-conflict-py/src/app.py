@@ -80,12 +80,22 @@ class _Profile:
         return ((a.name, _value(a.value)) for a in self._attributes)
 
 
+# A tenant's settings are fixed for an instance's lifetime (see `config-get` in
+# the WIT), so each is asked for once per instance: a host call is dear in
+# this toolchain's glue.
+_SETTINGS = {}
+
+
 class _Host:
     """The host's imports, as `login_conflict` expects them."""
 
     @staticmethod
     def setting(key):
-        return wit_host.config_get(key)
+        try:
+            return _SETTINGS[key]
+        except KeyError:
+            value = _SETTINGS[key] = wit_host.config_get(key)
+            return value
 
     @staticmethod
     def log(level, message):

@@ -141,7 +141,13 @@ async fn a_reload_that_replaces_the_tenant_drops_its_warm_instances() {
 
     // Changed limits: a new tenant, a new pool.
     let after = counter_tenant("acme", "instance_mode = \"reuse\", reuse_max_requests = 50");
-    server.rewrite_config(&[after], "", "");
+    server.rewrite_config(std::slice::from_ref(&after), "", "");
+    server.app.reload().await;
+    assert_eq!(counts(&client, "acme", 2).await, [1, 2]);
+
+    // Changed settings only: new instances too. The WIT promises plugins that
+    // settings are fixed for an instance's lifetime (they may keep them).
+    server.rewrite_config(&[after.setting("unused", "v2")], "", "");
     server.app.reload().await;
     assert_eq!(counts(&client, "acme", 2).await, [1, 2]);
 }
