@@ -35,6 +35,8 @@ pub struct CallArena {
     next: Cell<usize>,
     /// Arena allocations not yet freed; at zero the arena starts over.
     live: Cell<usize>,
+    /// Inside [`CallArena::outside`]: allocations go to the system allocator.
+    outside: Cell<bool>,
 }
 
 // SAFETY: only on wasm32 without the `atomics` target feature: such a guest
@@ -49,7 +51,18 @@ impl CallArena {
             bytes: UnsafeCell::new(Bytes([0; ARENA_BYTES])),
             next: Cell::new(0),
             live: Cell::new(0),
+            outside: Cell::new(false),
         }
+    }
+
+    /// Runs `f` with its allocations made by the system allocator: for what
+    /// is kept across calls on purpose (the SDK's settings cache), which
+    /// would otherwise keep the arena from starting over.
+    pub fn outside<R>(&self, f: impl FnOnce() -> R) -> R {
+        let was = self.outside.replace(true);
+        let r = f();
+        self.outside.set(was);
+        r
     }
 
     fn base(&self) -> usize {
@@ -60,8 +73,12 @@ impl CallArena {
         (ptr as usize).wrapping_sub(self.base()) < ARENA_BYTES
     }
 
-    /// A bump allocation, or null when the arena cannot fit `layout`.
+    /// A bump allocation, or null when the arena cannot fit `layout` (or
+    /// inside [`CallArena::outside`]).
     fn bump(&self, layout: Layout) -> *mut u8 {
+        if self.outside.get() {
+            return std::ptr::null_mut();
+        }
         let base = self.base();
         // Rounded on the address, so any alignment is honoured; `align` is a
         // power of two (a `Layout` guarantees it), so a mask does it without
@@ -254,6 +271,21 @@ mod tests {
             a.dealloc(big, layout(ARENA_BYTES + 1, 8));
             a.dealloc(most, layout(ARENA_BYTES - 64, 16));
             assert_eq!((a.live.get(), a.next.get()), (0, 0));
+        }
+    }
+
+    #[test]
+    fn what_is_allocated_outside_does_not_keep_the_arena_from_starting_over() {
+        let a = CallArena::new();
+        // SAFETY (whole test): blocks are used only while live, freed once.
+        unsafe {
+            let kept = a.outside(|| a.alloc(layout(24, 8)));
+            assert!(!kept.is_null() && !a.owns(kept));
+            let x = a.alloc(layout(10, 1));
+            assert!(a.owns(x), "outside ends with its closure");
+            a.dealloc(x, layout(10, 1));
+            assert_eq!((a.live.get(), a.next.get()), (0, 0));
+            a.dealloc(kept, layout(24, 8));
         }
     }
 

@@ -77,10 +77,12 @@ impl Host {
     }
 
     /// The tenant's plugin setting `key`, or `None` when the tenant does not set it.
+    /// In a component each key is asked of the host once per instance (settings
+    /// are fixed for an instance's lifetime), so calling this per request is cheap.
     pub fn setting(&self, key: &str) -> Option<String> {
         match &self.backend {
             #[cfg(target_arch = "wasm32")]
-            Backend::Component => crate::bindings::hookbox::okta_import::host::config_get(key),
+            Backend::Component => component_setting(key),
             Backend::Fake { settings, .. } => settings.get(key).cloned(),
         }
     }
@@ -136,6 +138,27 @@ impl Host {
             Backend::Fake { log, .. } => log.borrow().clone(),
         }
     }
+}
+
+/// A setting, asked of the host once per instance: the WIT fixes settings
+/// for an instance's lifetime, and a host call (with its string lowered into
+/// the guest) costs more than a lookup here.
+#[cfg(target_arch = "wasm32")]
+fn component_setting(key: &str) -> Option<String> {
+    thread_local! {
+        // Few keys (a resolver reads a handful): a vector beats a map.
+        static SETTINGS: RefCell<Vec<(String, Option<String>)>> = const { RefCell::new(Vec::new()) };
+    }
+    SETTINGS.with_borrow_mut(|settings| {
+        if let Some((_, value)) = settings.iter().find(|(k, _)| k == key) {
+            return value.clone();
+        }
+        crate::kept_across_calls(|| {
+            let value = crate::bindings::hookbox::okta_import::host::config_get(key);
+            settings.push((key.to_owned(), value.clone()));
+            value
+        })
+    })
 }
 
 #[cfg(test)]

@@ -175,6 +175,16 @@ pub use response::Response;
 #[global_allocator]
 static ALLOCATOR: arena::CallArena = arena::CallArena::new();
 
+/// Runs `f` so that what it allocates may outlive the call without keeping
+/// the arena (if any) from starting over.
+#[cfg(target_arch = "wasm32")]
+fn kept_across_calls<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(all(feature = "call-arena", not(target_feature = "atomics")))]
+    return ALLOCATOR.outside(f);
+    #[cfg(not(all(feature = "call-arena", not(target_feature = "atomics"))))]
+    return f();
+}
+
 /// The logic of a plugin: decides what Okta should do with one imported user.
 ///
 /// Implement it on a unit struct and export it with [`export!`].
