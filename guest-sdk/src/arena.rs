@@ -2,7 +2,7 @@
 //! default): a small bump arena in front of the system allocator.
 //!
 //! Why: a call lowers every string of the request into the guest with one
-//! `cabi_realloc` each (a Okta request has 40 to 60), builds a few vectors,
+//! `cabi_realloc` each (an Okta request has 40 to 60), builds a few vectors,
 //! and frees all of it when the call returns. With wasi-libc's dlmalloc that
 //! malloc/free traffic was a fifth of a warm call (perf, `reuse` mode). Here
 //! an allocation is a pointer bump, a free a counter decrement, and when the
@@ -162,7 +162,8 @@ unsafe impl GlobalAlloc for CallArena {
             return unsafe { System.realloc(ptr, layout, new_size) };
         }
         let base = self.base();
-        let top = ptr as usize + layout.size() == base + self.next.get();
+        // Inside `outside`, a growing block moves to the system allocator.
+        let top = ptr as usize + layout.size() == base + self.next.get() && !self.outside.get();
         if top && ptr as usize + new_size <= base + ARENA_BYTES {
             // The topmost block grows or shrinks in place.
             self.next.set(ptr as usize + new_size - base);
@@ -283,6 +284,13 @@ mod tests {
             assert!(!kept.is_null() && !a.owns(kept));
             let x = a.alloc(layout(10, 1));
             assert!(a.owns(x), "outside ends with its closure");
+            // Even the topmost arena block, grown inside `outside`, moves out.
+            fill(x, 10, 9);
+            let moved = a.outside(|| a.realloc(x, layout(10, 1), 20));
+            assert!(!a.owns(moved) && holds(moved, 10, 9));
+            assert_eq!(a.live.get(), 0);
+            a.dealloc(moved, layout(20, 1));
+            let x = a.alloc(layout(10, 1));
             a.dealloc(x, layout(10, 1));
             assert_eq!((a.live.get(), a.next.get()), (0, 0));
             a.dealloc(kept, layout(24, 8));

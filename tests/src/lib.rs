@@ -280,7 +280,6 @@ impl TestServer {
         Client::new(self.addr, &self.pki.ca_der)
     }
 
-    /// Stops accepting, drains, and returns how `serve` ended.
     /// The tenant `id` as the routing table holds it right now.
     pub fn tenant(&self, id: &str) -> Arc<hookbox::tenant::Tenant> {
         let table = self.app.tenants.load();
@@ -309,6 +308,7 @@ impl TestServer {
         held
     }
 
+    /// Stops accepting, drains, and returns how `serve` ended.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
