@@ -1,0 +1,1 @@
+//! OAuth 2.0 bearer verification (work in progress).

@@ -1,0 +1,1 @@
+//! hookbox's durable state (work in progress).
