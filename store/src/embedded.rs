@@ -1,0 +1,518 @@
+//! The embedded backend: one redb file, one [`redb::Database`] per process.
+//!
+//! Invariants:
+//! - Every table is keyed by `(tenant, ...)` tuples, so tenants can never collide.
+//! - A write is durable once its transaction's `commit` returns (redb's default immediate
+//!   durability: fsync before return). Nothing is reported as done before that.
+//! - redb serializes write transactions itself; we additionally let at most one write task onto
+//!   Tokio's blocking pool at a time (a semaphore awaited asynchronously), so a burst of claims
+//!   waits as cheap futures rather than as parked blocking threads.
+//! - Reads run in parallel on their own snapshot (MVCC) and never wait for writers.
+//! - Claims check-then-insert inside one write transaction: atomic per key.
+//! - Expired answers are invisible as soon as they expire, and deleted later: a few on every
+//!   `remember`, the rest by a sweep every [`SWEEP_EVERY`] that stops when the store is dropped.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::Semaphore;
+
+use crate::{
+    ClaimOutcome, ClaimRecord, NewAnswer, Remembered, StoreError, StoredAnswer, from_ms, now_ms,
+};
+
+/// `(tenant, key) -> (owner, claimed_at_ms)`.
+const CLAIMS: TableDefinition<(&str, &str), (&str, u64)> = TableDefinition::new("claims_v1");
+/// `(tenant, event_id) -> (request_digest, body, created_ms, expires_ms)`.
+const ANSWERS: TableDefinition<(&str, &str), (&[u8], &[u8], u64, u64)> =
+    TableDefinition::new("answers_v1");
+/// `(expires_ms, tenant, event_id) -> ()`: the answers in expiry order, for the sweep.
+const ANSWER_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("answer_expiry_v1");
+
+/// How often the background sweep deletes expired answers.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Expired answers deleted by each `remember` (amortizes the sweep over writes).
+const PURGE_PER_WRITE: usize = 8;
+
+pub(crate) struct Embedded {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    db: Database,
+    writer: Semaphore,
+    path: PathBuf,
+    // Declared after `db` so the directory outlives the database file handle on drop.
+    _scratch_dir: Option<tempfile::TempDir>,
+}
+
+impl Embedded {
+    pub(crate) async fn open(
+        path: PathBuf,
+        scratch_dir: Option<tempfile::TempDir>,
+    ) -> Result<Self, StoreError> {
+        let p = path.clone();
+        let db = blocking(move || open_db(&p)).await??;
+        let inner = Arc::new(Shared {
+            db,
+            writer: Semaphore::new(1),
+            path,
+            _scratch_dir: scratch_dir,
+        });
+        spawn_sweeper(Arc::downgrade(&inner));
+        Ok(Embedded { inner })
+    }
+
+    /// Runs `f` on the blocking pool with a reference to the shared state (reads).
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking(move || f(&inner)).await?
+    }
+
+    /// Like `read`, holding the writer permit for the whole blocking call.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = self
+            .inner
+            .writer
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("embedded store is closing".into()))?;
+        let inner = self.inner.clone();
+        let out = blocking(move || f(&inner)).await?;
+        drop(permit);
+        out
+    }
+
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|s| {
+            let tx = s.db.begin_read().map_err(db_err)?;
+            tx.open_table(CLAIMS).map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn claim(
+        &self,
+        tenant: &str,
+        key: &str,
+        owner: &str,
+        now: u64,
+    ) -> Result<ClaimOutcome, StoreError> {
+        // Most claims of a taken key need no write transaction (and no fsync): decide on a
+        // snapshot first. A claim that exists in a snapshot exists now, unless released, and a
+        // release racing this call may be ordered either way.
+        let (t, k, o) = (tenant.to_owned(), key.to_owned(), owner.to_owned());
+        let seen = self
+            .read(move |s| {
+                let tx = s.db.begin_read().map_err(db_err)?;
+                let table = tx.open_table(CLAIMS).map_err(db_err)?;
+                let owner = table
+                    .get((t.as_str(), k.as_str()))
+                    .map_err(db_err)?
+                    .map(|v| v.value().0 == o);
+                Ok(owner)
+            })
+            .await?;
+        match seen {
+            Some(true) => return Ok(ClaimOutcome::AlreadyYours),
+            Some(false) => return Ok(ClaimOutcome::Taken),
+            None => {}
+        }
+        let (t, k, o) = (tenant.to_owned(), key.to_owned(), owner.to_owned());
+        self.write(move |s| {
+            let tx = s.db.begin_write().map_err(db_err)?;
+            let outcome = {
+                let mut table = tx.open_table(CLAIMS).map_err(db_err)?;
+                let current = table
+                    .get((t.as_str(), k.as_str()))
+                    .map_err(db_err)?
+                    .map(|v| v.value().0 == o);
+                match current {
+                    Some(true) => ClaimOutcome::AlreadyYours,
+                    Some(false) => ClaimOutcome::Taken,
+                    None => {
+                        table
+                            .insert((t.as_str(), k.as_str()), (o.as_str(), now))
+                            .map_err(db_err)?;
+                        ClaimOutcome::Claimed
+                    }
+                }
+            };
+            if outcome == ClaimOutcome::Claimed {
+                tx.commit().map_err(db_err)?;
+            } else {
+                tx.abort().map_err(db_err)?;
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    pub(crate) async fn owner_of(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (t, k) = (tenant.to_owned(), key.to_owned());
+        self.read(move |s| {
+            let tx = s.db.begin_read().map_err(db_err)?;
+            let table = tx.open_table(CLAIMS).map_err(db_err)?;
+            let owner = table
+                .get((t.as_str(), k.as_str()))
+                .map_err(db_err)?
+                .map(|v| v.value().0.to_owned());
+            Ok(owner)
+        })
+        .await
+    }
+
+    pub(crate) async fn release(
+        &self,
+        tenant: &str,
+        key: &str,
+        owner: &str,
+    ) -> Result<bool, StoreError> {
+        let (t, k, o) = (tenant.to_owned(), key.to_owned(), owner.to_owned());
+        self.write(move |s| {
+            let tx = s.db.begin_write().map_err(db_err)?;
+            let removed = {
+                let mut table = tx.open_table(CLAIMS).map_err(db_err)?;
+                let matches = table
+                    .get((t.as_str(), k.as_str()))
+                    .map_err(db_err)?
+                    .is_some_and(|v| v.value().0 == o);
+                if matches {
+                    table.remove((t.as_str(), k.as_str())).map_err(db_err)?;
+                }
+                matches
+            };
+            if removed {
+                tx.commit().map_err(db_err)?;
+            } else {
+                tx.abort().map_err(db_err)?;
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    pub(crate) async fn force_release(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (t, k) = (tenant.to_owned(), key.to_owned());
+        self.write(move |s| {
+            let tx = s.db.begin_write().map_err(db_err)?;
+            let former = {
+                let mut table = tx.open_table(CLAIMS).map_err(db_err)?;
+                let removed = table.remove((t.as_str(), k.as_str())).map_err(db_err)?;
+                removed.map(|v| v.value().0.to_owned())
+            };
+            if former.is_some() {
+                tx.commit().map_err(db_err)?;
+            } else {
+                tx.abort().map_err(db_err)?;
+            }
+            Ok(former)
+        })
+        .await
+    }
+
+    pub(crate) async fn list(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ClaimRecord>, StoreError> {
+        let t = tenant.to_owned();
+        let after = after.map(str::to_owned);
+        self.read(move |s| {
+            let tx = s.db.begin_read().map_err(db_err)?;
+            let table = tx.open_table(CLAIMS).map_err(db_err)?;
+            // Tuple keys sort by tenant, then key bytes: a tenant's claims are one contiguous run.
+            let start = match &after {
+                Some(a) => Bound::Excluded((t.as_str(), a.as_str())),
+                None => Bound::Included((t.as_str(), "")),
+            };
+            let mut out = Vec::new();
+            for entry in table
+                .range::<(&str, &str)>((start, Bound::Unbounded))
+                .map_err(db_err)?
+            {
+                let (k, v) = entry.map_err(db_err)?;
+                let (kt, kk) = k.value();
+                if kt != t || out.len() >= limit {
+                    break;
+                }
+                let (owner, at) = v.value();
+                out.push(ClaimRecord {
+                    key: kk.to_owned(),
+                    owner: owner.to_owned(),
+                    claimed_at: from_ms(at),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(crate) async fn remember(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        answer: NewAnswer,
+    ) -> Result<Remembered, StoreError> {
+        // The common case on a retry: a live answer exists, no write transaction needed.
+        if let Some(existing) = self.recall(tenant, event_id, answer.created_ms).await? {
+            return Ok(Remembered::Existing(existing));
+        }
+        let (t, e) = (tenant.to_owned(), event_id.to_owned());
+        self.write(move |s| {
+            let now = answer.created_ms;
+            let expires = now.saturating_add(answer.ttl_ms);
+            let tx = s.db.begin_write().map_err(db_err)?;
+            let existing = {
+                let mut answers = tx.open_table(ANSWERS).map_err(db_err)?;
+                let mut expiry = tx.open_table(ANSWER_EXPIRY).map_err(db_err)?;
+                let current = answers
+                    .get((t.as_str(), e.as_str()))
+                    .map_err(db_err)?
+                    .map(|v| decode_answer(v.value()))
+                    .transpose()?;
+                match current {
+                    Some((live, exp)) if exp > now => Some(live),
+                    stale => {
+                        if let Some((_, exp)) = stale {
+                            expiry
+                                .remove((exp, t.as_str(), e.as_str()))
+                                .map_err(db_err)?;
+                        }
+                        answers
+                            .insert(
+                                (t.as_str(), e.as_str()),
+                                (
+                                    answer.request_digest.as_slice(),
+                                    answer.body.as_slice(),
+                                    now,
+                                    expires,
+                                ),
+                            )
+                            .map_err(db_err)?;
+                        expiry
+                            .insert((expires, t.as_str(), e.as_str()), ())
+                            .map_err(db_err)?;
+                        purge(&mut answers, &mut expiry, now, PURGE_PER_WRITE)?;
+                        None
+                    }
+                }
+            };
+            match existing {
+                Some(live) => {
+                    tx.abort().map_err(db_err)?;
+                    Ok(Remembered::Existing(live))
+                }
+                None => {
+                    tx.commit().map_err(db_err)?;
+                    Ok(Remembered::Stored)
+                }
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn recall(
+        &self,
+        tenant: &str,
+        event_id: &str,
+        now: u64,
+    ) -> Result<Option<StoredAnswer>, StoreError> {
+        let (t, e) = (tenant.to_owned(), event_id.to_owned());
+        self.read(move |s| {
+            let tx = s.db.begin_read().map_err(db_err)?;
+            let table = tx.open_table(ANSWERS).map_err(db_err)?;
+            let Some(v) = table.get((t.as_str(), e.as_str())).map_err(db_err)? else {
+                return Ok(None);
+            };
+            let (answer, expires) = decode_answer(v.value())?;
+            Ok((expires > now).then_some(answer))
+        })
+        .await
+    }
+
+    pub(crate) async fn purge_expired(&self, now: u64, max: usize) -> Result<usize, StoreError> {
+        self.write(move |s| purge_txn(s, now, max)).await
+    }
+}
+
+fn purge_txn(s: &Shared, now: u64, max: usize) -> Result<usize, StoreError> {
+    let tx = s.db.begin_write().map_err(db_err)?;
+    let n = {
+        let mut answers = tx.open_table(ANSWERS).map_err(db_err)?;
+        let mut expiry = tx.open_table(ANSWER_EXPIRY).map_err(db_err)?;
+        purge(&mut answers, &mut expiry, now, max)?
+    };
+    if n > 0 {
+        tx.commit().map_err(db_err)?;
+    } else {
+        tx.abort().map_err(db_err)?;
+    }
+    Ok(n)
+}
+
+/// Deletes up to `max` answers that expired at or before `now`, oldest first.
+fn purge(
+    answers: &mut redb::Table<(&str, &str), (&[u8], &[u8], u64, u64)>,
+    expiry: &mut redb::Table<(u64, &str, &str), ()>,
+    now: u64,
+    max: usize,
+) -> Result<usize, StoreError> {
+    let mut due: Vec<(u64, String, String)> = Vec::new();
+    for entry in expiry.iter().map_err(db_err)? {
+        let (k, _) = entry.map_err(db_err)?;
+        let (exp, t, e) = k.value();
+        if exp > now || due.len() >= max {
+            break;
+        }
+        due.push((exp, t.to_owned(), e.to_owned()));
+    }
+    for (exp, t, e) in &due {
+        expiry
+            .remove((*exp, t.as_str(), e.as_str()))
+            .map_err(db_err)?;
+        // Only delete the answer this index entry describes (a newer one may have replaced it).
+        let same = answers
+            .get((t.as_str(), e.as_str()))
+            .map_err(db_err)?
+            .is_some_and(|v| v.value().3 == *exp);
+        if same {
+            answers.remove((t.as_str(), e.as_str())).map_err(db_err)?;
+        }
+    }
+    Ok(due.len())
+}
+
+fn decode_answer(v: (&[u8], &[u8], u64, u64)) -> Result<(StoredAnswer, u64), StoreError> {
+    let (digest, body, created, expires) = v;
+    let request_digest: [u8; 32] = digest.try_into().map_err(|_| {
+        StoreError::Corrupt(format!(
+            "stored answer digest is {} bytes, not 32",
+            digest.len()
+        ))
+    })?;
+    Ok((
+        StoredAnswer {
+            request_digest,
+            body: body.to_vec(),
+            created_at: from_ms(created),
+        },
+        expires,
+    ))
+}
+
+/// Deletes expired answers every [`SWEEP_EVERY`] until the store is dropped.
+fn spawn_sweeper(shared: Weak<Shared>) {
+    // The store is opened inside a runtime (`Store::open` is async), so this cannot fail there.
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(s) = shared.upgrade() else { return };
+            let Ok(permit) = s.writer.acquire().await else {
+                return;
+            };
+            let swept = blocking({
+                let s = s.clone();
+                move || purge_txn(&s, now_ms(), 10_000)
+            })
+            .await;
+            drop(permit);
+            match swept {
+                Ok(Ok(n)) if n > 0 => tracing::debug!(deleted = n, "expired answers swept"),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) | Err(e) => {
+                    tracing::warn!(error = %e, path = %s.path.display(), "answer sweep failed")
+                }
+            }
+        }
+    });
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("embedded store task failed: {e}")))
+}
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_private_dirs(parent)?;
+    }
+    let db = Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
+            "{} is already open (another hookbox process?)",
+            path.display()
+        )),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            StoreError::io(format!("opening {}", path.display()), io)
+        }
+        other => db_err(other),
+    })?;
+    // Create the tables once, so that read transactions never meet a missing table.
+    let tx = db.begin_write().map_err(db_err)?;
+    tx.open_table(CLAIMS).map_err(db_err)?;
+    tx.open_table(ANSWERS).map_err(db_err)?;
+    tx.open_table(ANSWER_EXPIRY).map_err(db_err)?;
+    tx.commit().map_err(db_err)?;
+    Ok(db)
+}
+
+fn create_private_dirs(dir: &Path) -> Result<(), StoreError> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| StoreError::io(format!("creating directory {}", dir.display()), e))
+}
+
+/// Maps any redb error onto the store's error kinds.
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Io(io) => StoreError::io("reading or writing the embedded database", io),
+        redb::Error::Corrupted(m) => StoreError::Corrupt(m),
+        redb::Error::ValueTooLarge(n) => {
+            StoreError::Invalid(format!("value of {n} bytes too large for the embedded store"))
+        }
+        e @ (redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TypeDefinitionChanged { .. }
+        | redb::Error::UpgradeRequired(_)
+        | redb::Error::TableIsMultimap(_)
+        | redb::Error::TableIsNotMultimap(_)) => {
+            StoreError::Corrupt(format!("embedded database is not in this version's format: {e}"))
+        }
+        other => StoreError::Unavailable(format!("embedded database: {other}")),
+    }
+}
