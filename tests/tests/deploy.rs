@@ -522,6 +522,16 @@ fn paths(
                 )),
             },
         }
+        if let Some(smoke) = s(tenant.get("smoke")) {
+            config_map_file(
+                objects,
+                pod,
+                container,
+                &format!("tenant `{id}`'s smoke"),
+                &smoke,
+                v,
+            );
+        }
         let files = tenant
             .get("auth")
             .and_then(|a| a.get("secrets_file"))
@@ -581,6 +591,34 @@ fn secret_file(
         key.is_some_and(|k| !secret["data"][&k].is_null() || !secret["stringData"][&k].is_null());
     if !has {
         v.push(format!("{who}: {file} is no key of Secret `{secret_name}`"));
+    }
+}
+
+/// A file hookbox reads from a mounted ConfigMap: the key must be there.
+fn config_map_file(
+    objects: &[Value],
+    pod: &Value,
+    container: &Value,
+    who: &str,
+    file: &str,
+    v: &mut Vec<String>,
+) {
+    let Some((mount, vol)) = mount_of(pod, container, file) else {
+        v.push(format!("{who}: {file} is not on a mounted volume"));
+        return;
+    };
+    let Some(cm_name) = vol["configMap"]["name"].as_str() else {
+        return; // Another kind of volume: nothing rendered to compare with.
+    };
+    let rel = Path::new(file)
+        .strip_prefix(mount["mountPath"].as_str().unwrap_or("/"))
+        .ok()
+        .and_then(|p| p.to_str())
+        .unwrap_or("");
+    let present = find(objects, "ConfigMap", cm_name)
+        .is_some_and(|cm| !cm["data"][rel].is_null() || !cm["binaryData"][rel].is_null());
+    if !present {
+        v.push(format!("{who}: {file} is no key of ConfigMap `{cm_name}`"));
     }
 }
 
@@ -963,6 +1001,14 @@ fn each_check_can_fail() {
                 t.replace(
                     "/run/secrets/hookbox/acme/secondary",
                     "/run/secrets/hookbox/acme/next",
+                )
+            });
+        }),
+        (Overlay::Replicas, "is no key of ConfigMap", |o| {
+            edit_config(o, |t| {
+                t.replace(
+                    "/etc/hookbox/smoke-acme.json",
+                    "/etc/hookbox/smoke-beta.json",
                 )
             });
         }),
