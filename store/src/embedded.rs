@@ -26,9 +26,10 @@ use crate::{
 
 /// `(tenant, key) -> (owner, claimed_at_ms)`.
 const CLAIMS: TableDefinition<(&str, &str), (&str, u64)> = TableDefinition::new("claims_v1");
-/// `(tenant, event_id) -> (request_digest, body, created_ms, expires_ms)`.
-const ANSWERS: TableDefinition<(&str, &str), (&[u8], &[u8], u64, u64)> =
-    TableDefinition::new("answers_v1");
+/// `(request_digest, body, created_ms, expires_ms)`.
+type AnswerValue = (&'static [u8], &'static [u8], u64, u64);
+/// `(tenant, event_id) -> AnswerValue`.
+const ANSWERS: TableDefinition<(&str, &str), AnswerValue> = TableDefinition::new("answers_v1");
 /// `(expires_ms, tenant, event_id) -> ()`: the answers in expiry order, for the sweep.
 const ANSWER_EXPIRY: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("answer_expiry_v1");
@@ -375,7 +376,7 @@ fn purge_txn(s: &Shared, now: u64, max: usize) -> Result<usize, StoreError> {
 
 /// Deletes up to `max` answers that expired at or before `now`, oldest first.
 fn purge(
-    answers: &mut redb::Table<(&str, &str), (&[u8], &[u8], u64, u64)>,
+    answers: &mut redb::Table<(&str, &str), AnswerValue>,
     expiry: &mut redb::Table<(u64, &str, &str), ()>,
     now: u64,
     max: usize,
@@ -430,7 +431,8 @@ fn spawn_sweeper(shared: Weak<Shared>) {
         return;
     };
     rt.spawn(async move {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
@@ -503,16 +505,16 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
     match e.into() {
         redb::Error::Io(io) => StoreError::io("reading or writing the embedded database", io),
         redb::Error::Corrupted(m) => StoreError::Corrupt(m),
-        redb::Error::ValueTooLarge(n) => {
-            StoreError::Invalid(format!("value of {n} bytes too large for the embedded store"))
-        }
+        redb::Error::ValueTooLarge(n) => StoreError::Invalid(format!(
+            "value of {n} bytes too large for the embedded store"
+        )),
         e @ (redb::Error::TableTypeMismatch { .. }
         | redb::Error::TypeDefinitionChanged { .. }
         | redb::Error::UpgradeRequired(_)
         | redb::Error::TableIsMultimap(_)
-        | redb::Error::TableIsNotMultimap(_)) => {
-            StoreError::Corrupt(format!("embedded database is not in this version's format: {e}"))
-        }
+        | redb::Error::TableIsNotMultimap(_)) => StoreError::Corrupt(format!(
+            "embedded database is not in this version's format: {e}"
+        )),
         other => StoreError::Unavailable(format!("embedded database: {other}")),
     }
 }

@@ -273,8 +273,14 @@ impl Store {
         request_digest: [u8; 32],
         body: Vec<u8>,
     ) -> Result<Remembered, StoreError> {
-        self.remember_for(tenant, event_id, request_digest, body, self.inner.answer_ttl)
-            .await
+        self.remember_for(
+            tenant,
+            event_id,
+            request_digest,
+            body,
+            self.inner.answer_ttl,
+        )
+        .await
     }
 
     /// [`Store::remember`] with an explicit TTL (at least 1 ms).

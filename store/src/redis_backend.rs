@@ -93,12 +93,12 @@ return out
 });
 
 /// KEYS: answer key. ARGV: encoded answer, ttl_ms.
-/// Returns {1} when stored, {0, existing} when a live answer was there first.
+/// Returns {1, nil} when stored, {0, existing} when a live answer was there first.
 static REMEMBER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1}
+  return {1, false}
 end
 return {0, redis.call('GET', KEYS[1])}
 ",
@@ -125,8 +125,8 @@ impl RedisStore {
                 "redis key prefix '{prefix}' must be non-empty and free of ':', '{{', '}}'"
             )));
         }
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
         // Few, quick reconnect attempts per loss: a call never waits longer than call_timeout
         // anyway, and the next call after a failed attempt starts a new one.
         let config = ConnectionManagerConfig::new()
@@ -268,8 +268,10 @@ impl RedisStore {
             .arg(if after.is_some() { "1" } else { "0" })
             .arg(after.unwrap_or(""));
         let flat: Vec<String> = self.bounded(inv.invoke_async(&mut conn)).await?;
-        if flat.len() % 3 != 0 {
-            return Err(StoreError::Corrupt("list script answered a ragged array".into()));
+        if !flat.len().is_multiple_of(3) {
+            return Err(StoreError::Corrupt(
+                "list script answered a ragged array".into(),
+            ));
         }
         flat.chunks_exact(3)
             .map(|c| {
@@ -346,7 +348,10 @@ fn decode_answer(b: &[u8]) -> Result<StoredAnswer, StoreError> {
 fn map_err(e: RedisError, call_timeout: Duration) -> StoreError {
     if e.is_timeout() {
         StoreError::Timeout(call_timeout)
-    } else if e.kind() == redis::ErrorKind::UnexpectedReturnType {
+    } else if matches!(
+        e.kind(),
+        redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse
+    ) {
         StoreError::Corrupt(format!("unexpected value in redis: {e}"))
     } else {
         // Refused, reset, loading, read-only replica, auth...: all "cannot use Redis right now".

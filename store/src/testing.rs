@@ -79,7 +79,10 @@ impl RedisServer {
             .map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("starting {} (install redis-server): {e}", bin.to_string_lossy()),
+                    format!(
+                        "starting {} (install redis-server): {e}",
+                        bin.to_string_lossy()
+                    ),
                 )
             })?;
         let deadline = Instant::now() + READY_WITHIN;
