@@ -148,7 +148,9 @@ pub fn https_uri(key: &str, url: &str) -> Result<Uri, ConfigError> {
         .parse()
         .map_err(|_| ConfigError(format!("{key}: '{url}' is not a URL")))?;
     if uri.scheme_str() != Some("https") {
-        return Err(ConfigError(format!("{key}: '{url}' must be an https:// URL")));
+        return Err(ConfigError(format!(
+            "{key}: '{url}' must be an https:// URL"
+        )));
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(ConfigError(format!("{key}: '{url}' has no host")));
@@ -264,7 +266,10 @@ mod tests {
         c.fetch_timeout = Some(DurationValue::Text("5s".into()));
         assert!(c.validate().is_err());
         c.fetch_timeout = Some(DurationValue::Text("200ms".into()));
-        assert_eq!(c.validate().unwrap().fetch_timeout, Duration::from_millis(200));
+        assert_eq!(
+            c.validate().unwrap().fetch_timeout,
+            Duration::from_millis(200)
+        );
         c.min_refresh_interval = Some(DurationValue::Seconds(0));
         assert!(c.validate().is_err());
         c.min_refresh_interval = Some(DurationValue::Text("soon".into()));

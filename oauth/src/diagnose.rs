@@ -55,7 +55,10 @@ impl Report {
 
     /// The outcome of the step `name`, if it is in the report.
     pub fn outcome(&self, name: &str) -> Option<&Outcome> {
-        self.steps.iter().find(|s| s.name == name).map(|s| &s.outcome)
+        self.steps
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| &s.outcome)
     }
 
     fn push(&mut self, name: &'static str, outcome: Outcome) {
@@ -69,7 +72,9 @@ impl fmt::Display for Report {
             match &step.outcome {
                 Outcome::Pass(d) => writeln!(f, "pass  {:<16} {d}", step.name)?,
                 Outcome::Fail(d) => writeln!(f, "FAIL  {:<16} {d}", step.name)?,
-                Outcome::Skipped => writeln!(f, "skip  {:<16} (an earlier step failed)", step.name)?,
+                Outcome::Skipped => {
+                    writeln!(f, "skip  {:<16} (an earlier step failed)", step.name)?
+                }
             }
         }
         Ok(())
@@ -227,7 +232,10 @@ pub async fn diagnose_with(
     } else {
         format!("Bearer {token}")
     };
-    let raw = header_value.split_once(' ').map(|(_, t)| t.trim()).unwrap_or("");
+    let raw = header_value
+        .split_once(' ')
+        .map(|(_, t)| t.trim())
+        .unwrap_or("");
     let header = part(raw, 0).unwrap_or(Value::Null);
     let claims = part(raw, 1).unwrap_or(Value::Null);
     let s = verifier.settings();
@@ -237,10 +245,22 @@ pub async fn diagnose_with(
         format!("alg {}", show(header.get("alg"))),
         format!("kid {}", show(header.get("kid"))),
         "verifies with the issuer's key".into(),
-        format!("exp {} (leeway {:?})", relative(claims.get("exp")), s.leeway),
+        format!(
+            "exp {} (leeway {:?})",
+            relative(claims.get("exp")),
+            s.leeway
+        ),
         format!("nbf {}", relative(claims.get("nbf"))),
-        format!("token iss {}, expected {:?}", show(claims.get("iss")), s.issuer),
-        format!("token aud {}, expected {:?}", show(claims.get("aud")), s.audience),
+        format!(
+            "token iss {}, expected {:?}",
+            show(claims.get("iss")),
+            s.issuer
+        ),
+        format!(
+            "token aud {}, expected {:?}",
+            show(claims.get("aud")),
+            s.audience
+        ),
         match &s.client_id {
             Some(c) => format!("token cid {}, expected {c:?}", show(claims.get("cid"))),
             None => "not configured".into(),

@@ -211,8 +211,8 @@ impl HttpsClient {
         if !response.status.is_success() {
             return Err(FetchError::Status(response.status));
         }
-        let value = serde_json::from_slice(&response.body)
-            .map_err(|e| FetchError::Json(e.to_string()))?;
+        let value =
+            serde_json::from_slice(&response.body).map_err(|e| FetchError::Json(e.to_string()))?;
         Ok((value, response.headers))
     }
 }

@@ -164,10 +164,7 @@ fn parse_jwk(value: &serde_json::Value) -> Result<VerifyKey, String> {
     }
     let named: Option<Algorithm> = match raw.alg.as_deref() {
         None => None,
-        Some(a) => Some(
-            a.parse()
-                .map_err(|_| format!("unsupported alg '{a}'"))?,
-        ),
+        Some(a) => Some(a.parse().map_err(|_| format!("unsupported alg '{a}'"))?),
     };
     let kty = raw.kty.as_deref().unwrap_or("");
     let (kty, family, decoding): (&'static str, Vec<Algorithm>, DecodingKey) = match kty {
@@ -196,7 +193,11 @@ fn parse_jwk(value: &serde_json::Value) -> Result<VerifyKey, String> {
             let key = DecodingKey::from_ec_components(&x, &y).map_err(|e| e.to_string())?;
             ("EC", vec![alg], key)
         }
-        other => return Err(format!("key type '{other}' is not a signature key type here")),
+        other => {
+            return Err(format!(
+                "key type '{other}' is not a signature key type here"
+            ));
+        }
     };
     let algorithms = match named {
         None => family,

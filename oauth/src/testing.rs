@@ -468,7 +468,9 @@ pub fn hs256_token(claims: &Value, kid: &str, secret: &[u8]) -> String {
 /// `token` with one byte of its signature changed.
 pub fn tamper_signature(token: &str) -> String {
     let (message, signature) = token.rsplit_once('.').expect("a JWT");
-    let mut sig = URL_SAFE_NO_PAD.decode(signature).expect("base64url signature");
+    let mut sig = URL_SAFE_NO_PAD
+        .decode(signature)
+        .expect("base64url signature");
     let mid = sig.len() / 2;
     sig[mid] ^= 0x01;
     format!("{message}.{}", URL_SAFE_NO_PAD.encode(sig))
@@ -506,7 +508,11 @@ async fn accept_loop(
     }
 }
 
-fn respond(status: StatusCode, body: Value, cache_control: Option<String>) -> Response<Full<Bytes>> {
+fn respond(
+    status: StatusCode,
+    body: Value,
+    cache_control: Option<String>,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -390,9 +390,13 @@ fn map_jwt_error(kind: &ErrorKind) -> Rejection {
 
 fn scopes_of(claims: &Claims) -> Vec<String> {
     let mut scopes = Vec::new();
-    let mut add_str = |s: &str| scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(String::from));
+    let mut add_str =
+        |s: &str| scopes.extend(s.split(' ').filter(|s| !s.is_empty()).map(String::from));
     match &claims.scp {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).for_each(&mut add_str),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .for_each(&mut add_str),
         Some(Value::String(s)) => add_str(s),
         _ => {}
     }
@@ -626,7 +630,10 @@ impl Verifier {
             Refresh::Started | Refresh::InFlight => {}
         }
         drop(state);
-        if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
             tracing::warn!(issuer = %inner.settings.issuer, "oauth keys: no answer from the issuer within the request deadline");
             return Err(Rejection::KeysUnavailable);
         }
@@ -830,11 +837,21 @@ mod tests {
         for (h, want) in [
             (r#"{"alg":"none","kid":"k"}"#, "alg none"),
             (r#"{"alg":"None","kid":"k"}"#, "alg none"),
-            (r#"{"alg":"HS256","kid":"k"}"#, "HMAC (HS*) is never accepted"),
-            (r#"{"alg":"hs512","kid":"k"}"#, "HMAC (HS*) is never accepted"),
+            (
+                r#"{"alg":"HS256","kid":"k"}"#,
+                "HMAC (HS*) is never accepted",
+            ),
+            (
+                r#"{"alg":"hs512","kid":"k"}"#,
+                "HMAC (HS*) is never accepted",
+            ),
             (r#"{"alg":"XY1","kid":"k"}"#, "unsupported alg"),
         ] {
-            assert_eq!(peek_header(&token(h)), Err(Rejection::Algorithm(want)), "{h}");
+            assert_eq!(
+                peek_header(&token(h)),
+                Err(Rejection::Algorithm(want)),
+                "{h}"
+            );
         }
         assert_eq!(
             peek_header(&token(r#"{"alg":"RS256","kid":"k"}"#)),
@@ -845,13 +862,22 @@ mod tests {
             Err(Rejection::Malformed(_))
         ));
         assert!(matches!(peek_header("a.b"), Err(Rejection::Malformed(_))));
-        assert!(matches!(peek_header("a.b.c.d"), Err(Rejection::Malformed(_))));
-        assert!(matches!(peek_header("!!.b.c"), Err(Rejection::Malformed(_))));
+        assert!(matches!(
+            peek_header("a.b.c.d"),
+            Err(Rejection::Malformed(_))
+        ));
+        assert!(matches!(
+            peek_header("!!.b.c"),
+            Err(Rejection::Malformed(_))
+        ));
     }
 
     #[test]
     fn statuses_and_display_never_carry_data() {
-        assert_eq!(Rejection::KeysUnavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            Rejection::KeysUnavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert_eq!(Rejection::KeysUnavailable.retry_after(), Some(RETRY_AFTER));
         for r in [
             Rejection::MissingBearer,
