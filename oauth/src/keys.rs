@@ -237,6 +237,7 @@ pub fn cache_ttl(headers: &HeaderMap) -> Duration {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use hyper::header::HeaderValue;

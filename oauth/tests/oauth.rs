@@ -1,6 +1,8 @@
 //! End-to-end tests of the verifier against a real HTTPS issuer on loopback (`FakeIssuer`, with a
 //! CA made per test), no mocks.
 
+#![allow(clippy::unwrap_used)] // a failed step should stop the test loudly
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
