@@ -40,11 +40,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const PURGE_PER_WRITE: usize = 8;
 
 pub(crate) struct Embedded {
-    inner: Arc<Shared>,
+    pub(crate) inner: Arc<Shared>,
 }
 
-struct Shared {
-    db: Database,
+pub(crate) struct Shared {
+    pub(crate) db: Database,
     writer: Semaphore,
     path: PathBuf,
     // Declared after `db` so the directory outlives the database file handle on drop.
@@ -69,7 +69,7 @@ impl Embedded {
     }
 
     /// Runs `f` on the blocking pool with a reference to the shared state (reads).
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
@@ -79,7 +79,7 @@ impl Embedded {
     }
 
     /// Like `read`, holding the writer permit for the whole blocking call.
-    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
@@ -442,7 +442,11 @@ fn spawn_sweeper(shared: Weak<Shared>) {
             };
             let swept = blocking({
                 let s = s.clone();
-                move || purge_txn(&s, now_ms(), 10_000)
+                move || {
+                    let n = purge_txn(&s, now_ms(), 10_000)?;
+                    crate::embedded_queue::purge_seen(&s, now_ms())?;
+                    Ok::<_, StoreError>(n)
+                }
             })
             .await;
             drop(permit);
@@ -486,6 +490,7 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
     tx.open_table(CLAIMS).map_err(db_err)?;
     tx.open_table(ANSWERS).map_err(db_err)?;
     tx.open_table(ANSWER_EXPIRY).map_err(db_err)?;
+    crate::embedded_queue::create_tables(&tx)?;
     tx.commit().map_err(db_err)?;
     Ok(db)
 }
@@ -501,7 +506,7 @@ fn create_private_dirs(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Maps any redb error onto the store's error kinds.
-fn db_err(e: impl Into<redb::Error>) -> StoreError {
+pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
     match e.into() {
         redb::Error::Io(io) => StoreError::io("reading or writing the embedded database", io),
         redb::Error::Corrupted(m) => StoreError::Corrupt(m),

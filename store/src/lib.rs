@@ -21,13 +21,18 @@
 //!   [`StoreError::Timeout`] or fail fast with [`StoreError::Unavailable`]; the connection is
 //!   re-established by itself when Redis is back. The embedded backend runs redb on Tokio's
 //!   blocking pool so it never blocks the async workers.
+//! - **Event queue** (Okta event hooks): see [`queue`] — durable once `enqueue` returns,
+//!   deduplicated by event uuid, leased to one worker at a time, retried, then dead.
 
 #![warn(missing_docs)]
 
 mod config;
 mod embedded;
+mod embedded_queue;
 mod error;
 mod limits;
+pub mod queue;
+mod queue_redis;
 mod redis_backend;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -43,6 +48,7 @@ pub use error::StoreError;
 pub use limits::{
     MAX_ANSWER_BODY, MAX_CLAIM_KEY, MAX_CLAIM_OWNER, MAX_EVENT_ID, MAX_LIST_LIMIT, MAX_TENANT,
 };
+pub use queue::{DeadEvent, Delivery, Enqueued, FailOutcome, QueuedEvent};
 
 /// The answer to [`Store::claim`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -329,6 +335,118 @@ impl Store {
         match &self.inner.backend {
             Backend::Embedded(b) => b.purge_expired(now_ms(), usize::MAX).await,
             Backend::Redis(_) => Ok(0),
+        }
+    }
+}
+
+impl Store {
+    /// Durably queues `events` for `tenant`, in their order, dropping those whose uuid was seen
+    /// within [`queue::DEDUPE_WINDOW`] (or earlier in the same batch). All-or-nothing: if the new
+    /// events would make more than `max_queued` queued events, nothing is queued and
+    /// [`Enqueued::Full`] is returned. Returns only once the events are durable (embedded: the
+    /// transaction committed; Redis: the script's writes acknowledged).
+    pub async fn enqueue(
+        &self,
+        tenant: &str,
+        events: Vec<QueuedEvent>,
+        max_queued: usize,
+    ) -> Result<Enqueued, StoreError> {
+        limits::tenant(tenant)?;
+        queue::check_events(&events)?;
+        if events.is_empty() {
+            return Ok(Enqueued::Accepted {
+                accepted: 0,
+                duplicates: 0,
+            });
+        }
+        let now = now_ms();
+        let window = queue::DEDUPE_WINDOW;
+        match &self.inner.backend {
+            Backend::Embedded(b) => b.enqueue(tenant, events, max_queued, window, now).await,
+            Backend::Redis(b) => b.enqueue(tenant, events, max_queued, window, now).await,
+        }
+    }
+
+    /// Leases the next due event of `tenant` (earliest due time, then lowest id) for `lease`:
+    /// nobody else gets it until the lease runs out, after which it is due again (so a worker
+    /// that dies mid-way does not lose it). `None` when nothing is due.
+    pub async fn next_due(
+        &self,
+        tenant: &str,
+        lease: Duration,
+    ) -> Result<Option<Delivery>, StoreError> {
+        limits::tenant(tenant)?;
+        let now = now_ms();
+        match &self.inner.backend {
+            Backend::Embedded(b) => b.next_due(tenant, lease, now).await,
+            Backend::Redis(b) => b.next_due(tenant, lease, now).await,
+        }
+    }
+
+    /// Removes a handled event from the queue. `false` if no queued event has that id.
+    pub async fn ack(&self, tenant: &str, id: u64) -> Result<bool, StoreError> {
+        limits::tenant(tenant)?;
+        match &self.inner.backend {
+            Backend::Embedded(b) => b.ack(tenant, id).await,
+            Backend::Redis(b) => b.ack(tenant, id).await,
+        }
+    }
+
+    /// Records a failed attempt: with `retry_in`, the event is due again after that delay (the
+    /// caller owns the backoff policy, using [`Delivery::attempts`]); without, it moves to the
+    /// dead list with `reason` (cut to [`queue::MAX_FAIL_REASON`] bytes).
+    pub async fn fail(
+        &self,
+        tenant: &str,
+        id: u64,
+        reason: &str,
+        retry_in: Option<Duration>,
+    ) -> Result<FailOutcome, StoreError> {
+        limits::tenant(tenant)?;
+        let reason = queue::cut_reason(reason);
+        let now = now_ms();
+        match &self.inner.backend {
+            Backend::Embedded(b) => b.fail(tenant, id, reason, retry_in, now).await,
+            Backend::Redis(b) => b.fail(tenant, id, reason, retry_in, now).await,
+        }
+    }
+
+    /// Operator: up to `limit` (at most [`MAX_LIST_LIMIT`]) dead events with ids above `after`,
+    /// in id order.
+    pub async fn dead(
+        &self,
+        tenant: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<DeadEvent>, StoreError> {
+        limits::tenant(tenant)?;
+        let limit = limit.min(MAX_LIST_LIMIT);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match &self.inner.backend {
+            Backend::Embedded(b) => b.dead(tenant, after, limit).await,
+            Backend::Redis(b) => b.dead(tenant, after, limit).await,
+        }
+    }
+
+    /// Operator: puts a dead event back in the queue, due now, with its attempts reset (beyond
+    /// `max_queued`: an operator's decision). `false` if no dead event has that id.
+    pub async fn replay(&self, tenant: &str, id: u64) -> Result<bool, StoreError> {
+        limits::tenant(tenant)?;
+        let now = now_ms();
+        match &self.inner.backend {
+            Backend::Embedded(b) => b.replay(tenant, id, now).await,
+            Backend::Redis(b) => b.replay(tenant, id, now).await,
+        }
+    }
+
+    /// How many events `tenant` has queued (leased ones included, dead ones not).
+    pub async fn queued(&self, tenant: &str) -> Result<usize, StoreError> {
+        limits::tenant(tenant)?;
+        match &self.inner.backend {
+            Backend::Embedded(b) => b.queued(tenant).await,
+            Backend::Redis(b) => b.queued(tenant).await,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! - `P:{T}:claim:<key>` — a hash `{owner, at}` (`at` = claimed-at, ms since the epoch);
 //! - `P:{T}:claims` — a sorted set of the tenant's claimed keys (all score 0, so `ZRANGEBYLEX`
 //!   pages them in byte order);
-//! - `P:{T}:answer:<event id>` — `v1 | digest(32) | created_ms(8, BE) | body`, with `PX` expiry.
+//! - `P:{T}:answer:<event id>` — `v1 | digest(32) | created_ms(8, BE) | body`, with `PX` expiry;
+//! - `P:{T}:q:…` — the event queue (see `queue_redis`).
 //!
 //! Neither the prefix nor the tenant can contain `:` or braces, and `<key>` is always the last
 //! component after a fixed marker, so no two (tenant, kind, key) triples share a Redis key
@@ -108,8 +109,8 @@ return {0, redis.call('GET', KEYS[1])}
 const ANSWER_FORMAT_V1: u8 = 1;
 
 pub(crate) struct RedisStore {
-    conn: ConnectionManager,
-    prefix: String,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) prefix: String,
     call_timeout: Duration,
 }
 
@@ -146,7 +147,7 @@ impl RedisStore {
     }
 
     /// Bounds one Redis round trip by the call timeout and maps its errors.
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         fut: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {

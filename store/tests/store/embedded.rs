@@ -99,3 +99,66 @@ async fn scratch_stores_are_independent() {
         Remembered::Stored
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_and_leased_events_survive_a_restart() {
+    use hookbox_store::{Enqueued, QueuedEvent};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::embedded(dir.path().join("store.redb"));
+    let events = |u: &str| QueuedEvent {
+        uuid: u.to_owned(),
+        payload: u.as_bytes().to_vec(),
+    };
+    {
+        let store = Store::open(&config).await.unwrap();
+        let got = store
+            .enqueue("acme", vec![events("a"), events("b")], 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Enqueued::Accepted {
+                accepted: 2,
+                duplicates: 0
+            }
+        );
+        // Leased, then the process "dies" before acking.
+        let d = store
+            .next_due("acme", Duration::from_millis(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.uuid, "a");
+    }
+    let store = Store::open(&config).await.unwrap();
+    let mut seen = Vec::new();
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 {
+        match store
+            .next_due("acme", Duration::from_secs(60))
+            .await
+            .unwrap()
+        {
+            Some(d) => {
+                store.ack("acme", d.id).await.unwrap();
+                seen.push(d.uuid);
+            }
+            None => {
+                assert!(std::time::Instant::now() < give_up, "events lost: {seen:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["a", "b"]);
+    // Their uuids are still remembered after the restart.
+    let got = store.enqueue("acme", vec![events("a")], 10).await.unwrap();
+    assert_eq!(
+        got,
+        Enqueued::Accepted {
+            accepted: 0,
+            duplicates: 1
+        }
+    );
+}

@@ -6,6 +6,7 @@
 mod behaviour;
 mod config;
 mod embedded;
+mod queue;
 mod redis;
 
 use hookbox_store::testing::RedisServer;
@@ -74,3 +75,37 @@ on_both_backends!(
     answers_expire,
     invalid_sizes_are_refused,
 );
+
+// The event queue (issue 14), same idea.
+mod queue_on_both {
+    macro_rules! queue_on_both_backends {
+        ($($name:ident),* $(,)?) => {
+            mod on_embedded {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let (store, _guard) = crate::embedded_store().await;
+                        crate::queue::$name(&store).await;
+                    }
+                )*
+            }
+            mod on_redis {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let (store, _guard) = crate::redis_store().await;
+                        crate::queue::$name(&store).await;
+                    }
+                )*
+            }
+        };
+    }
+    queue_on_both_backends!(
+        queue_dedupes_and_keeps_order,
+        queue_full_is_all_or_nothing,
+        queue_retries_then_dead_then_replay,
+        queue_lease_runs_out,
+        queue_tenants_are_isolated,
+        queue_refuses_bad_events,
+    );
+}
