@@ -1,5 +1,6 @@
 //! Cost of one store call on each backend: a new claim (a durable write), a claim of a taken key
-//! (a read), remembering a new answer (a durable write) and recalling one (a read).
+//! (a read), remembering a new answer (a durable write), recalling one (a read), and enqueuing a
+//! 10-event delivery (a durable write).
 //!
 //! Run: `cargo bench -p hookbox-store --bench claims`. Redis runs as a local `redis-server`
 //! (no persistence), so its figures are loopback round trips plus the script, not disk.
@@ -48,6 +49,20 @@ fn bench_store(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, stor
     group.bench_function("recall_hit", |b| {
         b.to_async(rt)
             .iter(|| async { store.recall("acme", "known").await.unwrap() })
+    });
+    // Issue 14: acknowledging an Okta event-hook delivery means one durable enqueue of its
+    // events (10 here); the figure per call divided by 10 is the cost per acknowledged event.
+    let payload = vec![b'e'; 1500]; // about one LogEvent as JSON
+    group.bench_function("enqueue_10_events", |b| {
+        b.to_async(rt).iter(|| {
+            let events = (0..10)
+                .map(|_| hookbox_store::QueuedEvent {
+                    uuid: format!("uuid-{}", n.fetch_add(1, Ordering::Relaxed)),
+                    payload: payload.clone(),
+                })
+                .collect();
+            async move { store.enqueue("acme", events, usize::MAX).await.unwrap() }
+        })
     });
     group.finish();
 }
