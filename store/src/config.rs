@@ -44,7 +44,7 @@ pub enum StoreConfig {
     },
     /// A Redis server shared by several hookbox replicas.
     Redis {
-        /// `redis://[user:password@]host:port/db` (or `rediss://` is refused: not built in).
+        /// `redis://[user:password@]host:port/db`. `rediss://` (TLS) is refused: not built in.
         url: String,
         /// Prefix of every key this store writes (default `hookbox`); lets several deployments
         /// share one Redis database. Must not contain `{`, `}` or `:`.

@@ -352,7 +352,9 @@ fn map_err(e: RedisError, call_timeout: Duration) -> StoreError {
     } else if matches!(
         e.kind(),
         redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse
-    ) {
+    ) || e.code() == Some("WRONGTYPE")
+    {
+        // Someone else's value under one of our keys.
         StoreError::Corrupt(format!("unexpected value in redis: {e}"))
     } else {
         // Refused, reset, loading, read-only replica, auth...: all "cannot use Redis right now".

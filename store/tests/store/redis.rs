@@ -236,8 +236,40 @@ async fn open_does_not_need_a_running_server_but_refuses_a_bad_url() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 
-    let err = Store::open(&StoreConfig::redis("http://nope"))
+    for bad in [
+        "http://nope",
+        "rediss://127.0.0.1:1/0",
+        "redis://127.0.0.1:notaport",
+    ] {
+        let err = Store::open(&StoreConfig::redis(bad)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{bad}: {err:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_value_under_our_key_is_corrupt_not_unavailable() {
+    let server = RedisServer::start().unwrap();
+    let store = Store::open(&StoreConfig::redis(server.url()))
         .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+        .unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("hookbox:{acme}:claim:k")
+        .arg("not a hash")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("hookbox:{acme}:answer:ev")
+        .arg("not v1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = store.owner_of("acme", "k").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    let err = store.claim("acme", "k", "u").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    let err = store.recall("acme", "ev").await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
 }
