@@ -24,14 +24,21 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it accepts connections.
     pub fn start() -> io::Result<Self> {
-        // Ask the kernel for a free port, then hand it to redis-server. Another process could
-        // take it in between; unlikely on loopback, and the start then fails loudly.
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
-        let mut server = RedisServer { port, child: None };
-        server.spawn()?;
-        Ok(server)
+        // Ask the kernel for a free port, then hand it to redis-server. Another socket can take
+        // it in between (e.g. a client's ephemeral port); then redis-server exits at once and
+        // we try another port, a few times.
+        let mut last = None;
+        for _ in 0..3 {
+            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+                .local_addr()?
+                .port();
+            let mut server = RedisServer { port, child: None };
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("redis-server did not start")))
     }
 
     /// The port it listens on (the same across [`RedisServer::restart`]).
