@@ -518,9 +518,9 @@ impl Verifier {
         }
     }
 
-    /// Fetches the keys now, not rate-limited (for a reload). On failure the previous keys stay
-    /// in use and the error is returned.
-    pub async fn refresh_now(&self) -> Result<usize, FetchError> {
+    /// Fetches the keys now, not rate-limited (for a reload); returns the number of usable keys.
+    /// On failure ([`SetupError::Jwks`] or [`SetupError::Keys`]) the previous keys stay in use.
+    pub async fn refresh_now(&self) -> Result<usize, SetupError> {
         // Wait for a fetch in flight, then run one of our own (a reload wants a fresh answer).
         loop {
             let mut rx = self.inner.attempts.subscribe();
@@ -537,11 +537,17 @@ impl Verifier {
                 let task = tokio::spawn(Inner::fetch_task(self.inner.clone()));
                 return match task.await {
                     Ok(result) => result,
-                    Err(e) => Err(FetchError::Transport(format!("refresh task: {e}"))),
+                    Err(e) => Err(SetupError::Jwks {
+                        url: self.inner.jwks_uri.clone(),
+                        error: FetchError::Transport(format!("refresh task: {e}")),
+                    }),
                 };
             }
             if rx.changed().await.is_err() {
-                return Err(FetchError::Transport("verifier dropped".into()));
+                return Err(SetupError::Jwks {
+                    url: self.inner.jwks_uri.clone(),
+                    error: FetchError::Transport("refresh abandoned".into()),
+                });
             }
         }
     }
@@ -710,7 +716,7 @@ impl Inner {
     }
 
     /// One fetch; the caller has set `inflight`.
-    async fn fetch_task(self: Arc<Self>) -> Result<usize, FetchError> {
+    async fn fetch_task(self: Arc<Self>) -> Result<usize, SetupError> {
         let guard = InflightGuard(self.clone());
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let result = fetch_keys(&self.client, &self.jwks_uri, self.settings.fetch_timeout).await;
@@ -730,9 +736,10 @@ impl Inner {
                 Ok(n)
             }
             Err(error) => {
-                let (text, fetch) = match error {
-                    SetupError::Jwks { error, .. } => (error.to_string(), error),
-                    other => (other.to_string(), FetchError::Body(other.to_string())),
+                let text = match &error {
+                    SetupError::Jwks { error, .. } => error.to_string(),
+                    SetupError::Keys { error, .. } => error.to_string(),
+                    other => other.to_string(),
                 };
                 tracing::warn!(
                     issuer = %self.settings.issuer,
@@ -748,7 +755,7 @@ impl Inner {
                     last_error: Some(text),
                     last_success: old.last_success,
                 }));
-                Err(fetch)
+                Err(error)
             }
         };
         drop(guard);
@@ -821,6 +828,13 @@ mod tests {
 
     fn b64(s: &str) -> String {
         URL_SAFE_NO_PAD.encode(s)
+    }
+
+    #[test]
+    fn verifier_is_send_sync_and_cheap_to_clone() {
+        fn shared<T: Send + Sync + Clone + 'static>() {}
+        shared::<Verifier>();
+        shared::<HttpsClient>();
     }
 
     #[test]
