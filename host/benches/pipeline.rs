@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The `instance modes` group measures one request (the conflict) per
-//! language × instance mode, through `Runtime::invoke_tenant` as a tenant's
+//! language × instance mode, through a tenant's `Binding::invoke` as a tenant's
 //! requests go: Rust (the embedded reference plugin), Python and JavaScript.
 //! The Python and JavaScript components are read from `HOOKBOX_BENCH_PY_WASM`
 //! and `HOOKBOX_BENCH_JS_WASM`, else from where the e2e tests' build puts them
@@ -29,9 +29,12 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
 
-use hookbox::config::{DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode, Limits};
 use hookbox::hook::{decode, encode};
-use hookbox::plugin::{Instances, Plugin, Runtime};
+use hookbox::plugin::{
+    Backend, Binding, DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode, Limits, Plugin,
+    Runtime,
+};
+use tokio::sync::Semaphore;
 
 const SAMPLE: &str = include_str!("../../tests/fixtures/sample-request.json");
 
@@ -79,12 +82,14 @@ fn pipeline(c: &mut Criterion) {
                 let inv = runtime
                     .invoke(&plugin, black_box(request), settings.clone(), &limits)
                     .await;
-                black_box(inv);
+                let _ = black_box(inv);
             }
             start.elapsed()
         })
     };
-    let sanity = rt.block_on(runtime.invoke(&plugin, &request, settings.clone(), &limits));
+    let sanity = rt
+        .block_on(runtime.invoke(&plugin, &request, settings.clone(), &limits))
+        .expect("a free instance slot");
     assert!(
         sanity.result.is_ok(),
         "the plugin answers: {:?}",
@@ -120,7 +125,8 @@ fn pipeline(c: &mut Criterion) {
                     let req = decode::decode(black_box(&bodies.hashed_suffix)).expect("decodes");
                     let inv = runtime
                         .invoke(&plugin, &req, settings.clone(), &limits)
-                        .await;
+                        .await
+                        .expect("a free instance slot");
                     black_box(encode::encode(&inv.result, &digest).expect("encodes"));
                 }
                 start.elapsed()
@@ -139,8 +145,8 @@ fn pipeline(c: &mut Criterion) {
         g.bench_function("whole: decode+native+encode", |b| {
             b.iter(|| {
                 let req = decode::decode(black_box(&bodies.hashed_suffix)).expect("decodes");
-                let inv = hookbox::native::invoke_now(&req, &settings);
-                encode::encode(&inv.result, &digest).expect("encodes")
+                let outcome = hookbox::native::resolve(&req, &settings);
+                encode::encode(&Ok(outcome), &digest).expect("encodes")
             })
         });
     }
@@ -230,15 +236,25 @@ fn instance_modes(c: &mut Criterion) {
                 instance_mode: mode,
                 ..Limits::default()
             };
-            let instances = Instances::new(plugin.clone(), Arc::new(BTreeMap::new()), limits);
-            let sanity = rt.block_on(runtime.invoke_tenant(&instances, &request));
+            let (settings, backend) = (Arc::new(BTreeMap::new()), Backend::default());
+            let permits = Semaphore::new(limits.max_concurrency as usize);
+            let binding = Binding {
+                plugin,
+                settings: &settings,
+                limits: &limits,
+                backend: &backend,
+                permits: &permits,
+            };
+            let sanity = rt
+                .block_on(binding.invoke(&runtime, &request))
+                .expect("a free instance slot");
             assert!(sanity.result.is_ok(), "{lang} answers: {:?}", sanity.result);
             g.bench_function(format!("{lang} {mode_name}: one request"), |b| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
                         let start = Instant::now();
                         for _ in 0..iters {
-                            black_box(runtime.invoke_tenant(&instances, black_box(&request)).await);
+                            let _ = black_box(binding.invoke(&runtime, black_box(&request)).await);
                         }
                         start.elapsed()
                     })

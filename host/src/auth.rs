@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 pub struct Secret(Vec<u8>);
 
 impl Secret {
+    /// A secret with this content.
     pub fn new(value: impl Into<Vec<u8>>) -> Secret {
         Secret(value.into())
     }
@@ -34,6 +35,23 @@ impl PartialEq for Secret {
     }
 }
 
+/// Why an `Auth` cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Not a header name HTTP allows.
+    #[error("'{0}' is not a valid header name")]
+    InvalidHeader(String),
+    /// No secret: hookbox never serves without auth.
+    #[error("at least one secret is required")]
+    NoSecret,
+}
+
+/// The one check of a header name (a tenant's, the admin's), so every
+/// configured header is one HTTP allows.
+pub fn header_name(name: &str) -> Result<HeaderName, AuthError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| AuthError::InvalidHeader(name.to_owned()))
+}
+
 /// How one tenant authenticates Okta.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Auth {
@@ -42,12 +60,11 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// `header` is the header name Okta sends (any name Okta allows, usually `Authorization`).
-    pub fn new(header: &str, secrets: Vec<Secret>) -> Result<Auth, String> {
-        let header = HeaderName::from_bytes(header.as_bytes())
-            .map_err(|_| format!("'{header}' is not a valid header name"))?;
+    /// `header` is the header Okta sends (any name Okta allows, usually
+    /// `Authorization`; see [`header_name`]), `secrets` the values it accepts.
+    pub fn new(header: HeaderName, secrets: Vec<Secret>) -> Result<Auth, AuthError> {
         if secrets.is_empty() {
-            return Err("at least one secret is required".to_owned());
+            return Err(AuthError::NoSecret);
         }
         Ok(Auth { header, secrets })
     }
@@ -82,7 +99,7 @@ mod tests {
 
     fn auth() -> Auth {
         Auth::new(
-            "X-Okta-Secret",
+            header_name("X-Okta-Secret").expect("a header name"),
             vec![Secret::new("old"), Secret::new("new")],
         )
         .expect("auth")
@@ -112,6 +129,19 @@ mod tests {
             ("x-okta-secret", "new"),
             ("x-okta-secret", "new")
         ])));
+    }
+
+    #[test]
+    fn header_names_are_checked_and_secrets_required() {
+        assert_eq!(
+            header_name("bad header").err(),
+            Some(AuthError::InvalidHeader("bad header".into()))
+        );
+        let header = header_name("Authorization").expect("valid");
+        assert_eq!(
+            Auth::new(header, Vec::new()).err(),
+            Some(AuthError::NoSecret)
+        );
     }
 
     #[test]

@@ -12,13 +12,15 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, DEFAULT_REUSE_MAX_REQUESTS, InstanceMode, Limits, Overrides};
-use crate::plugin::{Plugin, Runtime};
-use crate::tenant::Tenants;
+use crate::config::{Config, ConfigError, Overrides};
+use crate::plugin::{DEFAULT_REUSE_MAX_REQUESTS, InstanceMode, Limits, Plugin, Runtime};
+use crate::reload::{Reloader, SmokeError};
+use crate::runner::RunError;
+use crate::tenant::{Tenant, Tenants};
 use crate::{App, dev, runner, tls};
 
 /// Exit code for a configuration or usage error (BSD `EX_USAGE`).
-pub const EXIT_CONFIG: u8 = 64;
+pub const EXIT_CONFIG: u8 = ConfigError::EXIT_CODE;
 /// Exit code when the address cannot be bound (BSD `EX_UNAVAILABLE`).
 pub const EXIT_BIND: u8 = 69;
 
@@ -159,7 +161,7 @@ pub fn main() -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     let mut limits = Limits::default();
-    let parsed = (|| -> Result<(), crate::config::ConfigError> {
+    let parsed = (|| -> Result<(), ConfigError> {
         if let Some(m) = &args.memory {
             limits.memory = crate::config::parse_size("--memory", m)?;
         }
@@ -190,7 +192,7 @@ fn run(args: RunArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Err(e) => fail(EXIT_CONFIG, format!("{e:#}")),
+        Err(e) => fail(RunError::EXIT_CODE, e),
     }
 }
 
@@ -215,7 +217,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     init_tracing(args.log_format);
 
     // Everything that can be wrong with the configuration is found here, before binding.
-    let (app, tls_config, listen) = match prepare(&args) {
+    let (app, reloader, tls_config, listen) = match prepare(&args) {
         Ok(ready) => ready,
         Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
     };
@@ -229,7 +231,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     runtime.block_on(async move {
         if let Err(e) = crate::reload::smoke_at_start(&app).await {
-            return fail(EXIT_CONFIG, e);
+            return fail(SmokeError::EXIT_CODE, e);
         }
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
@@ -240,20 +242,25 @@ fn serve(args: ServeArgs) -> ExitCode {
         // Installed before the address is announced: a SIGHUP sent as soon as the
         // server is up must reload it, not kill it (the default action).
         #[cfg(unix)]
-        if app.can_reload()
-            && let Err(e) = crate::reload::reload_on_sighup(app.clone())
+        if let Some(reloader) = &reloader
+            && let Err(e) = crate::reload::reload_on_sighup(reloader.clone())
         {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with the admin endpoint or server.watch");
         }
         announce(&app, bound);
-        match crate::serve(app, tls_config, listener, shutdown_signal()).await {
+        match crate::serve(app, reloader, tls_config, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(1, format!("{e:#}")),
+            Err(e) => fail(1, e),
         }
     })
 }
 
-type Ready = (Arc<App>, Arc<rustls::ServerConfig>, SocketAddr);
+type Ready = (
+    Arc<App>,
+    Option<Arc<Reloader>>,
+    Arc<rustls::ServerConfig>,
+    SocketAddr,
+);
 
 fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
     let overrides = Overrides {
@@ -261,7 +268,7 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
         cert: args.cert.clone(),
         key: args.key.clone(),
     };
-    let (config, app) = if args.dev {
+    let (config, app, reloader) = if args.dev {
         let mut d = dev::setup(
             args.listen.as_deref(),
             args.plugin.clone(),
@@ -285,36 +292,49 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
         }
         let runtime = Runtime::new(&d.config.engine)?;
         let plugin = Plugin::from_bytes(&runtime, &d.plugin)?;
-        let tenants = Tenants::from_parts(
+        let tenants = Tenants::from_tenants(
             d.config
                 .tenants
                 .iter()
-                .cloned()
-                .map(|t| (t, plugin.clone())),
+                .map(|t| Arc::new(dev_tenant(Tenant::new(t.clone(), plugin.clone())))),
         );
-        let app = App::new(runtime, tenants, d.config.server.clone());
-        (d.config, app)
+        let app = Arc::new(App::new(runtime, tenants, d.config.server.clone()));
+        (d.config, app, None)
     } else {
         let path = args
             .config
             .clone()
             .ok_or_else(|| anyhow::anyhow!("--config or --dev is required"))?;
         let config = Config::load(&path, &overrides)?;
-        let app = App::from_config(&config)?.with_reload(path, overrides, &config);
-        (config, app)
+        let app = Arc::new(App::from_config(&config)?);
+        let reloader = Reloader::new(app.clone(), path, overrides, &config);
+        (config, app, Some(Arc::new(reloader)))
     };
     let identity = tls::Identity::load(&config.tls)?;
     let tls_config = tls::server_config(identity)?;
-    Ok((Arc::new(app), tls_config, config.server.listen))
+    Ok((app, reloader, tls_config, config.server.listen))
+}
+
+/// The dev tenant as built, or (benchmarks only: feature `native-resolver`
+/// with `HOOKBOX_BENCH_NATIVE` set) bound to the resolver compiled into the
+/// host instead of its plugin; see `native.rs`.
+fn dev_tenant(tenant: Tenant) -> Tenant {
+    #[cfg(feature = "native-resolver")]
+    if crate::native::enabled() {
+        return tenant.with_backend(crate::plugin::Backend::Native(Arc::new(
+            crate::native::LoginConflict,
+        )));
+    }
+    tenant
 }
 
 /// The line operators (and the dev tests) look for: where to point Okta.
 fn announce(app: &App, bound: SocketAddr) {
-    let tenants = app.tenants.load();
+    let tenants = app.tenants();
     for id in tenants.ids() {
         let plugin = tenants
             .get(id)
-            .map(|t| t.plugin.short_digest().to_owned())
+            .map(|t| t.plugin().short_digest().to_owned())
             .unwrap_or_default();
         tracing::info!(
             tenant = id,

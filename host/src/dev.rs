@@ -6,10 +6,11 @@
 
 use std::path::PathBuf;
 
+use hyper::header::AUTHORIZATION;
+
 use crate::auth::{Auth, Secret};
-use crate::config::{
-    Config, ConfigError, EngineConfig, Limits, ServerConfig, TenantConfig, TlsSource,
-};
+use crate::config::{Config, ConfigError, ServerConfig, TenantConfig, TlsSource};
+use crate::plugin::{EngineConfig, Limits, hex};
 
 /// The reference plugin, built from `plugins/login-conflict` by the build script (empty if that failed).
 const EMBEDDED_PLUGIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/login_conflict.wasm"));
@@ -17,20 +18,26 @@ const EMBEDDED_PLUGIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/login_c
 /// The tenant id `--dev` serves.
 pub const DEV_TENANT: &str = "dev";
 
+/// This build has no embedded reference plugin (its build script could not build it).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "this hookbox binary was built without the reference plugin ({}); \
+     install the target with `rustup target add wasm32-wasip2` and rebuild, or pass --plugin FILE",
+    env!("HOOKBOX_EMBED_ERROR")
+)]
+pub struct NotEmbedded;
+
 /// The reference plugin's component bytes, or why it was not embedded.
-pub fn reference_plugin() -> Result<&'static [u8], String> {
+pub fn reference_plugin() -> Result<&'static [u8], NotEmbedded> {
     if EMBEDDED_PLUGIN.is_empty() {
-        let why = env!("HOOKBOX_EMBED_ERROR");
-        return Err(format!(
-            "this hookbox binary was built without the reference plugin ({why}); \
-             install the target with `rustup target add wasm32-wasip2` and rebuild, or pass --plugin FILE"
-        ));
+        return Err(NotEmbedded);
     }
     Ok(EMBEDDED_PLUGIN)
 }
 
 /// The development setup.
 pub struct Dev {
+    /// One tenant, `dev`, on a self-signed certificate.
     pub config: Config,
     /// The secret Okta (or curl) must send in `Authorization`.
     pub secret: String,
@@ -51,16 +58,19 @@ pub fn setup(
         server.listen = crate::config::parse_listen(l)?;
     }
     let plugin_bytes = match &plugin {
-        Some(path) => std::fs::read(path)
-            .map_err(|e| ConfigError(format!("--plugin: cannot read {}: {e}", path.display())))?,
-        None => reference_plugin().map_err(ConfigError)?.to_vec(),
+        Some(path) => std::fs::read(path).map_err(|e| {
+            ConfigError::new(format!("--plugin: cannot read {}: {e}", path.display()))
+        })?,
+        None => reference_plugin()
+            .map_err(|e| ConfigError::new(e.to_string()))?
+            .to_vec(),
     };
     let (secret, secret_generated) = match secret.filter(|s| !s.is_empty()) {
         Some(s) => (s, false),
         None => (random_secret(), true),
     };
-    let auth =
-        Auth::new("Authorization", vec![Secret::new(secret.clone())]).map_err(ConfigError)?;
+    let auth = Auth::new(AUTHORIZATION, vec![Secret::new(secret.clone())])
+        .map_err(|e| ConfigError::new(e.to_string()))?;
     let tenant = TenantConfig {
         id: DEV_TENANT.to_owned(),
         plugin: plugin.unwrap_or_else(|| PathBuf::from("<embedded login-conflict>")),
@@ -87,5 +97,5 @@ pub fn setup(
 
 fn random_secret() -> String {
     let bytes: [u8; 16] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&bytes)
 }

@@ -2,101 +2,59 @@
 //! tenant's resolver as a sandboxed WebAssembly component.
 //!
 //! A request flows one way through the modules:
-//! [`config`] → [`tls`] → [`server`] (accept, HTTP, routing) → [`auth`] →
-//! [`hook`] (decode → validate → encode) → [`plugin`] (engine, load, invoke,
-//! limits), with [`tenant`] holding the routing table.
+//! [`config`] → [`tls`] → `server` (accept, HTTP) → `routes` (the routing
+//! table, one module per endpoint; [`auth`] before anything is read) →
+//! [`pipeline`] (decode → permit → invoke → encode, with [`hook`]'s wire
+//! format) → [`plugin`] (engine, load, invoke, limits), with [`tenant`]
+//! holding each tenant and [`App`] the state they share. [`reload`] plans
+//! and publishes new tenant tables, and watches for reasons to.
 //!
 //! [`serve`] runs the real server on a listener the caller bound, which is
 //! how the end-to-end tests start it on port 0.
 
+mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dev;
-pub mod error;
+mod error;
 pub mod hook;
 #[cfg(feature = "native-resolver")]
 pub mod native;
+pub mod pipeline;
 pub mod plugin;
 pub mod reload;
-pub mod runner;
-pub mod server;
+mod routes;
+mod runner;
+mod server;
 pub mod tenant;
 pub mod tls;
+
+pub use app::{App, AppError};
+pub use server::ServeError;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use std::path::PathBuf;
-
-use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::net::TcpListener;
 
-use crate::auth::Auth;
-use crate::config::{Config, Overrides, ServerConfig};
-use crate::plugin::Runtime;
-use crate::tenant::Tenants;
+use crate::reload::Reloader;
 
-/// Everything a running server shares between requests.
-pub struct App {
-    pub runtime: Runtime,
-    /// The routing table, swapped whole (never edited in place).
-    pub tenants: ArcSwap<Tenants>,
-    pub server: ServerConfig,
-    /// `POST /admin/reload`'s credentials; `None`: the endpoint does not exist.
-    /// Swapped by a reload, like the tenants.
-    pub admin: ArcSwapOption<Auth>,
-    /// Where reloads read the configuration from; `None`: reloading is not possible.
-    pub(crate) reloader: Option<reload::Reloader>,
-}
-
-impl App {
-    /// Builds the engine and loads every tenant's plugin. Blocking (compiles).
-    pub fn from_config(config: &Config) -> anyhow::Result<App> {
-        let runtime = Runtime::new(&config.engine)?;
-        let tenants = Tenants::load(&runtime, &config.tenants)?;
-        let app = App::new(runtime, tenants, config.server.clone());
-        app.admin.store(config.admin.clone().map(Arc::new));
-        Ok(app)
-    }
-
-    pub fn new(runtime: Runtime, tenants: Tenants, server: ServerConfig) -> App {
-        App {
-            runtime,
-            tenants: ArcSwap::from_pointee(tenants),
-            server,
-            admin: ArcSwapOption::empty(),
-            reloader: None,
-        }
-    }
-
-    /// Enables reloading (`SIGHUP`, `POST /admin/reload`, `server.watch`) from the
-    /// file `config` was loaded from, with the same overrides.
-    pub fn with_reload(mut self, path: PathBuf, overrides: Overrides, config: &Config) -> App {
-        self.reloader = Some(reload::Reloader::new(path, overrides, config));
-        self
-    }
-
-    /// Whether this app can reload its configuration.
-    pub fn can_reload(&self) -> bool {
-        self.reloader.is_some()
-    }
-}
-
-/// Serves HTTPS on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves HTTPS on `listener` until `shutdown` resolves, then drains
+/// in-flight requests. With a `reloader`, `POST /admin/reload` reloads, and
+/// so do file changes when `server.watch` is on.
 pub async fn serve(
     app: Arc<App>,
+    reloader: Option<Arc<Reloader>>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    // With `server.watch`, file changes trigger reloads while the server runs.
-    let watcher = if app.server.watch && app.can_reload() {
-        Some(reload::watch(app.clone())?)
-    } else {
-        None
+) -> Result<(), ServeError> {
+    let watcher = match &reloader {
+        Some(r) if app.server().watch => Some(reload::watch(r.clone())?),
+        _ => None,
     };
-    let result = server::serve(app, tls, listener, shutdown).await;
+    let result = server::serve(app, reloader, tls, listener, shutdown).await;
     if let Some(w) = watcher {
         w.abort();
     }

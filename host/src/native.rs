@@ -1,65 +1,47 @@
 //! Benchmarks only (cargo feature `native-resolver`, never in a shipped
 //! build): the reference login-conflict resolver compiled into the host.
 //!
-//! It is the yardstick the sandbox is measured against. With the feature built
-//! in and `HOOKBOX_BENCH_NATIVE=1` in the environment, [`Runtime::invoke`]
-//! answers every tenant with this resolver instead of the tenant's plugin, so
-//! the request still takes the whole real path (TLS, HTTP, routing, auth,
-//! decode, the tenant's concurrency permit, encode) and only the plugin call
-//! differs. The request is converted field by field into the SDK's types, as
-//! the component ABI copies it into the guest, and the answer back.
+//! It is the yardstick the sandbox is measured against. It plugs into the
+//! host through a tenant's backend ([`crate::plugin::Backend::Native`]): with
+//! the feature built in and `HOOKBOX_BENCH_NATIVE=1` in the environment,
+//! `hookbox serve --dev` (what `bench/run` starts) binds its tenant to
+//! [`LoginConflict`] instead of the plugin, so the request still takes the
+//! whole real path (TLS, HTTP, routing, auth, decode, the tenant's
+//! concurrency permit, encode) and only the plugin call differs. The request
+//! is converted field by field into the SDK's types, as the component ABI
+//! copies it into the guest, and the answer back.
 //!
 //! What the native path does not do: no store, no instance, no limits, no
 //! deadline, and the resolver's log lines are dropped (the plugin's are only
 //! emitted at debug level, which benchmarks do not enable).
-//!
-//! [`Runtime::invoke`]: crate::plugin::Runtime::invoke
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
-use std::time::Instant;
 
 use hookbox_sdk as sdk;
 
-use crate::plugin::{Invocation, Outcome, wit};
+use crate::plugin::{NativeResolver, Outcome, Settings, wit};
 
 /// Set (to anything but empty or `0`) to answer with the native resolver.
 pub const ENV: &str = "HOOKBOX_BENCH_NATIVE";
 
-/// Whether `HOOKBOX_BENCH_NATIVE` asks for the native resolver (read once).
+/// Whether `HOOKBOX_BENCH_NATIVE` asks for the native resolver.
 pub fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        let on = std::env::var_os(ENV).is_some_and(|v| !v.is_empty() && v != "0");
-        if on {
-            tracing::warn!(
-                "{ENV} is set: every tenant is answered by the native login-conflict resolver, \
-                 not by its plugin (benchmarks only)"
-            );
-        }
-        on
-    })
+    let on = std::env::var_os(ENV).is_some_and(|v| !v.is_empty() && v != "0");
+    if on {
+        tracing::warn!(
+            "{ENV} is set: every tenant is answered by the native login-conflict resolver, \
+             not by its plugin (benchmarks only)"
+        );
+    }
+    on
 }
 
-/// The hook in `Runtime::invoke`: `None` (use the plugin) unless [`enabled`].
-pub fn invoke(
-    request: &wit::ImportRequest,
-    settings: &BTreeMap<String, String>,
-) -> Option<Invocation> {
-    enabled().then(|| invoke_now(request, settings))
-}
+/// The reference resolver as a tenant backend.
+pub struct LoginConflict;
 
-/// Runs the native resolver and reports it the way a plugin invocation is reported.
-pub fn invoke_now(request: &wit::ImportRequest, settings: &BTreeMap<String, String>) -> Invocation {
-    let start = Instant::now();
-    let outcome = resolve(request, settings);
-    Invocation {
-        result: Ok(outcome),
-        pool_exhausted: false,
-        log: Default::default(),
-        elapsed: start.elapsed(),
-        fuel_consumed: None,
-        peak_memory: 0,
+impl NativeResolver for LoginConflict {
+    fn resolve(&self, request: &wit::ImportRequest, settings: &Settings) -> Outcome {
+        resolve(request, settings)
     }
 }
 

@@ -1,22 +1,24 @@
 //! `hookbox check` and `hookbox run`: a plugin author's tools, without a server.
 //!
-//! `run` sends one request through exactly the production path (the same
-//! decode, engine configuration, limits, invoke and encode as `serve`) and
-//! shows what the plugin cost against its limits. `check` says whether a
+//! `run` sends one request through exactly the production path (the request
+//! pipeline `serve` uses, [`crate::pipeline::handle`], with the same engine
+//! configuration and limits) and shows what the plugin cost against its limits. `check` says whether a
 //! file is a component implementing the world, and what it imports.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use wasmtime::component::Component;
+use tokio::sync::Semaphore;
 
-use crate::config::{EngineConfig, Limits};
+use crate::config::ConfigError;
 use crate::hook::{decode, encode};
+use crate::pipeline::{self, Refused, Verdict};
 use crate::plugin::hookbox::okta_import::host::Level;
-use crate::plugin::{Failure, Outcome, Plugin, RESOLVER_EXPORT, Runtime, WORLD_VERSION};
+use crate::plugin::{
+    Backend, Binding, EngineConfig, EngineError, Failure, InstanceMode, Limits, Plugin,
+    PluginError, RESOLVER_EXPORT, Runtime, Settings, WORLD_VERSION, compile,
+};
 
 /// Import prefixes hookbox grants, and how.
 const GRANTED: &[(&str, &str)] = &[
@@ -41,7 +43,9 @@ const GRANTED: &[(&str, &str)] = &[
 
 /// What `check` found. `ok` is false when hookbox would refuse to load the file.
 pub struct CheckReport {
+    /// Whether hookbox can load the file.
     pub ok: bool,
+    /// What was found, line by line.
     pub text: String,
 }
 
@@ -71,14 +75,14 @@ fn check_into(path: &Path, out: &mut String) -> bool {
     }) {
         Ok(r) => r,
         Err(e) => {
-            let _ = writeln!(out, "cannot start the wasm engine: {e:#}");
+            let _ = writeln!(out, "cannot start the wasm engine: {e}");
             return false;
         }
     };
-    let component = match Component::new(runtime.engine(), &bytes) {
+    let component = match compile(runtime.engine(), &bytes) {
         Ok(c) => c,
         Err(e) => {
-            let _ = writeln!(out, "not a valid component: {e:#}");
+            let _ = writeln!(out, "{e}");
             return false;
         }
     };
@@ -136,7 +140,7 @@ fn check_into(path: &Path, out: &mut String) -> bool {
             true
         }
         (Err(e), _) => {
-            let _ = writeln!(out, "result: hookbox would refuse this plugin: {e:#}");
+            let _ = writeln!(out, "result: hookbox would refuse this plugin: {e}");
             if !refused.is_empty() {
                 let _ = writeln!(
                     out,
@@ -185,17 +189,54 @@ pub struct RunReport {
     pub text: String,
 }
 
+/// Why `run` could not run the plugin at all (as opposed to the plugin failing,
+/// which is a report). All of them are the caller's input: exit code
+/// [`RunError::EXIT_CODE`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The request file could not be read.
+    #[error("reading {}: {error}", path.display())]
+    Request {
+        /// The request file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The request is not a valid import request.
+    #[error("the request is invalid: {0}")]
+    InvalidRequest(String),
+    /// The engine could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The plugin could not be loaded.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// No instance slot was free.
+    #[error("no free instance slot to run the plugin")]
+    Overloaded,
+    /// The blocking load task failed.
+    #[error("loading the plugin failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl RunError {
+    /// The process's exit code for any of them.
+    pub const EXIT_CODE: u8 = ConfigError::EXIT_CODE;
+}
+
 /// Runs one request file through a plugin as `serve` would, with fuel metered to report it.
 pub async fn run(
     plugin_path: &Path,
     request_path: &Path,
-    settings: BTreeMap<String, String>,
+    settings: Settings,
     limits: Limits,
-) -> anyhow::Result<RunReport> {
-    let body = std::fs::read(request_path)
-        .with_context(|| format!("reading {}", request_path.display()))?;
-    let request =
-        decode::decode(&body).map_err(|e| anyhow::anyhow!("the request is invalid: {e}"))?;
+) -> Result<RunReport, RunError> {
+    let body = std::fs::read(request_path).map_err(|error| RunError::Request {
+        path: request_path.to_owned(),
+        error,
+    })?;
+    // Refused before compiling anything (the pipeline would refuse it too, later).
+    decode::decode(&body).map_err(|e| RunError::InvalidRequest(e.to_string()))?;
     let engine = EngineConfig {
         max_instances: 2,
         max_memory: limits.memory.max(EngineConfig::default().max_memory),
@@ -203,17 +244,33 @@ pub async fn run(
         ..EngineConfig::default()
     };
     let plugin_path = plugin_path.to_owned();
-    let (runtime, plugin) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    let (runtime, plugin) = tokio::task::spawn_blocking(move || -> Result<_, RunError> {
         let runtime = Runtime::new(&engine)?;
         let plugin = Plugin::load(&runtime, &plugin_path)?;
         Ok((runtime, plugin))
     })
     .await??;
 
-    let inv = runtime
-        .invoke(&plugin, &request, Arc::new(settings), &limits)
-        .await;
-    let (body, failure) = encode::respond(&inv.result, plugin.short_digest());
+    // A fresh instance, permits of its own: one request, as a tenant's first.
+    let limits = Limits {
+        instance_mode: InstanceMode::Fresh,
+        ..limits
+    };
+    let (settings, backend) = (Arc::new(settings), Backend::default());
+    let permits = Semaphore::new(limits.max_concurrency as usize);
+    let binding = Binding {
+        plugin: &plugin,
+        settings: &settings,
+        limits: &limits,
+        backend: &backend,
+        permits: &permits,
+    };
+    let handled = match pipeline::handle(&runtime, &binding, &body).await {
+        Ok(handled) => handled,
+        Err(Refused::BadRequest(e)) => return Err(RunError::InvalidRequest(e.to_string())),
+        Err(Refused::Overloaded) => return Err(RunError::Overloaded),
+    };
+    let (body, inv) = (handled.body, handled.figures);
 
     let mut text = String::new();
     let _ = writeln!(
@@ -222,11 +279,10 @@ pub async fn run(
         plugin.short_digest(),
         plugin.digest()
     );
-    let outcome = match (&inv.result, &failure) {
-        (_, Some(f)) => format!("FAILED: {}", describe(f)),
-        (Ok(Outcome::Declined(s)), None) => format!("declined: {s}"),
-        (Ok(Outcome::Response(r)), None) => format!("answered {} command(s)", r.commands.len()),
-        (Err(f), None) => describe(f),
+    let outcome = match &handled.verdict {
+        Verdict::Failed(f) => format!("FAILED: {}", describe(f)),
+        Verdict::Declined(s) => format!("declined: {s}"),
+        Verdict::Answered { commands } => format!("answered {commands} command(s)"),
     };
     let _ = writeln!(text, "outcome:  {outcome}");
     let _ = writeln!(
@@ -243,8 +299,8 @@ pub async fn run(
     // calls and returns; an epoch interrupt traps from inside a loop without
     // storing it, so after a deadline the figure misses what the plugin burnt
     // since its last call or return. Say so instead of printing it as exact.
-    let fuel = match &inv.result {
-        Err(Failure::Deadline) => format!(
+    let fuel = match &handled.verdict {
+        Verdict::Failed(Failure::Deadline) => format!(
             "at least {fuel} (interrupted at the deadline: fuel burnt since the plugin's last call is not counted)"
         ),
         _ => fuel.to_string(),
@@ -261,22 +317,19 @@ pub async fn run(
         body.len(),
         encode::MAX_RESPONSE_BYTES
     );
-    if !inv.log.lines.is_empty() || inv.log.dropped > 0 {
+    let log = &handled.log;
+    if !log.lines.is_empty() || log.dropped > 0 {
         let _ = writeln!(text, "log:");
-        for line in &inv.log.lines {
+        for line in &log.lines {
             let _ = writeln!(text, "  {}: {}", level_name(line.level), line.message);
         }
-        if inv.log.dropped > 0 {
-            let _ = writeln!(
-                text,
-                "  ({} more lines dropped by the cap)",
-                inv.log.dropped
-            );
+        if log.dropped > 0 {
+            let _ = writeln!(text, "  ({} more lines dropped by the cap)", log.dropped);
         }
     }
     Ok(RunReport {
         body,
-        ok: failure.is_none(),
+        ok: !matches!(handled.verdict, Verdict::Failed(_)),
         text,
     })
 }

@@ -1,38 +1,63 @@
 //! Tenants: who may call, which plugin answers, under which limits.
 //!
-//! The routing table ([`Tenants`]) is immutable once built and is published
+//! A [`Tenant`] keeps its [`TenantConfig`] whole, as the one source of its
+//! identity, auth, plugin file, limits and settings; beside it only what a
+//! running tenant adds: the loaded plugin, what answers (its warm instances)
+//! and its concurrency permits. Whether a reload leaves a tenant unchanged is
+//! decided in one place, [`Tenant::is_unchanged`].
+//!
+//! The tenant table ([`Tenants`]) is immutable once built and is published
 //! behind one `ArcSwap` in [`crate::App`]: a request takes a snapshot when it
 //! starts and keeps it to the end, so a later swap never changes the plugin,
 //! limits or secrets of a request in flight.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use tokio::sync::Semaphore;
 
 use crate::auth::Auth;
-use crate::config::{Limits, TenantConfig};
-use crate::plugin::{Compiled, Instances, Plugin, Runtime};
+use crate::config::TenantConfig;
+use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime};
 
-#[derive(Debug)]
-pub struct Tenant {
-    pub id: String,
-    pub auth: Auth,
-    pub plugin: Plugin,
-    pub limits: Limits,
-    pub settings: Arc<BTreeMap<String, String>>,
-    /// The plugin bound to this tenant's settings and limits, and its warm
-    /// instances in `reuse` mode: built per tenant, so never shared with another,
-    /// and dropped with the tenant when a reload replaces it.
-    pub instances: Instances,
-    /// Invocations in flight for this tenant; one tenant's flood cannot take every pool slot.
-    pub concurrency: Arc<Semaphore>,
-    /// The configuration this tenant was built from (a reload compares against it).
-    pub source: TenantConfig,
+/// A tenant's plugin could not be loaded at start.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// The plugin file could not be read.
+    #[error("tenant '{tenant}': {error}")]
+    Read {
+        /// The tenant's id.
+        tenant: String,
+        /// What went wrong ([`PluginError::Read`]).
+        error: PluginError,
+    },
+    /// The plugin file was read, and refused.
+    #[error("tenant '{tenant}': loading plugin {}: {error}", path.display())]
+    Load {
+        /// The tenant's id.
+        tenant: String,
+        /// The plugin file.
+        path: PathBuf,
+        /// Why it was refused.
+        error: PluginError,
+    },
 }
 
-/// The routing table: tenant id → tenant.
+/// One tenant, as requests see it.
+#[derive(Debug)]
+pub struct Tenant {
+    config: TenantConfig,
+    plugin: Plugin,
+    /// What answers: the plugin with this tenant's own warm instances (built
+    /// per tenant, so never shared with another, and dropped with the tenant
+    /// when a reload replaces it), or a bench's native resolver.
+    backend: Backend,
+    /// Invocations in flight for this tenant; one tenant's flood cannot take every pool slot.
+    permits: Arc<Semaphore>,
+}
+
+/// The tenant table: tenant id → tenant.
 #[derive(Debug, Default)]
 pub struct Tenants {
     by_id: HashMap<String, Arc<Tenant>>,
@@ -41,39 +66,41 @@ pub struct Tenants {
 impl Tenants {
     /// Builds the table, compiling each distinct plugin file once (tenants
     /// sharing a file, by content, share the compiled plugin). Blocking.
-    pub fn load(runtime: &Runtime, configs: &[TenantConfig]) -> anyhow::Result<Tenants> {
+    pub fn load(runtime: &Runtime, configs: &[TenantConfig]) -> Result<Tenants, TenantError> {
         let mut compiled = Compiled::default();
         let mut by_id = HashMap::with_capacity(configs.len());
         for c in configs {
-            let bytes = std::fs::read(&c.plugin).with_context(|| {
-                format!("tenant '{}': reading plugin {}", c.id, c.plugin.display())
+            let bytes = std::fs::read(&c.plugin).map_err(|error| TenantError::Read {
+                tenant: c.id.clone(),
+                error: PluginError::Read {
+                    path: c.plugin.clone(),
+                    error,
+                },
             })?;
-            let plugin = compiled.load(runtime, &bytes).map_err(|(_, e)| {
-                e.context(format!(
-                    "tenant '{}': loading plugin {}",
-                    c.id,
-                    c.plugin.display()
-                ))
-            })?;
-            by_id.insert(c.id.clone(), Arc::new(Tenant::new(c, plugin)));
+            let plugin = compiled
+                .load(runtime, &bytes)
+                .map_err(|refusal| TenantError::Load {
+                    tenant: c.id.clone(),
+                    path: c.plugin.clone(),
+                    error: refusal.error,
+                })?;
+            by_id.insert(c.id.clone(), Arc::new(Tenant::new(c.clone(), plugin)));
         }
         Ok(Tenants { by_id })
     }
 
     /// A table from already-loaded plugins.
     pub fn from_parts(parts: impl IntoIterator<Item = (TenantConfig, Plugin)>) -> Tenants {
-        Tenants {
-            by_id: parts
-                .into_iter()
-                .map(|(c, p)| (c.id.clone(), Arc::new(Tenant::new(&c, p))))
-                .collect(),
-        }
+        Tenants::from_tenants(parts.into_iter().map(|(c, p)| Arc::new(Tenant::new(c, p))))
     }
 
     /// A table from already-built tenants (a reload keeps unchanged ones as they are).
     pub fn from_tenants(tenants: impl IntoIterator<Item = Arc<Tenant>>) -> Tenants {
         Tenants {
-            by_id: tenants.into_iter().map(|t| (t.id.clone(), t)).collect(),
+            by_id: tenants
+                .into_iter()
+                .map(|t| (t.id().to_owned(), t))
+                .collect(),
         }
     }
 
@@ -82,36 +109,45 @@ impl Tenants {
         self.by_id.values()
     }
 
+    /// The tenant with this id.
     pub fn get(&self, id: &str) -> Option<&Arc<Tenant>> {
         self.by_id.get(id)
     }
 
+    /// How many tenants there are.
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
 
+    /// Whether there is none.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
 
+    /// Every tenant id, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.by_id.keys().map(String::as_str)
     }
 }
 
 impl Tenant {
-    pub fn new(c: &TenantConfig, plugin: Plugin) -> Tenant {
-        let settings = Arc::new(c.settings.clone());
+    /// A tenant serving `plugin` as `config` says, with its own permits and
+    /// (in `reuse` mode) its own warm instances.
+    pub fn new(config: TenantConfig, plugin: Plugin) -> Tenant {
+        let permits = Arc::new(Semaphore::new(config.limits.max_concurrency as usize));
         Tenant {
-            id: c.id.clone(),
-            auth: c.auth.clone(),
-            instances: Instances::new(plugin.clone(), settings.clone(), c.limits.clone()),
+            config,
             plugin,
-            limits: c.limits.clone(),
-            settings,
-            concurrency: Arc::new(Semaphore::new(c.limits.max_concurrency as usize)),
-            source: c.clone(),
+            backend: Backend::default(),
+            permits,
         }
+    }
+
+    /// The same tenant answered by `backend` instead (the benchmarks' seam:
+    /// see [`Backend::Native`]).
+    pub fn with_backend(mut self, backend: Backend) -> Tenant {
+        self.backend = backend;
+        self
     }
 
     /// The next version of `previous` (same id), built by a reload. It shares
@@ -121,12 +157,12 @@ impl Tenant {
     /// count: a higher one adds permits at once; a lower one removes the free
     /// permits now and the rest as the old version's requests finish. Call it
     /// only for the version that goes live, from within the tokio runtime.
-    pub fn succeed(previous: &Tenant, c: &TenantConfig, plugin: Plugin) -> Tenant {
-        let mut next = Tenant::new(c, plugin);
-        let permits = previous.concurrency.clone();
+    pub fn succeed(previous: &Tenant, config: TenantConfig, plugin: Plugin) -> Tenant {
+        let mut next = Tenant::new(config, plugin);
+        let permits = previous.permits.clone();
         let (old, new) = (
-            previous.limits.max_concurrency as usize,
-            next.limits.max_concurrency as usize,
+            previous.limits().max_concurrency as usize,
+            next.limits().max_concurrency as usize,
         );
         if new > old {
             permits.add_permits(new - old);
@@ -145,7 +181,61 @@ impl Tenant {
                 });
             }
         }
-        next.concurrency = permits;
+        next.permits = permits;
         next
+    }
+
+    /// Whether this tenant already is `config` served by `plugin` (same
+    /// configuration, same plugin content): a reload then keeps it as it is,
+    /// warm instances and permits included.
+    pub fn is_unchanged(&self, config: &TenantConfig, plugin: &Plugin) -> bool {
+        self.config == *config && self.plugin.digest() == plugin.digest()
+    }
+
+    /// The tenant's id.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// The configuration it was built from.
+    pub fn config(&self) -> &TenantConfig {
+        &self.config
+    }
+
+    /// How Okta authenticates to it.
+    pub fn auth(&self) -> &Auth {
+        &self.config.auth
+    }
+
+    /// What one invocation may use.
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    /// The plugin version serving it.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
+    }
+
+    /// Concurrency permits free right now (its `max_concurrency` minus the
+    /// invocations in flight, old versions' included).
+    pub fn free_permits(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// Warm instances waiting for a request (always 0 in `fresh` mode).
+    pub fn idle_instances(&self) -> usize {
+        self.backend.idle()
+    }
+
+    /// What the request pipeline runs this tenant's requests with.
+    pub fn binding(&self) -> Binding<'_> {
+        Binding {
+            plugin: &self.plugin,
+            settings: &self.config.settings,
+            limits: &self.config.limits,
+            backend: &self.backend,
+            permits: &self.permits,
+        }
     }
 }

@@ -25,6 +25,9 @@ use tokio_rustls::TlsConnector;
 
 use hookbox::App;
 use hookbox::config::{Config, Overrides};
+use hookbox::plugin::cache::CacheStats;
+use hookbox::reload::{ReloadReport, Reloader};
+use hookbox::tenant::Tenant;
 
 /// Directory holding the guests built by `build.rs`.
 pub fn guests_dir() -> PathBuf {
@@ -113,53 +116,128 @@ impl Default for Pki {
 /// One `[[tenants]]` entry of the test config.
 #[derive(Clone)]
 pub struct TenantSpec {
-    pub id: String,
-    pub plugin: PathBuf,
-    pub header: Option<String>,
-    pub secrets: Vec<String>,
-    /// TOML inline-table body for `limits`, e.g. `deadline = "200ms"`.
-    pub limits: String,
-    pub settings: Vec<(String, String)>,
-    /// `smoke`: a request file a new plugin version must answer before a reload makes it live.
-    pub smoke: Option<PathBuf>,
+    id: String,
+    plugin: PathBuf,
+    header: Option<String>,
+    secrets: Vec<String>,
+    limits: LimitsSpec,
+    settings: Vec<(String, String)>,
+    smoke: Option<PathBuf>,
+}
+
+/// A tenant's `limits` table; unset values take hookbox's defaults.
+#[derive(Clone, Default)]
+struct LimitsSpec {
+    memory: Option<String>,
+    deadline: Option<String>,
+    fuel: Option<u64>,
+    max_concurrency: Option<u32>,
+    instance_mode: Option<String>,
+    reuse_max_requests: Option<u32>,
+}
+
+impl LimitsSpec {
+    /// The body of the TOML inline table.
+    fn toml(&self) -> String {
+        let mut fields = Vec::new();
+        let mut text = |key: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                fields.push(format!("{key} = {v:?}"));
+            }
+        };
+        text("memory", &self.memory);
+        text("deadline", &self.deadline);
+        text("instance_mode", &self.instance_mode);
+        for (key, v) in [
+            ("fuel", self.fuel),
+            ("max_concurrency", self.max_concurrency.map(u64::from)),
+            ("reuse_max_requests", self.reuse_max_requests.map(u64::from)),
+        ] {
+            if let Some(v) = v {
+                fields.push(format!("{key} = {v}"));
+            }
+        }
+        fields.join(", ")
+    }
 }
 
 impl TenantSpec {
+    /// Tenant `id` serving `plugin`, authenticated by `Authorization: secret-{id}`.
     pub fn new(id: &str, plugin: PathBuf) -> TenantSpec {
         TenantSpec {
             id: id.to_owned(),
             plugin,
             header: None,
             secrets: vec![format!("secret-{id}")],
-            limits: String::new(),
+            limits: LimitsSpec::default(),
             settings: Vec::new(),
             smoke: None,
         }
     }
 
+    /// `smoke`: a request file a new plugin version must answer before a reload makes it live.
     pub fn smoke(mut self, path: PathBuf) -> Self {
         self.smoke = Some(path);
         self
     }
 
+    /// One more entry of `settings`.
     pub fn setting(mut self, k: &str, v: &str) -> Self {
         self.settings.push((k.to_owned(), v.to_owned()));
         self
     }
 
-    pub fn limits(mut self, toml: &str) -> Self {
-        self.limits = toml.to_owned();
+    /// `limits.memory`, e.g. `"16MiB"`.
+    pub fn memory(mut self, size: &str) -> Self {
+        self.limits.memory = Some(size.to_owned());
         self
     }
 
+    /// `limits.deadline`, e.g. `"200ms"`.
+    pub fn deadline(mut self, duration: &str) -> Self {
+        self.limits.deadline = Some(duration.to_owned());
+        self
+    }
+
+    /// `limits.fuel`.
+    pub fn fuel(mut self, fuel: u64) -> Self {
+        self.limits.fuel = Some(fuel);
+        self
+    }
+
+    /// `limits.max_concurrency`.
+    pub fn max_concurrency(mut self, n: u32) -> Self {
+        self.limits.max_concurrency = Some(n);
+        self
+    }
+
+    /// `limits.instance_mode`: `"fresh"` or `"reuse"`.
+    pub fn instance_mode(mut self, mode: &str) -> Self {
+        self.limits.instance_mode = Some(mode.to_owned());
+        self
+    }
+
+    /// `limits.reuse_max_requests`.
+    pub fn reuse_max_requests(mut self, n: u32) -> Self {
+        self.limits.reuse_max_requests = Some(n);
+        self
+    }
+
+    /// The secrets the tenant accepts (in place of `secret-{id}`).
     pub fn secrets(mut self, secrets: &[&str]) -> Self {
         self.secrets = secrets.iter().map(|s| (*s).to_owned()).collect();
         self
     }
 
+    /// The auth header (in place of `Authorization`).
     pub fn header(mut self, name: &str) -> Self {
         self.header = Some(name.to_owned());
         self
+    }
+
+    /// The tenant's id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The first configured secret.
@@ -168,74 +246,207 @@ impl TenantSpec {
     }
 }
 
-/// The real hookbox server, on a loopback port the OS picked.
+/// A whole test configuration, section by section, built with typed setters
+/// and written as the TOML file `hookbox serve --config` reads. Unset values
+/// take hookbox's defaults.
+#[derive(Clone, Default)]
+pub struct Setup {
+    tenants: Vec<TenantSpec>,
+    body_limit: Option<String>,
+    request_timeout: Option<String>,
+    handshake_timeout: Option<String>,
+    max_connections: Option<usize>,
+    watch: bool,
+    cache_dir: Option<PathBuf>,
+    cache_max_size: Option<String>,
+    admin_secret: Option<String>,
+}
+
+impl Setup {
+    /// One more tenant.
+    pub fn tenant(mut self, tenant: TenantSpec) -> Self {
+        self.tenants.push(tenant);
+        self
+    }
+
+    /// More tenants.
+    pub fn tenants<'a>(mut self, tenants: impl IntoIterator<Item = &'a TenantSpec>) -> Self {
+        self.tenants.extend(tenants.into_iter().cloned());
+        self
+    }
+
+    /// The same setup with exactly these tenants.
+    pub fn only_tenants(&self, tenants: &[TenantSpec]) -> Self {
+        Setup {
+            tenants: tenants.to_vec(),
+            ..self.clone()
+        }
+    }
+
+    /// `server.body_limit`, e.g. `"4KiB"`.
+    pub fn body_limit(mut self, size: &str) -> Self {
+        self.body_limit = Some(size.to_owned());
+        self
+    }
+
+    /// `server.request_timeout`, e.g. `"300ms"`.
+    pub fn request_timeout(mut self, duration: &str) -> Self {
+        self.request_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.handshake_timeout`, e.g. `"300ms"`.
+    pub fn handshake_timeout(mut self, duration: &str) -> Self {
+        self.handshake_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.max_connections`.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// `server.watch = true`: file changes reload.
+    pub fn watch(mut self) -> Self {
+        self.watch = true;
+        self
+    }
+
+    /// `engine.cache_dir`.
+    pub fn cache_dir(mut self, dir: &Path) -> Self {
+        self.cache_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// `engine.cache_max_size`, e.g. `"50MiB"`.
+    pub fn cache_max_size(mut self, size: &str) -> Self {
+        self.cache_max_size = Some(size.to_owned());
+        self
+    }
+
+    /// `[admin]` with this secret (in a file beside the config): `POST /admin/reload` exists.
+    pub fn admin_secret(mut self, secret: &str) -> Self {
+        self.admin_secret = Some(secret.to_owned());
+        self
+    }
+
+    /// Writes the config file, loads it as `hookbox serve --config` would,
+    /// binds 127.0.0.1:0 and serves.
+    pub async fn start(self) -> TestServer {
+        TestServer::start_setup(self).await
+    }
+
+    /// The config file's text; secret files are written into `dir`.
+    fn toml(&self, dir: &Path) -> String {
+        let mut s = String::from("[server]\n");
+        for (key, v) in [
+            ("body_limit", &self.body_limit),
+            ("request_timeout", &self.request_timeout),
+            ("handshake_timeout", &self.handshake_timeout),
+        ] {
+            if let Some(v) = v {
+                s += &format!("{key} = {v:?}\n");
+            }
+        }
+        if let Some(n) = self.max_connections {
+            s += &format!("max_connections = {n}\n");
+        }
+        if self.watch {
+            s += "watch = true\n";
+        }
+        s += "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+        if self.cache_dir.is_some() || self.cache_max_size.is_some() {
+            s += "[engine]\n";
+            if let Some(dir) = &self.cache_dir {
+                s += &format!("cache_dir = {:?}\n", dir.display().to_string());
+            }
+            if let Some(size) = &self.cache_max_size {
+                s += &format!("cache_max_size = {size:?}\n");
+            }
+        }
+        if let Some(secret) = &self.admin_secret {
+            std::fs::write(dir.join("admin-secret"), format!("{secret}\n")).unwrap();
+            s += "[admin]\nsecrets_file = [\"admin-secret\"]\n";
+        }
+        for t in &self.tenants {
+            let mut secret_files = Vec::new();
+            for (i, secret) in t.secrets.iter().enumerate() {
+                let name = format!("{}-secret-{i}", t.id);
+                std::fs::write(dir.join(&name), format!("{secret}\n")).unwrap();
+                secret_files.push(format!("{name:?}"));
+            }
+            let header = t
+                .header
+                .as_ref()
+                .map(|h| format!("header = {h:?}, "))
+                .unwrap_or_default();
+            s += &format!(
+                "\n[[tenants]]\nid = {:?}\nplugin = {:?}\nauth = {{ {header}secrets_file = [{}] }}\nlimits = {{ {} }}\n",
+                t.id,
+                t.plugin.display().to_string(),
+                secret_files.join(", "),
+                t.limits.toml(),
+            );
+            if let Some(smoke) = &t.smoke {
+                s += &format!("smoke = {:?}\n", smoke.display().to_string());
+            }
+            s += "[tenants.settings]\n";
+            for (k, v) in &t.settings {
+                s += &format!("{k:?} = {v:?}\n");
+            }
+        }
+        s
+    }
+}
+
+/// The real hookbox server, on a loopback port the OS picked, started from
+/// a real config file it can reload. Read-only from the outside: tests see
+/// it through accessors and requests, and change it only as an operator
+/// would (rewriting its files, reloading).
 pub struct TestServer {
-    pub addr: SocketAddr,
-    pub app: Arc<App>,
-    pub pki: Pki,
+    addr: SocketAddr,
+    app: Arc<App>,
+    reloader: Arc<Reloader>,
+    pki: Pki,
+    setup: Setup,
     shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    handle: Option<JoinHandle<Result<(), hookbox::ServeError>>>,
     config_path: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl TestServer {
-    /// Writes a config file for `tenants` (plus `server_toml` lines in `[server]`),
-    /// loads it as `hookbox serve --config` would, binds 127.0.0.1:0 and serves.
-    pub async fn start(tenants: &[TenantSpec], server_toml: &str) -> TestServer {
-        TestServer::start_with(tenants, server_toml, "").await
+    /// A setup to build on: no tenants, hookbox's defaults.
+    pub fn builder() -> Setup {
+        Setup::default()
     }
 
-    /// Like [`TestServer::start`], with `extra_toml` (whole sections, e.g. `[admin]`) appended
-    /// to the config file. The server can reload that file ([`TestServer::rewrite_config`]).
-    pub async fn start_with(
-        tenants: &[TenantSpec],
-        server_toml: &str,
-        extra_toml: &str,
-    ) -> TestServer {
+    /// A server for `tenants`, everything else at hookbox's defaults.
+    pub async fn start(tenants: &[TenantSpec]) -> TestServer {
+        TestServer::builder().tenants(tenants).start().await
+    }
+
+    async fn start_setup(setup: Setup) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new();
         std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
         std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
         let config_path = dir.path().join("hookbox.toml");
-        std::fs::write(
-            &config_path,
-            config_toml(dir.path(), tenants, server_toml) + extra_toml,
-        )
-        .unwrap();
+        std::fs::write(&config_path, setup.toml(dir.path())).unwrap();
 
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".into()),
             ..Default::default()
         };
         let config = Config::load(&config_path, &overrides).unwrap();
-        TestServer::start_with_config(config, overrides, config_path, pki, dir).await
-    }
-
-    /// Like [`TestServer::start`], with `engine_toml` lines in `[engine]` (e.g. a
-    /// `cache_dir`). A later [`TestServer::rewrite_config`] must pass
-    /// [`engine_section`]`(engine_toml)` as its `extra_toml` to keep them.
-    pub async fn start_with_engine(
-        tenants: &[TenantSpec],
-        server_toml: &str,
-        engine_toml: &str,
-    ) -> TestServer {
-        TestServer::start_with(tenants, server_toml, &engine_section(engine_toml)).await
-    }
-
-    async fn start_with_config(
-        config: Config,
-        overrides: Overrides,
-        config_path: PathBuf,
-        pki: Pki,
-        dir: tempfile::TempDir,
-    ) -> TestServer {
         // Compiling plugins blocks; keep it off the test's async workers.
         let path = config_path.clone();
-        let (app, tls) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let app = App::from_config(&config)?.with_reload(path, overrides, &config);
+        let (app, reloader, tls) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let app = Arc::new(App::from_config(&config)?);
+            let reloader = Arc::new(Reloader::new(app.clone(), path, overrides, &config));
             let identity = hookbox::tls::Identity::load(&config.tls)?;
-            Ok((Arc::new(app), hookbox::tls::server_config(identity)?))
+            Ok((app, reloader, hookbox::tls::server_config(identity)?))
         })
         .await
         .unwrap()
@@ -243,18 +454,36 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let handle = tokio::spawn(hookbox::serve(app.clone(), tls, listener, async {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(hookbox::serve(
+            app.clone(),
+            Some(reloader.clone()),
+            tls,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+        ));
         TestServer {
             addr,
             app,
+            reloader,
             pki,
+            setup,
             shutdown: Some(tx),
             handle: Some(handle),
             config_path,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The setup it was started from (or last rewritten to).
+    pub fn setup(&self) -> &Setup {
+        &self.setup
     }
 
     /// The config file the server was started from (and reloads).
@@ -264,29 +493,61 @@ impl TestServer {
 
     /// The directory of the config file (a scratch directory the test may write plugins into).
     pub fn dir(&self) -> &Path {
-        self._dir.path()
+        self.dir.path()
     }
 
-    /// Rewrites the config file as [`TestServer::start_with`] wrote it, atomically
-    /// (written beside it, then renamed over it, as a deploy would).
-    pub fn rewrite_config(&self, tenants: &[TenantSpec], server_toml: &str, extra_toml: &str) {
-        let text = config_toml(self.dir(), tenants, server_toml) + extra_toml;
+    /// Rewrites the config file for `setup`, atomically (written beside it,
+    /// then renamed over it, as a deploy would). Nothing reloads by itself
+    /// unless the server watches its files.
+    pub fn rewrite(&self, setup: &Setup) {
         let tmp = self.dir().join(".hookbox.toml.new");
-        std::fs::write(&tmp, text).unwrap();
+        std::fs::write(&tmp, setup.toml(self.dir())).unwrap();
         std::fs::rename(&tmp, &self.config_path).unwrap();
     }
 
+    /// [`TestServer::rewrite`] with the setup the server started from, but these tenants.
+    pub fn rewrite_tenants(&self, tenants: &[TenantSpec]) {
+        self.rewrite(&self.setup.only_tenants(tenants));
+    }
+
+    /// Reloads the config file, as `SIGHUP` or the admin endpoint would.
+    pub async fn reload(&self) -> ReloadReport {
+        self.reloader.reload().await
+    }
+
+    /// A client that trusts this server's certificate.
     pub fn client(&self) -> Client {
         Client::new(self.addr, &self.pki.ca_der)
     }
 
-    /// The tenant `id` as the routing table holds it right now.
-    pub fn tenant(&self, id: &str) -> Arc<hookbox::tenant::Tenant> {
-        let table = self.app.tenants.load();
-        table
-            .get(id)
+    /// The tenant `id` as the table holds it right now.
+    pub fn tenant(&self, id: &str) -> Arc<Tenant> {
+        self.app
+            .tenant(id)
             .unwrap_or_else(|| panic!("no tenant {id}"))
-            .clone()
+    }
+
+    /// Every tenant right now, sorted by id.
+    pub fn tenants(&self) -> Vec<Arc<Tenant>> {
+        let mut all: Vec<_> = self.app.tenants().iter().cloned().collect();
+        all.sort_by(|a, b| a.id().cmp(b.id()));
+        all
+    }
+
+    /// How the precompiled cache has been used (panics without `cache_dir`).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.app
+            .runtime()
+            .cache_stats()
+            .expect("a cache is configured")
+    }
+
+    /// The cache file of the plugin with this digest (panics without `cache_dir`).
+    pub fn cache_file(&self, digest: &str) -> PathBuf {
+        self.app
+            .runtime()
+            .cache_file(digest)
+            .expect("a cache is configured")
     }
 
     /// Sends Okta's sample to `tenant` in the background and returns once that
@@ -295,14 +556,13 @@ impl TestServer {
     /// For a plugin that runs until its deadline, the permit stays taken until
     /// then; the handle gives the request's reply.
     pub async fn hold_permit(&self, tenant: &str, secret: &str) -> JoinHandle<Reply> {
-        let permits = self.tenant(tenant).concurrency.clone();
-        let free = permits.available_permits();
+        let free = self.tenant(tenant).free_permits();
         assert!(free > 0, "tenant {tenant} has no free permit to hold");
         let held = {
             let (client, tenant, secret) = (self.client(), tenant.to_owned(), secret.to_owned());
             tokio::spawn(async move { client.hook(&tenant, &secret, &sample_request()).await })
         };
-        while permits.available_permits() >= free {
+        while self.tenant(tenant).free_permits() >= free {
             tokio::task::yield_now().await;
         }
         held
@@ -314,47 +574,10 @@ impl TestServer {
             let _ = tx.send(());
         }
         match self.handle.take() {
-            Some(h) => h.await.context("server task")?,
+            Some(h) => Ok(h.await.context("server task")??),
             None => Ok(()),
         }
     }
-}
-
-/// An `[engine]` section with `lines` in it, to append to a config file.
-pub fn engine_section(lines: &str) -> String {
-    format!("\n[engine]\n{lines}\n")
-}
-
-fn config_toml(dir: &Path, tenants: &[TenantSpec], server_toml: &str) -> String {
-    let mut s = format!("[server]\n{server_toml}\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n");
-    for t in tenants {
-        let mut secret_files = Vec::new();
-        for (i, secret) in t.secrets.iter().enumerate() {
-            let name = format!("{}-secret-{i}", t.id);
-            std::fs::write(dir.join(&name), format!("{secret}\n")).unwrap();
-            secret_files.push(format!("{name:?}"));
-        }
-        let header = t
-            .header
-            .as_ref()
-            .map(|h| format!("header = {h:?}, "))
-            .unwrap_or_default();
-        s += &format!(
-            "\n[[tenants]]\nid = {:?}\nplugin = {:?}\nauth = {{ {header}secrets_file = [{}] }}\nlimits = {{ {} }}\n",
-            t.id,
-            t.plugin.display().to_string(),
-            secret_files.join(", "),
-            t.limits,
-        );
-        if let Some(smoke) = &t.smoke {
-            s += &format!("smoke = {:?}\n", smoke.display().to_string());
-        }
-        s += "[tenants.settings]\n";
-        for (k, v) in &t.settings {
-            s += &format!("{k:?} = {v:?}\n");
-        }
-    }
-    s
 }
 
 /// An answer as the client saw it.

@@ -51,12 +51,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::hex;
+use super::{PluginError, compile, hex};
 
 /// First bytes of every cache file.
 pub const MAGIC: [u8; 8] = *b"HBXCWASM";
@@ -128,6 +127,54 @@ pub fn decode<'a>(file: &'a [u8], source: &[u8; 32]) -> Result<&'a [u8], HeaderE
     Ok(payload)
 }
 
+/// Why the cache directory cannot be used at all (the runtime then compiles
+/// every plugin, with a warning).
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The directory could not be created.
+    #[error("creating cache_dir {}: {error}", dir.display())]
+    Create {
+        /// `[engine] cache_dir`.
+        dir: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A probe file could not be written in it.
+    #[error("cache_dir {} is not writable: {error}", dir.display())]
+    NotWritable {
+        /// `[engine] cache_dir`.
+        dir: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+}
+
+/// Why a cache file or directory is not trusted (logged; hookbox compiles instead).
+#[derive(Debug, thiserror::Error)]
+enum Distrust {
+    #[error("cannot {action} it: {error}")]
+    Io {
+        action: &'static str,
+        error: std::io::Error,
+    },
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("owned by uid {owner}, hookbox runs as {uid}")]
+    Owner { owner: u32, uid: u32 },
+    #[error("writable by group or others (mode {0:o})")]
+    Mode(u32),
+    #[error("{0}")]
+    Header(#[from] HeaderError),
+    #[error("wasmtime refused it: {0:#}")]
+    Refused(wasmtime::Error),
+}
+
+impl Distrust {
+    fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> Distrust {
+        move |error| Distrust::Io { action, error }
+    }
+}
+
 /// Counters of the cache's use since the runtime started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
@@ -167,12 +214,15 @@ pub(crate) struct Cache {
 impl Cache {
     /// Creates `dir` if needed (mode 0700), learns hookbox's uid from a probe
     /// file in it, and prunes it to `max_size` bytes.
-    pub(crate) fn open(dir: &Path, engine: &Engine, max_size: u64) -> anyhow::Result<Cache> {
+    pub(crate) fn open(dir: &Path, engine: &Engine, max_size: u64) -> Result<Cache, OpenError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .with_context(|| format!("creating cache_dir {}", dir.display()))?;
+            .map_err(|error| OpenError::Create {
+                dir: dir.to_owned(),
+                error,
+            })?;
         let probe = dir.join(format!(".hookbox-probe-{}-{}", std::process::id(), nonce()));
         let uid = fs::OpenOptions::new()
             .write(true)
@@ -181,7 +231,10 @@ impl Cache {
             .open(&probe)
             .and_then(|f| f.metadata())
             .map(|m| m.uid())
-            .with_context(|| format!("cache_dir {} is not writable", dir.display()));
+            .map_err(|error| OpenError::NotWritable {
+                dir: dir.to_owned(),
+                error,
+            });
         let _ = fs::remove_file(&probe);
         let cache = Cache {
             dir: dir.to_owned(),
@@ -226,7 +279,7 @@ impl Cache {
         engine: &Engine,
         source: &[u8; 32],
         wasm: &[u8],
-    ) -> anyhow::Result<(Component, bool)> {
+    ) -> Result<(Component, bool), PluginError> {
         let path = self.path(&hex(source));
         if let Err(reason) = self.check_dir() {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -248,31 +301,33 @@ impl Cache {
                     let _ = fs::File::open(&path).and_then(|f| f.set_modified(SystemTime::now()));
                     return Ok((component, true));
                 }
-                Err(e) => self.reject(&path, &format!("wasmtime refused it: {e:#}")),
+                Err(e) => self.reject(&path, &Distrust::Refused(e)),
             },
             Err(reason) => self.reject(&path, &reason),
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let component = compile(engine, wasm)?;
-        match component
-            .serialize()
-            .map_err(anyhow::Error::from)
-            .and_then(|payload| self.write(&path, &encode(source, &payload)))
-        {
+        let written = match component.serialize() {
+            Ok(payload) => self
+                .write(&path, &encode(source, &payload))
+                .map_err(|e| format!("writing {}: {e}", path.display())),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        match written {
             Ok(()) => {
                 self.written.fetch_add(1, Ordering::Relaxed);
                 self.prune();
             }
             Err(e) => tracing::warn!(
                 file = %path.display(),
-                error = %format!("{e:#}"),
+                error = %e,
                 "cannot write the precompiled cache file"
             ),
         }
         Ok((component, false))
     }
 
-    fn reject(&self, path: &Path, reason: &str) {
+    fn reject(&self, path: &Path, reason: &Distrust) {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             file = %path.display(),
@@ -331,34 +386,31 @@ impl Cache {
     }
 
     /// The directory must be ours and writable by no one else.
-    fn check_dir(&self) -> Result<(), String> {
-        let m = fs::metadata(&self.dir).map_err(|e| format!("cannot stat it: {e}"))?;
+    fn check_dir(&self) -> Result<(), Distrust> {
+        let m = fs::metadata(&self.dir).map_err(Distrust::io("stat"))?;
         trusted(&m, self.uid)
     }
 
     /// The verified payload; `Ok(None)` when there is no file.
-    fn read(&self, path: &Path, source: &[u8; 32]) -> Result<Option<Vec<u8>>, String> {
+    fn read(&self, path: &Path, source: &[u8; 32]) -> Result<Option<Vec<u8>>, Distrust> {
         match fs::symlink_metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot stat it: {e}")),
-            Ok(m) if !m.file_type().is_file() => return Err("not a regular file".into()),
+            Err(e) => return Err(Distrust::io("stat")(e)),
+            Ok(m) if !m.file_type().is_file() => return Err(Distrust::NotAFile),
             Ok(_) => {}
         }
-        let mut file = fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+        let mut file = fs::File::open(path).map_err(Distrust::io("open"))?;
         // Checked on the open file, so what is read is what was checked.
-        let m = file
-            .metadata()
-            .map_err(|e| format!("cannot stat it: {e}"))?;
+        let m = file.metadata().map_err(Distrust::io("stat"))?;
         trusted(&m, self.uid)?;
         let mut bytes = Vec::with_capacity(usize::try_from(m.len()).unwrap_or(0));
-        std::io::Read::read_to_end(&mut file, &mut bytes)
-            .map_err(|e| format!("cannot read it: {e}"))?;
-        let payload = decode(&bytes, source).map_err(|e| e.to_string())?;
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(Distrust::io("read"))?;
+        let payload = decode(&bytes, source)?;
         Ok(Some(payload.to_vec()))
     }
 
     /// Writes `bytes` to a new file beside `path`, then renames it over `path`.
-    fn write(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    fn write(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let tmp = self.dir.join(format!(
             ".{}.{}-{}.tmp",
             path.file_name().and_then(|n| n.to_str()).unwrap_or("cwasm"),
@@ -379,33 +431,27 @@ impl Cache {
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        result.with_context(|| format!("writing {}", path.display()))
+        result
     }
 }
 
 /// Owned by `uid` and not writable by group or others.
-fn trusted(m: &fs::Metadata, uid: u32) -> Result<(), String> {
+fn trusted(m: &fs::Metadata, uid: u32) -> Result<(), Distrust> {
     if m.uid() != uid {
-        return Err(format!("owned by uid {}, hookbox runs as {uid}", m.uid()));
+        return Err(Distrust::Owner {
+            owner: m.uid(),
+            uid,
+        });
     }
     if m.mode() & 0o022 != 0 {
-        return Err(format!(
-            "writable by group or others (mode {:o})",
-            m.mode() & 0o7777
-        ));
+        return Err(Distrust::Mode(m.mode() & 0o7777));
     }
     Ok(())
 }
 
-fn compile(engine: &Engine, wasm: &[u8]) -> anyhow::Result<Component> {
-    Component::new(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .context("not a valid WebAssembly component")
-}
-
 /// Loads precompiled code that [`Cache::read`] verified.
 #[allow(unsafe_code)]
-fn deserialize_verified(engine: &Engine, payload: &[u8]) -> anyhow::Result<Component> {
+fn deserialize_verified(engine: &Engine, payload: &[u8]) -> wasmtime::Result<Component> {
     // SAFETY: `Component::deserialize` requires bytes produced by wasmtime's own
     // serialization for a compatible engine, because it maps them as executable
     // code without validating them. Only `Cache::read`'s output reaches this
@@ -417,7 +463,7 @@ fn deserialize_verified(engine: &Engine, payload: &[u8]) -> anyhow::Result<Compo
     // `Component::serialize` (so it is not a torn, truncated or rotted copy).
     // The file name carries the engine's compatibility hash, and wasmtime itself
     // rejects a payload from another engine configuration or version.
-    unsafe { Component::deserialize(engine, payload) }.map_err(anyhow::Error::from)
+    unsafe { Component::deserialize(engine, payload) }
 }
 
 /// Hex of SHA-256 over the engine's compatibility hash (its `Hash` impl fed to a

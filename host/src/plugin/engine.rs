@@ -4,21 +4,37 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::ImportHook;
 use super::cache::{Cache, CacheStats};
 use super::instances::IdleBudget;
+use super::limits::EngineConfig;
 use super::state::State;
-use crate::config::EngineConfig;
 
 /// How often the engine's epoch advances. A running plugin is checked (and
 /// yields to other tasks) once per tick, so a deadline is enforced within one
 /// tick of its expiry, and a long-running plugin never holds a runtime
 /// worker thread longer than this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Why the engine could not be started (a start-up failure, never a request's).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// wasmtime refused the engine configuration.
+    #[error("{0:#}")]
+    Engine(wasmtime::Error),
+    /// WASI could not be added to the linker.
+    #[error("linking WASI: {0:#}")]
+    Wasi(wasmtime::Error),
+    /// hookbox's own host functions could not be added to the linker.
+    #[error("linking hookbox host functions: {0:#}")]
+    Host(wasmtime::Error),
+    /// The thread that enforces deadlines could not be started.
+    #[error("starting the epoch ticker thread: {0}")]
+    Ticker(std::io::Error),
+}
 
 /// The engine shared by all tenants, and everything tied to it.
 #[derive(Clone)]
@@ -37,27 +53,27 @@ struct RuntimeInner {
 }
 
 impl Runtime {
-    pub fn new(config: &EngineConfig) -> anyhow::Result<Runtime> {
-        let engine = Engine::new(&wasmtime_config(config)).map_err(anyhow::Error::from)?;
+    /// Builds the engine, its linker and its epoch ticker, and opens the
+    /// precompiled cache if one is configured (a cache that cannot be opened
+    /// is a warning, never an error).
+    pub fn new(config: &EngineConfig) -> Result<Runtime, EngineError> {
+        let engine = Engine::new(&wasmtime_config(config)).map_err(EngineError::Engine)?;
 
         let mut linker = Linker::new(&engine);
         // A locked-down WASI: guests built for wasm32-wasip2 import it through
         // std even when they never use it. What each store grants is decided in
         // `State::new` (no files, no env, no sockets, captured stdio).
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)
-            .context("linking WASI")?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(EngineError::Wasi)?;
         ImportHook::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
-            .map_err(anyhow::Error::from)
-            .context("linking hookbox host functions")?;
+            .map_err(EngineError::Host)?;
 
-        spawn_epoch_ticker(&engine).context("starting the epoch ticker thread")?;
+        spawn_epoch_ticker(&engine).map_err(EngineError::Ticker)?;
         // A cache that cannot be opened costs start-up time, never availability.
         let cache = config.cache_dir.as_deref().and_then(|dir| {
             match Cache::open(dir, &engine, config.cache_max_size) {
                 Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "precompiled cache disabled");
+                    tracing::warn!(error = %e, "precompiled cache disabled");
                     None
                 }
             }
@@ -73,6 +89,7 @@ impl Runtime {
         })
     }
 
+    /// The wasmtime engine (to compile or inspect components with).
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }

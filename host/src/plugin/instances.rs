@@ -18,7 +18,8 @@
 //!   memory growth drops it. It is also dropped after `reuse_max_requests`
 //!   requests, which bounds how long a slow leak can grow.
 //!
-//! Never across tenants: the pool lives in the tenant's [`crate::tenant::Tenant`],
+//! Never across tenants: the pool lives in the tenant's [`crate::tenant::Tenant`]
+//! (its [`super::Backend`]),
 //! built per tenant (tenants sharing a plugin file share its compiled code,
 //! never its instances), and a reload that replaces the tenant drops its
 //! pool with it.
@@ -38,23 +39,21 @@
 //! warm instances parked by some tenants never leave the others without
 //! slots: past the budget, an instance is dropped instead of kept.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use wasmtime::Store;
 
+use super::Resolve;
+use super::limits::{InstanceMode, Limits};
 use super::state::State;
-use super::{Plugin, Resolve};
-use crate::config::{InstanceMode, Limits};
 
-/// One tenant's plugin, bound to its settings and limits, with the warm
-/// instances it keeps in `reuse` mode (none in `fresh` mode).
+/// The warm instances one tenant keeps in `reuse` mode (none in `fresh`
+/// mode). The plugin, settings and limits they run with are the tenant's
+/// ([`super::Binding`]); the pool only keeps what is idle.
+#[derive(Default)]
 pub struct Instances {
-    plugin: Plugin,
-    settings: Arc<BTreeMap<String, String>>,
-    limits: Limits,
     /// Warm instances not serving a request, most recently used last, each
     /// with its share of the engine-wide idle budget.
     idle: Mutex<Vec<(Warm, IdleToken)>>,
@@ -70,35 +69,12 @@ pub(super) struct Warm {
 impl fmt::Debug for Instances {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Instances")
-            .field("plugin", &self.plugin)
-            .field("mode", &self.limits.instance_mode)
             .field("idle", &self.idle())
             .finish()
     }
 }
 
 impl Instances {
-    pub fn new(plugin: Plugin, settings: Arc<BTreeMap<String, String>>, limits: Limits) -> Self {
-        Instances {
-            plugin,
-            settings,
-            limits,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    pub fn plugin(&self) -> &Plugin {
-        &self.plugin
-    }
-
-    pub fn settings(&self) -> &Arc<BTreeMap<String, String>> {
-        &self.settings
-    }
-
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     /// Warm instances waiting for a request (always 0 in `fresh` mode).
     pub fn idle(&self) -> usize {
         self.lock().len()
@@ -110,8 +86,8 @@ impl Instances {
     }
 
     /// A warm instance for the next request, if this tenant reuses them and one is idle.
-    pub(super) fn take(&self) -> Option<Warm> {
-        match self.limits.instance_mode {
+    pub(super) fn take(&self, limits: &Limits) -> Option<Warm> {
+        match limits.instance_mode {
             InstanceMode::Fresh => None,
             // The most recently used: its pages are the likeliest to be in cache.
             // Busy again: its idle token is returned to the budget.
@@ -123,15 +99,15 @@ impl Instances {
     /// has served its quota, the tenant already keeps `max_concurrency` idle,
     /// or the engine-wide idle budget is spent; otherwise drops it (which
     /// frees its slot in the engine's pool).
-    pub(super) fn give_back(&self, warm: Warm, budget: &Arc<IdleBudget>) {
-        let InstanceMode::Reuse { max_requests } = self.limits.instance_mode else {
+    pub(super) fn give_back(&self, warm: Warm, limits: &Limits, budget: &Arc<IdleBudget>) {
+        let InstanceMode::Reuse { max_requests } = limits.instance_mode else {
             return;
         };
         if warm.served >= max_requests {
             return;
         }
         let mut idle = self.lock();
-        if idle.len() < self.limits.max_concurrency as usize
+        if idle.len() < limits.max_concurrency as usize
             && let Some(token) = budget.try_take()
         {
             idle.push((warm, token));
@@ -185,8 +161,8 @@ impl Drop for IdleToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EngineConfig;
-    use crate::plugin::Runtime;
+    use crate::plugin::{EngineConfig, Plugin, Runtime};
+    use std::collections::BTreeMap;
 
     /// A new instance of `plugin` in a store armed like a request's, as if it
     /// had just served one request.
@@ -222,9 +198,8 @@ mod tests {
             instance_mode: InstanceMode::Reuse { max_requests: 10 },
             ..Limits::default()
         };
-        let settings = Arc::new(BTreeMap::new());
-        let a = Instances::new(plugin.clone(), settings.clone(), limits.clone());
-        let b = Instances::new(plugin.clone(), settings, limits.clone());
+        let a = Instances::default();
+        let b = Instances::default();
         let budget = runtime.idle_budget();
 
         // Tenant A had three requests in flight; the budget (2 of 4 slots) keeps two.
@@ -234,7 +209,7 @@ mod tests {
             warm(&runtime, &plugin, &limits).await,
         ];
         for w in parked {
-            a.give_back(w, budget);
+            a.give_back(w, &limits, budget);
         }
         assert_eq!((a.idle(), budget.idle()), (2, 2));
 
@@ -243,14 +218,14 @@ mod tests {
             warm(&runtime, &plugin, &limits).await,
             warm(&runtime, &plugin, &limits).await,
         );
-        b.give_back(b1, budget);
-        b.give_back(b2, budget);
+        b.give_back(b1, &limits, budget);
+        b.give_back(b2, &limits, budget);
         assert_eq!((b.idle(), budget.idle()), (0, 2));
 
         // A warm instance taken for a request leaves the budget; B may park one now.
-        let busy = a.take().expect("A has warm instances");
+        let busy = a.take(&limits).expect("A has warm instances");
         assert_eq!(budget.idle(), 1);
-        b.give_back(warm(&runtime, &plugin, &limits).await, budget);
+        b.give_back(warm(&runtime, &plugin, &limits).await, &limits, budget);
         assert_eq!((b.idle(), budget.idle()), (1, 2));
 
         // Dropping a tenant's pool (a reload replacing it) returns its share

@@ -1,7 +1,6 @@
 //! One invocation: a store and instance (new, or a tenant's warm one in
 //! `reuse` mode), the call, and an honest account of how it ended.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,9 +8,9 @@ use std::time::{Duration, Instant};
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
 use super::instances::{Instances, Warm};
+use super::limits::{Limits, Settings};
 use super::state::{PluginLog, State};
 use super::{Plugin, Runtime, wit};
-use crate::config::Limits;
 
 /// Slack past the plugin's deadline before the host abandons the call
 /// outright. The epoch check normally fires first (within one tick); this
@@ -90,14 +89,21 @@ pub enum Outcome {
     Declined(String),
 }
 
+/// Every slot of the engine's instance pool was taken, so the plugin did not
+/// run: the request is refused (503, which Okta retries once) rather than
+/// answered with an error body. A value, so no caller can forget to check it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no free instance slot")]
+pub struct Overloaded;
+
 /// The result of one invocation and what it cost.
 #[derive(Debug)]
 pub struct Invocation {
+    /// How the plugin's call ended.
     pub result: Result<Outcome, Failure>,
-    /// Whether instantiation failed because every pool slot was taken
-    /// (the host answers 503 so Okta retries, instead of an error body).
-    pub pool_exhausted: bool,
+    /// What the plugin logged (host `log` calls, stdout and stderr), capped.
     pub log: PluginLog,
+    /// Instantiation (unless warm) and call.
     pub elapsed: Duration,
     /// Fuel consumed, when the engine meters fuel.
     pub fuel_consumed: Option<u64>,
@@ -114,34 +120,31 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         request: &wit::ImportRequest,
-        settings: Arc<BTreeMap<String, String>>,
+        settings: Arc<Settings>,
         limits: &Limits,
-    ) -> Invocation {
+    ) -> Result<Invocation, Overloaded> {
         self.run(plugin, None, settings, limits, request).await.0
     }
 
     /// Runs a tenant's plugin on one request, in the tenant's instance mode:
     /// a fresh instance, or (in `reuse` mode) one of the tenant's warm
-    /// instances, which goes back to them only if this call succeeded.
+    /// `instances`, which goes back to them only if this call succeeded.
     /// Same guarantees as [`Runtime::invoke`]. If this future is dropped
     /// mid-call, the instance it holds is dropped with it, never given back.
-    pub async fn invoke_tenant(
+    pub(super) async fn invoke_pooled(
         &self,
+        plugin: &Plugin,
         instances: &Instances,
+        settings: &Arc<Settings>,
+        limits: &Limits,
         request: &wit::ImportRequest,
-    ) -> Invocation {
-        let warm = instances.take();
+    ) -> Result<Invocation, Overloaded> {
+        let warm = instances.take(limits);
         let (invocation, warm) = self
-            .run(
-                instances.plugin(),
-                warm,
-                instances.settings().clone(),
-                instances.limits(),
-                request,
-            )
+            .run(plugin, warm, settings.clone(), limits, request)
             .await;
         if let Some(warm) = warm {
-            instances.give_back(warm, self.idle_budget());
+            instances.give_back(warm, limits, self.idle_budget());
         }
         invocation
     }
@@ -149,11 +152,7 @@ impl Runtime {
     /// The one place a store is built for a plugin: its state, the memory
     /// limiter and the epoch check. What changes per request is set by
     /// [`Runtime::begin`], so new and reused stores go through the same steps.
-    pub(super) fn new_store(
-        &self,
-        settings: Arc<BTreeMap<String, String>>,
-        limits: &Limits,
-    ) -> Store<State> {
+    pub(super) fn new_store(&self, settings: Arc<Settings>, limits: &Limits) -> Store<State> {
         let mut store = Store::new(self.engine(), State::new(settings, limits.memory));
         store.limiter(|s| &mut s.limiter);
         // Check at every epoch tick: past the deadline, interrupt (a trap);
@@ -200,17 +199,10 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         warm: Option<Warm>,
-        settings: Arc<BTreeMap<String, String>>,
+        settings: Arc<Settings>,
         limits: &Limits,
         request: &wit::ImportRequest,
-    ) -> (Invocation, Option<Warm>) {
-        // Benchmarks only (feature `native-resolver`, never in a shipped build):
-        // with HOOKBOX_BENCH_NATIVE set, the resolver compiled into the host
-        // answers instead of the plugin, on the same path otherwise. See `native.rs`.
-        #[cfg(feature = "native-resolver")]
-        if let Some(native) = crate::native::invoke(request, &settings) {
-            return (native, None);
-        }
+    ) -> (Result<Invocation, Overloaded>, Option<Warm>) {
         let start = Instant::now();
         let deadline = start + limits.deadline;
         let (mut store, resolve, served) = match warm {
@@ -229,7 +221,6 @@ impl Runtime {
         };
         let raw = tokio::time::timeout(limits.deadline + BACKSTOP_GRACE, call).await;
 
-        let mut pool_exhausted = false;
         let mut reusable = None;
         let result = match raw {
             Err(_elapsed) => Err(Failure::Deadline),
@@ -240,16 +231,14 @@ impl Runtime {
                     Err(summary) => Outcome::Declined(summary),
                 })
             }
-            Ok(Err(e)) => {
-                pool_exhausted = e.is::<PoolConcurrencyLimitError>();
-                Err(classify(&e, store.data()))
-            }
+            // The plugin never ran: not a failure of it, an overload of the host.
+            Ok(Err(e)) if e.is::<PoolConcurrencyLimitError>() => return (Err(Overloaded), None),
+            Ok(Err(e)) => Err(classify(&e, store.data())),
         };
         let fuel_consumed = fuel.and_then(|f| store.get_fuel().ok().map(|left| f - left));
         let state = store.data_mut();
         let invocation = Invocation {
             result,
-            pool_exhausted,
             log: state.take_log(),
             elapsed: start.elapsed(),
             fuel_consumed,
@@ -264,7 +253,7 @@ impl Runtime {
                 resolve,
                 served: served + 1,
             });
-        (invocation, warm)
+        (Ok(invocation), warm)
     }
 }
 
@@ -278,7 +267,6 @@ fn classify(e: &wasmtime::Error, state: &State) -> Failure {
         Some(Trap::Interrupt) => Failure::Deadline,
         Some(Trap::OutOfFuel) => Failure::FuelExhausted,
         Some(_) => Failure::Trap(format!("{e:?}")),
-        None if e.is::<PoolConcurrencyLimitError>() => Failure::Instantiate(e.to_string()),
         // Errors raised by host functions or WASI while the guest ran.
         None => Failure::Trap(format!("{e:?}")),
     }

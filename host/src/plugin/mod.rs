@@ -15,27 +15,38 @@
 //! - in `reuse` mode, a tenant keeps warm instances ([`Instances`]) and a
 //!   request may get one that served earlier requests of the same tenant
 //!   (never another tenant's); an instance that failed is never reused. See
-//!   [`instances`] for exactly what carries over.
+//!   [`instances`] for exactly what carries over;
+//! - what answers a tenant is its [`Binding`]'s [`Backend`]: the plugin (the
+//!   only backend a shipped build has) or a resolver a benchmark compiled
+//!   into the host; the runtime itself never checks for the latter.
 
+mod binding;
 pub mod cache;
 mod engine;
 pub mod instances;
 mod invoke;
+mod limits;
 mod state;
 
-pub use engine::Runtime;
+pub use binding::{Backend, Binding, NativeResolver};
+pub use engine::{EngineError, Runtime};
 pub use instances::Instances;
-pub use invoke::{Failure, Invocation, Outcome};
+pub use invoke::{Failure, Invocation, Outcome, Overloaded};
+pub(crate) use limits::MIB;
+pub use limits::{
+    DEFAULT_DEADLINE, DEFAULT_MEMORY, DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode,
+    Limits, Settings,
+};
+pub use state::{LogLine, PluginLog};
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use sha2::{Digest, Sha256};
-use wasmtime::Store;
 use wasmtime::component::{Component, ComponentExportIndex, Func, TypedFunc};
+use wasmtime::{Engine, Store};
 
 wasmtime::component::bindgen!({
     world: "import-hook",
@@ -47,6 +58,46 @@ pub use self::hookbox::okta_import::types as wit;
 
 use state::State;
 pub(crate) use state::truncate;
+
+/// Why a component cannot be loaded as a plugin. Each message says what is
+/// wrong with the file, never how to fix hookbox.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The file could not be read.
+    #[error("reading plugin {}: {error}", path.display())]
+    Read {
+        /// The plugin file.
+        path: PathBuf,
+        /// Why it could not be read.
+        error: std::io::Error,
+    },
+    /// The file was read, and its content refused (the inner error says why).
+    #[error("loading plugin {}: {error}", path.display())]
+    Load {
+        /// The plugin file.
+        path: PathBuf,
+        /// Why its content was refused.
+        error: Box<PluginError>,
+    },
+    /// The bytes are not a component wasmtime can compile.
+    #[error("not a valid WebAssembly component: {0:#}")]
+    Compile(wasmtime::Error),
+    /// The component imports what the linker does not provide.
+    #[error("the component imports something hookbox does not grant: {0:#}")]
+    Imports(wasmtime::Error),
+    /// The component does not export the resolver interface of this world.
+    #[error("the component does not export the hookbox:okta-import/resolver interface: {0:#}")]
+    World(wasmtime::Error),
+    /// The interface is there, without its `resolve` function.
+    #[error("the component does not export hookbox:okta-import/resolver#resolve")]
+    NoResolve,
+}
+
+/// Compiles component bytes: the one place hookbox turns `.wasm` into code.
+/// Blocking (tens of milliseconds to seconds).
+pub(crate) fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, PluginError> {
+    Component::new(engine, bytes).map_err(PluginError::Compile)
+}
 
 /// A loaded plugin: compiled, linked and ready to instantiate.
 #[derive(Clone)]
@@ -74,44 +125,44 @@ impl fmt::Debug for Plugin {
 impl Plugin {
     /// Reads, compiles and type-checks a component file. Blocking (compilation
     /// takes tens of milliseconds to seconds): call it off the async runtime.
-    pub fn load(runtime: &Runtime, path: &Path) -> anyhow::Result<Plugin> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("reading plugin {}", path.display()))?;
-        Plugin::from_bytes(runtime, &bytes)
-            .with_context(|| format!("loading plugin {}", path.display()))
+    pub fn load(runtime: &Runtime, path: &Path) -> Result<Plugin, PluginError> {
+        let bytes = std::fs::read(path).map_err(|error| PluginError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Plugin::from_bytes(runtime, &bytes).map_err(|error| PluginError::Load {
+            path: path.to_owned(),
+            error: Box::new(error),
+        })
     }
 
     /// Compiles (or, with `[engine] cache_dir`, loads from the precompiled cache)
     /// and type-checks component bytes. Blocking, like [`Plugin::load`].
-    pub fn from_bytes(runtime: &Runtime, bytes: &[u8]) -> anyhow::Result<Plugin> {
+    pub fn from_bytes(runtime: &Runtime, bytes: &[u8]) -> Result<Plugin, PluginError> {
         Plugin::from_digested(runtime, bytes, Sha256::digest(bytes).into())
     }
 
     /// [`Plugin::from_bytes`] for bytes whose SHA-256 the caller already has.
-    fn from_digested(runtime: &Runtime, bytes: &[u8], sum: [u8; 32]) -> anyhow::Result<Plugin> {
+    fn from_digested(
+        runtime: &Runtime,
+        bytes: &[u8],
+        sum: [u8; 32],
+    ) -> Result<Plugin, PluginError> {
         let digest = hex(&sum);
         let (component, from_cache) = match runtime.cache() {
             Some(cache) => cache.load_or_compile(runtime.engine(), &sum, bytes)?,
-            None => (
-                Component::new(runtime.engine(), bytes)
-                    .map_err(anyhow::Error::from)
-                    .context("not a valid WebAssembly component")?,
-                false,
-            ),
+            None => (compile(runtime.engine(), bytes)?, false),
         };
         let instance_pre = runtime
             .linker()
             .instantiate_pre(&component)
-            .map_err(anyhow::Error::from)
-            .context("the component imports something hookbox does not grant")?;
+            .map_err(PluginError::Imports)?;
         // Type-checks the resolver export against the WIT world, once per plugin.
-        let pre = ImportHookPre::new(instance_pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export the hookbox:okta-import/resolver interface")?;
+        let pre = ImportHookPre::new(instance_pre).map_err(PluginError::World)?;
         let resolve = component
             .get_export_index(None, RESOLVER_INTERFACE)
             .and_then(|interface| component.get_export_index(Some(&interface), "resolve"))
-            .context("the component does not export hookbox:okta-import/resolver#resolve")?;
+            .ok_or(PluginError::NoResolve)?;
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 digest,
@@ -223,24 +274,34 @@ impl Compiled {
     }
 
     /// The plugin for `bytes`: the one already loaded with the same digest, or a
-    /// newly compiled one. On failure, returns the bytes' digest with the error so
-    /// the caller can say which file version was refused. Blocking.
-    pub fn load(
-        &mut self,
-        runtime: &Runtime,
-        bytes: &[u8],
-    ) -> Result<Plugin, (String, anyhow::Error)> {
+    /// newly compiled one. A refusal names the digest of the version refused. Blocking.
+    pub fn load(&mut self, runtime: &Runtime, bytes: &[u8]) -> Result<Plugin, Refusal> {
         let sum: [u8; 32] = Sha256::digest(bytes).into();
         let digest = hex(&sum);
         if let Some(p) = self.0.get(&digest) {
             return Ok(p.clone());
         }
-        let plugin = Plugin::from_digested(runtime, bytes, sum).map_err(|e| (digest.clone(), e))?;
+        let plugin = Plugin::from_digested(runtime, bytes, sum).map_err(|error| Refusal {
+            digest: digest.clone(),
+            error,
+        })?;
         self.0.insert(digest, plugin.clone());
         Ok(plugin)
     }
 }
 
+/// A plugin version that failed to load, and which one it was.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Refusal {
+    /// SHA-256 of the refused file's content, hex.
+    pub digest: String,
+    /// Why it was refused.
+    pub error: PluginError,
+}
+
+/// Lower-case hex of `bytes`: the one spelling of digests (plugin versions,
+/// cache file names) and generated secrets.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes

@@ -38,7 +38,7 @@ fn assert_error(reply: &Reply, status: u16, needle: &str) {
 #[tokio::test]
 async fn malformed_and_invalid_bodies_are_400_naming_the_field() {
     let t = tenant();
-    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let server = TestServer::start(std::slice::from_ref(&t)).await;
     let client = server.client();
     let mut wrong_type = sample_request();
     wrong_type["eventType"] = "com.okta.oauth2.tokens.transform".into();
@@ -72,7 +72,7 @@ async fn malformed_and_invalid_bodies_are_400_naming_the_field() {
 #[tokio::test]
 async fn wrong_content_type_is_415() {
     let t = tenant();
-    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let server = TestServer::start(std::slice::from_ref(&t)).await;
     let client = server.client();
     let mut req = client.hook_request(
         "acme",
@@ -94,7 +94,11 @@ async fn wrong_content_type_is_415() {
 #[tokio::test]
 async fn oversized_body_is_413() {
     let t = tenant();
-    let server = TestServer::start(std::slice::from_ref(&t), "body_limit = \"4KiB\"").await;
+    let server = TestServer::builder()
+        .tenant(t.clone())
+        .body_limit("4KiB")
+        .start()
+        .await;
     let client = server.client();
     let mut big = sample_request();
     big["data"]["appUser"]["profile"]["padding"] = "x".repeat(8 * 1024).into();
@@ -112,7 +116,7 @@ async fn oversized_body_is_413() {
 #[tokio::test]
 async fn unknown_tenant_and_routes_are_404_without_listing_tenants() {
     let t = tenant();
-    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let server = TestServer::start(std::slice::from_ref(&t)).await;
     let client = server.client();
     let reply = client.hook("nobody", t.secret(), &sample_request()).await;
     assert_error(&reply, 404, "unknown tenant");
@@ -132,7 +136,7 @@ async fn unknown_tenant_and_routes_are_404_without_listing_tenants() {
 #[tokio::test]
 async fn wrong_methods_are_405_with_allow() {
     let t = tenant();
-    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let server = TestServer::start(std::slice::from_ref(&t)).await;
     let client = server.client();
     let reply = send(
         &server,
@@ -159,7 +163,7 @@ async fn wrong_methods_are_405_with_allow() {
 #[tokio::test]
 async fn unauthenticated_requests_are_refused_before_the_body_is_judged() {
     let t = tenant();
-    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let server = TestServer::start(std::slice::from_ref(&t)).await;
     let client = server.client();
     let mut req = client.hook_request("acme", None, "not json at all".into());
     req.headers_mut()
@@ -172,7 +176,11 @@ async fn unauthenticated_requests_are_refused_before_the_body_is_judged() {
 #[tokio::test]
 async fn a_stalled_body_is_408_after_the_request_timeout() {
     let t = tenant();
-    let server = TestServer::start(std::slice::from_ref(&t), "request_timeout = \"300ms\"").await;
+    let server = TestServer::builder()
+        .tenant(t.clone())
+        .request_timeout("300ms")
+        .start()
+        .await;
     let mut tls = server.client().connect_raw().await;
     let head = format!(
         "POST /hooks/acme/import HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: {}\r\n\
@@ -202,8 +210,12 @@ async fn a_stalled_body_is_408_after_the_request_timeout() {
 #[tokio::test]
 async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
     let t = tenant();
-    let server = TestServer::start(std::slice::from_ref(&t), "handshake_timeout = \"300ms\"").await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    let server = TestServer::builder()
+        .tenant(t.clone())
+        .handshake_timeout("300ms")
+        .start()
+        .await;
+    let mut tcp = TcpStream::connect(server.addr()).await.unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut buf)).await;

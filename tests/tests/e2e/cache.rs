@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 
 use hookbox::plugin::cache::{self, CacheStats};
 use hookbox::reload::Change;
-use hookbox_tests::{
-    TenantSpec, TestServer, engine_section, login_conflict_wasm, misbehave_wasm, sample_request,
-};
+use hookbox_tests::{TenantSpec, TestServer, login_conflict_wasm, misbehave_wasm, sample_request};
 
 /// The login the reference plugin gives Okta's sample request.
 const RESOLVED_LOGIN: &str = "sally2.admin2.272ed9@clouditude.net";
@@ -23,28 +21,24 @@ fn tenants() -> Vec<TenantSpec> {
     ]
 }
 
-fn cache_toml(dir: &Path) -> String {
-    format!("cache_dir = {:?}", dir.display().to_string())
-}
-
 async fn start(tenants: &[TenantSpec], cache_dir: &Path) -> TestServer {
-    TestServer::start_with_engine(tenants, "", &cache_toml(cache_dir)).await
+    TestServer::builder()
+        .tenants(tenants)
+        .cache_dir(cache_dir)
+        .start()
+        .await
 }
 
 fn stats(server: &TestServer) -> CacheStats {
-    server
-        .app
-        .runtime
-        .cache_stats()
-        .expect("a cache is configured")
+    server.cache_stats()
 }
 
 /// Whether each tenant's plugin came from the cache, by tenant id.
 fn from_cache(server: &TestServer) -> Vec<(String, bool)> {
-    let table = server.app.tenants.load();
-    let mut v: Vec<_> = table
+    let mut v: Vec<_> = server
+        .tenants()
         .iter()
-        .map(|t| (t.id.clone(), t.plugin.from_cache()))
+        .map(|t| (t.id().to_owned(), t.plugin().from_cache()))
         .collect();
     v.sort();
     v
@@ -52,8 +46,8 @@ fn from_cache(server: &TestServer) -> Vec<(String, bool)> {
 
 /// The cache file of the plugin serving `tenant`, and that plugin's SHA-256.
 fn cache_file(server: &TestServer, tenant: &str) -> (PathBuf, [u8; 32]) {
-    let digest = server.tenant(tenant).plugin.digest().to_owned();
-    let path = server.app.runtime.cache_file(&digest).unwrap();
+    let digest = server.tenant(tenant).plugin().digest().to_owned();
+    let path = server.cache_file(&digest);
     (path, unhex(&digest))
 }
 
@@ -104,15 +98,11 @@ async fn restart_from_the_cache_compiles_nothing_and_serves() {
     assert_serves(&first).await;
 
     // A reload's new version is cached too.
-    first.rewrite_config(
-        &[
-            TenantSpec::new("acme", misbehave_wasm()).setting("mode", "echo"),
-            TenantSpec::new("beta", login_conflict_wasm()),
-        ],
-        "",
-        &engine_section(&cache_toml(cache_dir.path())),
-    );
-    let report = first.app.reload().await;
+    first.rewrite_tenants(&[
+        TenantSpec::new("acme", misbehave_wasm()).setting("mode", "echo"),
+        TenantSpec::new("beta", login_conflict_wasm()),
+    ]);
+    let report = first.reload().await;
     assert!(report.applied, "{report:?}");
     assert!(report.needs_restart.is_empty(), "{report:?}");
     assert_eq!(report.tenant("acme").unwrap().change, Change::Updated);
@@ -152,8 +142,8 @@ async fn restart_from_the_cache_compiles_nothing_and_serves() {
             TenantSpec::new("beta", renamed.clone()).setting("mode", "echo"),
         ]
     };
-    second.rewrite_config(&v2(), "", &engine_section(&cache_toml(cache_dir.path())));
-    let report = second.app.reload().await;
+    second.rewrite_tenants(&v2());
+    let report = second.reload().await;
     assert_eq!(
         report.tenant("beta").unwrap().change,
         Change::Updated,
@@ -242,7 +232,7 @@ async fn foreign_file_under_the_right_name_is_rejected() {
     let second = start(&tenants(), cache_dir.path()).await;
     let s = stats(&second);
     assert_eq!((s.hits, s.rejected, s.written), (1, 1, 1), "{s:?}");
-    assert!(!second.tenant("acme").plugin.from_cache());
+    assert!(!second.tenant("acme").plugin().from_cache());
     assert_serves(&second).await;
     second.stop().await.unwrap();
 
@@ -330,8 +320,12 @@ async fn cache_is_pruned_to_its_size_least_recently_used_first() {
     let fresh_tmp = file(".04-new.cwasm.3-4.tmp", 10, SystemTime::now());
     let notes = file("notes.txt", 30 * MIB, ago(9));
 
-    let engine = format!("{}\ncache_max_size = \"50MiB\"", cache_toml(dir));
-    let first = TestServer::start_with_engine(&tenants(), "", &engine).await;
+    let first = TestServer::builder()
+        .tenants(&tenants())
+        .cache_dir(dir)
+        .cache_max_size("50MiB")
+        .start()
+        .await;
     let s = stats(&first);
     // The oldest went at open (40 MiB left); the two new files (under 2 MiB:
     // see the size check below) fit beside the rest.
@@ -354,8 +348,12 @@ async fn cache_is_pruned_to_its_size_least_recently_used_first() {
         .unwrap()
         .set_modified(ago(5))
         .unwrap();
-    let engine = format!("{}\ncache_max_size = \"22MiB\"", cache_toml(dir));
-    let second = TestServer::start_with_engine(&tenants(), "", &engine).await;
+    let second = TestServer::builder()
+        .tenants(&tenants())
+        .cache_dir(dir)
+        .cache_max_size("22MiB")
+        .start()
+        .await;
     let s = stats(&second);
     // At open acme's file was the oldest and went (recompiled, rewritten);
     // then `older`, as the rest did not fit (old's 20 MiB and the two small

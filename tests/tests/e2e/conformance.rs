@@ -58,11 +58,8 @@ fn without_plugin_key(mut body: Value) -> Value {
     body
 }
 
-/// Instance modes: (name, `limits` TOML, times the fixture set is sent).
-const MODES: &[(&str, &str, usize)] = &[
-    ("fresh", "instance_mode = \"fresh\"", 1),
-    ("reuse", "instance_mode = \"reuse\"", 3),
-];
+/// Instance modes: (name, times the fixture set is sent).
+const MODES: &[(&str, usize)] = &[("fresh", 1), ("reuse", 3)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_language_gives_the_reference_answers_in_every_instance_mode() {
@@ -78,10 +75,10 @@ async fn every_language_gives_the_reference_answers_in_every_instance_mode() {
     let languages = login_conflict_languages();
     let mut tenants = Vec::new();
     for (lang, wasm) in &languages {
-        for (mode, limits, _) in MODES {
+        for (mode, _) in MODES {
             for (i, set) in settings_sets.iter().enumerate() {
-                let mut t =
-                    TenantSpec::new(&format!("{lang}-{mode}-{i}"), wasm.clone()).limits(limits);
+                let mut t = TenantSpec::new(&format!("{lang}-{mode}-{i}"), wasm.clone())
+                    .instance_mode(mode);
                 for (k, v) in *set {
                     t = t.setting(k, v);
                 }
@@ -89,11 +86,11 @@ async fn every_language_gives_the_reference_answers_in_every_instance_mode() {
             }
         }
     }
-    let server = TestServer::start(&tenants, "").await;
+    let server = TestServer::start(&tenants).await;
     let client = server.client();
     let mut failures = Vec::new();
     for (lang, _) in &languages {
-        for (mode, _, rounds) in MODES {
+        for (mode, rounds) in MODES {
             for round in 0..*rounds {
                 for case in &cases {
                     let i = settings_sets
@@ -121,8 +118,7 @@ async fn every_language_gives_the_reference_answers_in_every_instance_mode() {
             let idle = |mode: &str| {
                 server
                     .tenant(&format!("{lang}-{mode}-{i}"))
-                    .instances
-                    .idle()
+                    .idle_instances()
             };
             assert_eq!(idle("fresh"), 0, "{lang} fresh {i}");
             assert_eq!(idle("reuse"), 1, "{lang} reuse {i}");

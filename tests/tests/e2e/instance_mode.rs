@@ -7,10 +7,8 @@
 use hookbox_tests::{Client, TenantSpec, TestServer, misbehave_wasm, sample_request};
 use serde_json::json;
 
-fn counter_tenant(id: &str, limits: &str) -> TenantSpec {
-    TenantSpec::new(id, misbehave_wasm())
-        .setting("mode", "counter")
-        .limits(limits)
+fn counter_tenant(id: &str) -> TenantSpec {
+    TenantSpec::new(id, misbehave_wasm()).setting("mode", "counter")
 }
 
 /// Sends one request with `event` as its event id: the instance's call count
@@ -39,32 +37,25 @@ async fn counts(client: &Client, tenant: &str, n: usize) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_never_reuses_and_reuse_does() {
-    let server = TestServer::start(
-        &[
-            counter_tenant("default", ""),
-            counter_tenant("fresh", "instance_mode = \"fresh\""),
-            counter_tenant("reuse", "instance_mode = \"reuse\""),
-        ],
-        "",
-    )
+    let server = TestServer::start(&[
+        counter_tenant("default"),
+        counter_tenant("fresh").instance_mode("fresh"),
+        counter_tenant("reuse").instance_mode("reuse"),
+    ])
     .await;
     let client = server.client();
     assert_eq!(counts(&client, "default", 5).await, [1, 1, 1, 1, 1]);
     assert_eq!(counts(&client, "fresh", 5).await, [1, 1, 1, 1, 1]);
     assert_eq!(counts(&client, "reuse", 5).await, [1, 2, 3, 4, 5]);
-    assert_eq!(server.tenant("fresh").instances.idle(), 0);
-    assert_eq!(server.tenant("reuse").instances.idle(), 1);
+    assert_eq!(server.tenant("fresh").idle_instances(), 0);
+    assert_eq!(server.tenant("reuse").idle_instances(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_instance_is_dropped_after_its_quota() {
-    let server = TestServer::start(
-        &[counter_tenant(
-            "three",
-            "instance_mode = \"reuse\", reuse_max_requests = 3",
-        )],
-        "",
-    )
+    let server = TestServer::start(&[counter_tenant("three")
+        .instance_mode("reuse")
+        .reuse_max_requests(3)])
     .await;
     let client = server.client();
     assert_eq!(counts(&client, "three", 8).await, [1, 2, 3, 1, 2, 3, 1, 2]);
@@ -72,13 +63,10 @@ async fn a_reused_instance_is_dropped_after_its_quota() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_failed_is_never_reused() {
-    let server = TestServer::start(
-        &[counter_tenant(
-            "warm",
-            "instance_mode = \"reuse\", deadline = \"100ms\", memory = \"16MiB\"",
-        )],
-        "",
-    )
+    let server = TestServer::start(&[counter_tenant("warm")
+        .instance_mode("reuse")
+        .deadline("100ms")
+        .memory("16MiB")])
     .await;
     let client = server.client();
     let c = &client;
@@ -108,13 +96,10 @@ async fn an_instance_that_failed_is_never_reused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_never_share_instances() {
     // Same plugin file: one compiled plugin, two tenants' pools.
-    let server = TestServer::start(
-        &[
-            counter_tenant("alpha", "instance_mode = \"reuse\""),
-            counter_tenant("beta", "instance_mode = \"reuse\""),
-        ],
-        "",
-    )
+    let server = TestServer::start(&[
+        counter_tenant("alpha").instance_mode("reuse"),
+        counter_tenant("beta").instance_mode("reuse"),
+    ])
     .await;
     let client = server.client();
     for expected in 1..=4 {
@@ -129,25 +114,27 @@ async fn tenants_never_share_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_replaces_the_tenant_drops_its_warm_instances() {
-    let before = counter_tenant("acme", "instance_mode = \"reuse\"");
-    let server = TestServer::start(std::slice::from_ref(&before), "").await;
+    let before = counter_tenant("acme").instance_mode("reuse");
+    let server = TestServer::start(std::slice::from_ref(&before)).await;
     let client = server.client();
     assert_eq!(counts(&client, "acme", 3).await, [1, 2, 3]);
 
     // Unchanged: the tenant (and its warm instance) is kept.
-    server.rewrite_config(&[before], "", "");
-    server.app.reload().await;
+    server.rewrite_tenants(&[before]);
+    server.reload().await;
     assert_eq!(call(&client, "acme", "ok").await, Ok(4));
 
     // Changed limits: a new tenant, a new pool.
-    let after = counter_tenant("acme", "instance_mode = \"reuse\", reuse_max_requests = 50");
-    server.rewrite_config(std::slice::from_ref(&after), "", "");
-    server.app.reload().await;
+    let after = counter_tenant("acme")
+        .instance_mode("reuse")
+        .reuse_max_requests(50);
+    server.rewrite_tenants(std::slice::from_ref(&after));
+    server.reload().await;
     assert_eq!(counts(&client, "acme", 2).await, [1, 2]);
 
     // Changed settings only: new instances too. The WIT promises plugins that
     // settings are fixed for an instance's lifetime (they may keep them).
-    server.rewrite_config(&[after.setting("unused", "v2")], "", "");
-    server.app.reload().await;
+    server.rewrite_tenants(&[after.setting("unused", "v2")]);
+    server.reload().await;
     assert_eq!(counts(&client, "acme", 2).await, [1, 2]);
 }

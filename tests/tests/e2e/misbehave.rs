@@ -32,11 +32,12 @@ async fn server() -> TestServer {
             TenantSpec::new(&m.replace('-', "_"), misbehave_wasm())
                 .setting("mode", m)
                 .setting("probe", "probe-value")
-                .limits("deadline = \"200ms\", memory = \"16MiB\"")
+                .deadline("200ms")
+                .memory("16MiB")
         })
         .collect();
     tenants.push(TenantSpec::new("good", login_conflict_wasm()));
-    TestServer::start(&tenants, "").await
+    TestServer::start(&tenants).await
 }
 
 async fn call(server: &TestServer, tenant: &str, body: &Value) -> hookbox_tests::Reply {
@@ -177,12 +178,10 @@ async fn a_tenant_over_its_concurrency_share_gets_503_with_retry_after() {
     // One slot, held by a looping request: the next request must be turned away, not queued.
     let t = TenantSpec::new("slow", misbehave_wasm())
         .setting("mode", "loop")
-        .limits("deadline = \"1500ms\", max_concurrency = 1");
-    let server = TestServer::start(
-        &[t.clone(), TenantSpec::new("good", login_conflict_wasm())],
-        "",
-    )
-    .await;
+        .deadline("1500ms")
+        .max_concurrency(1);
+    let server =
+        TestServer::start(&[t.clone(), TenantSpec::new("good", login_conflict_wasm())]).await;
     let client = server.client();
     let held = server.hold_permit("slow", "secret-slow").await;
     let reply = client.hook("slow", "secret-slow", &sample_request()).await;

@@ -9,7 +9,7 @@ fn tenant() -> TenantSpec {
 
 async fn server() -> (TestServer, TenantSpec) {
     let t = tenant();
-    (TestServer::start(std::slice::from_ref(&t), "").await, t)
+    (TestServer::start(std::slice::from_ref(&t)).await, t)
 }
 
 /// The sample request with its app-user names replaced.
@@ -57,7 +57,7 @@ async fn sample_request_gets_a_new_login_with_the_conflicting_domain() {
         body["commands"],
         json!([{"type": "com.okta.user.profile.update", "value": {"login": "sally2.admin2.272ed9@clouditude.net"}}])
     );
-    let plugin = server.tenant("acme").plugin.short_digest().to_owned();
+    let plugin = server.tenant("acme").plugin().short_digest().to_owned();
     assert_eq!(
         body["debugContext"]["hookboxPlugin"],
         json!(plugin),
@@ -184,7 +184,7 @@ async fn two_people_with_the_same_name_get_different_logins() {
 #[tokio::test]
 async fn settings_choose_the_name_attributes() {
     let t = tenant().setting("middle_name_attribute", "secondName");
-    let server = TestServer::start(std::slice::from_ref(&t), "").await;
+    let server = TestServer::start(std::slice::from_ref(&t)).await;
     let mut req = with_names(
         json!("George"),
         json!("Ignored"),
@@ -218,7 +218,7 @@ async fn missing_login_is_an_okta_error_not_a_crash() {
 async fn auth_missing_wrong_or_other_tenants_secret_is_401_and_rotation_works() {
     let a = TenantSpec::new("a", login_conflict_wasm()).secrets(&["old-a", "new-a"]);
     let b = TenantSpec::new("b", login_conflict_wasm()).header("X-Hook-Secret");
-    let server = TestServer::start(&[a.clone(), b.clone()], "").await;
+    let server = TestServer::start(&[a.clone(), b.clone()]).await;
     let client = server.client();
     let body = sample_request().to_string();
     type Header<'a> = Option<(&'a str, &'a str)>;

@@ -23,7 +23,7 @@ fn echo_tenant(id: &str) -> TenantSpec {
 
 /// The short digest of the plugin serving `tenant` right now.
 fn serving(server: &TestServer, tenant: &str) -> String {
-    server.tenant(tenant).plugin.short_digest().to_owned()
+    server.tenant(tenant).plugin().short_digest().to_owned()
 }
 
 fn entry<'a>(report: &'a ReloadReport, id: &str) -> &'a hookbox::reload::TenantReport {
@@ -75,7 +75,7 @@ fn version(reply: &Reply, old: &str, new: &str) -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn swap_under_load_fails_nothing_and_never_mixes_versions() {
-    let server = TestServer::start(&[echo_tenant("acme")], "").await;
+    let server = TestServer::start(&[echo_tenant("acme")]).await;
     let old = serving(&server, "acme");
     const TASKS: usize = 4;
     const PER_TASK: usize = 50;
@@ -113,8 +113,8 @@ async fn swap_under_load_fails_nothing_and_never_mixes_versions() {
 
     // Swap once the stream is flowing.
     started.notified().await;
-    server.rewrite_config(&[TenantSpec::new("acme", login_conflict_wasm())], "", "");
-    let report = server.app.reload().await;
+    server.rewrite_tenants(&[TenantSpec::new("acme", login_conflict_wasm())]);
+    let report = server.reload().await;
     swapped.store(true, Ordering::SeqCst);
     let acme = entry(&report, "acme");
     assert_eq!(acme.change, Change::Updated, "{report:?}");
@@ -147,7 +147,7 @@ async fn broken_plugins_are_rejected_and_the_old_version_serves_on() {
     let plugin_path = dir.path().join("acme.wasm");
     std::fs::copy(misbehave_wasm(), &plugin_path).unwrap();
     let tenant = TenantSpec::new("acme", plugin_path.clone()).setting("mode", "echo");
-    let server = TestServer::start(&[tenant], "").await;
+    let server = TestServer::start(&[tenant]).await;
     let old = serving(&server, "acme");
     let client = server.client();
 
@@ -168,7 +168,7 @@ async fn broken_plugins_are_rejected_and_the_old_version_serves_on() {
     ];
     for (what, bytes, why) in cases {
         std::fs::write(&plugin_path, bytes).unwrap();
-        let report = server.app.reload().await;
+        let report = server.reload().await;
         assert!(report.applied, "{what}: {report:?}");
         let acme = entry(&report, "acme");
         assert_eq!(acme.change, Change::Rejected, "{what}: {report:?}");
@@ -195,7 +195,7 @@ async fn broken_plugins_are_rejected_and_the_old_version_serves_on() {
 #[tokio::test]
 async fn a_plugin_failing_its_smoke_request_never_goes_live() {
     let smoke = fixture_path("fixtures/sample-request.json");
-    let server = TestServer::start(&[echo_tenant("acme").smoke(smoke.clone())], "").await;
+    let server = TestServer::start(&[echo_tenant("acme").smoke(smoke.clone())]).await;
     let old = serving(&server, "acme");
 
     // Same file, but a setting that makes it trap: the new version fails its smoke request.
@@ -206,8 +206,8 @@ async fn a_plugin_failing_its_smoke_request_never_goes_live() {
     let declining = TenantSpec::new("newbie", misbehave_wasm())
         .setting("mode", "error")
         .smoke(smoke.clone());
-    server.rewrite_config(&[trapping, declining], "", "");
-    let report = server.app.reload().await;
+    server.rewrite_tenants(&[trapping, declining]);
+    let report = server.reload().await;
     let acme = entry(&report, "acme");
     assert_eq!(acme.change, Change::Rejected, "{report:?}");
     assert!(
@@ -233,12 +233,8 @@ async fn a_plugin_failing_its_smoke_request_never_goes_live() {
     assert_eq!(reply.status, 404);
 
     // A version that passes its smoke request goes live.
-    server.rewrite_config(
-        &[TenantSpec::new("acme", login_conflict_wasm()).smoke(smoke)],
-        "",
-        "",
-    );
-    let report = server.app.reload().await;
+    server.rewrite_tenants(&[TenantSpec::new("acme", login_conflict_wasm()).smoke(smoke)]);
+    let report = server.reload().await;
     assert_eq!(entry(&report, "acme").change, Change::Updated, "{report:?}");
     let reply = client.hook("acme", "secret-acme", &sample_request()).await;
     assert_eq!(reply.new_login().as_deref(), Some(RESOLVED_LOGIN));
@@ -247,7 +243,7 @@ async fn a_plugin_failing_its_smoke_request_never_goes_live() {
 
 #[tokio::test]
 async fn config_reload_adds_removes_and_rekeys_tenants() {
-    let server = TestServer::start(&[echo_tenant("alpha"), echo_tenant("beta")], "").await;
+    let server = TestServer::start(&[echo_tenant("alpha"), echo_tenant("beta")]).await;
     let client = server.client();
     let request = sample_request();
     assert_eq!(
@@ -257,8 +253,8 @@ async fn config_reload_adds_removes_and_rekeys_tenants() {
 
     let gamma = TenantSpec::new("gamma", login_conflict_wasm());
     let beta_rekeyed = echo_tenant("beta").secrets(&["rotated"]);
-    server.rewrite_config(&[beta_rekeyed, gamma], "", "");
-    let report = server.app.reload().await;
+    server.rewrite_tenants(&[beta_rekeyed, gamma]);
+    let report = server.reload().await;
     assert!(
         report.applied && report.needs_restart.is_empty(),
         "{report:?}"
@@ -285,7 +281,7 @@ async fn config_reload_adds_removes_and_rekeys_tenants() {
     assert_eq!(reply.new_login().as_deref(), Some(RESOLVED_LOGIN));
 
     // Nothing changed: everything unchanged, nothing recompiled or rebuilt.
-    let report = server.app.reload().await;
+    let report = server.reload().await;
     assert!(
         report.tenants.iter().all(|t| t.change == Change::Unchanged),
         "{report:?}"
@@ -293,7 +289,7 @@ async fn config_reload_adds_removes_and_rekeys_tenants() {
 
     // An invalid file changes nothing.
     std::fs::write(server.config_path(), "[[tenants]]\nid = 1").unwrap();
-    let report = server.app.reload().await;
+    let report = server.reload().await;
     assert!(!report.applied && report.error.is_some(), "{report:?}");
     assert_eq!(
         client.hook("gamma", "secret-gamma", &request).await.status,
@@ -301,8 +297,13 @@ async fn config_reload_adds_removes_and_rekeys_tenants() {
     );
 
     // Engine settings are reported, not applied.
-    server.rewrite_config(&[echo_tenant("beta")], "max_connections = 7", "");
-    let report = server.app.reload().await;
+    server.rewrite(
+        &server
+            .setup()
+            .only_tenants(&[echo_tenant("beta")])
+            .max_connections(7),
+    );
+    let report = server.reload().await;
     assert_eq!(
         report.needs_restart,
         vec!["server".to_owned()],
@@ -324,31 +325,24 @@ async fn admin_post(server: &TestServer, secret: Option<&str>) -> Reply {
 
 #[tokio::test]
 async fn admin_endpoint_is_hidden_unless_configured_and_needs_its_secret() {
-    let server = TestServer::start(&[echo_tenant("acme")], "").await;
+    let server = TestServer::start(&[echo_tenant("acme")]).await;
     let reply = admin_post(&server, Some("anything")).await;
     assert_eq!(reply.status, 404);
     assert!(!String::from_utf8_lossy(&reply.body).contains("admin"));
     server.stop().await.unwrap();
 
-    let secrets = tempfile::tempdir().unwrap();
-    let secret_file = secrets.path().join("admin");
-    std::fs::write(&secret_file, "admin-secret\n").unwrap();
-    let admin = format!(
-        "\n[admin]\nsecrets_file = [{:?}]\n",
-        secret_file.display().to_string()
-    );
-    let server = TestServer::start_with(&[echo_tenant("acme")], "", &admin).await;
+    let server = TestServer::builder()
+        .tenant(echo_tenant("acme"))
+        .admin_secret("admin-secret")
+        .start()
+        .await;
     assert_eq!(admin_post(&server, Some("secret-acme")).await.status, 401);
     assert_eq!(admin_post(&server, None).await.status, 401);
 
-    server.rewrite_config(
-        &[
-            echo_tenant("acme"),
-            TenantSpec::new("beta", login_conflict_wasm()),
-        ],
-        "",
-        &admin,
-    );
+    server.rewrite_tenants(&[
+        echo_tenant("acme"),
+        TenantSpec::new("beta", login_conflict_wasm()),
+    ]);
     let reply = admin_post(&server, Some("admin-secret")).await;
     assert_eq!(
         reply.status,
@@ -397,7 +391,7 @@ async fn watched_plugin_file_replaced_on_disk_goes_live() {
     let plugin = dir.path().join("acme.wasm");
     std::fs::copy(misbehave_wasm(), &plugin).unwrap();
     let tenant = TenantSpec::new("acme", plugin.clone()).setting("mode", "echo");
-    let server = TestServer::start(&[tenant], "watch = true").await;
+    let server = TestServer::builder().tenant(tenant).watch().start().await;
     let client = server.client();
     let old = serving(&server, "acme");
     // The server is serving, so its watcher is in place.
@@ -451,7 +445,7 @@ async fn until_accepted(client: &Client, tenant: &str, secret: &str) {
 #[tokio::test]
 async fn watched_secret_file_rotated_on_disk_goes_live() {
     let tenant = TenantSpec::new("acme", login_conflict_wasm());
-    let server = TestServer::start(&[tenant], "watch = true").await;
+    let server = TestServer::builder().tenant(tenant).watch().start().await;
     let client = server.client();
     let reply = client.hook("acme", "secret-acme", &sample_request()).await;
     assert_eq!(reply.status, 200);
@@ -476,7 +470,7 @@ async fn watched_secret_file_rotated_on_disk_goes_live() {
 async fn watched_secret_in_a_kubernetes_volume_goes_live_when_data_is_swapped() {
     use std::os::unix::fs::symlink;
     let tenant = TenantSpec::new("acme", login_conflict_wasm());
-    let server = TestServer::start(&[tenant], "watch = true").await;
+    let server = TestServer::builder().tenant(tenant).watch().start().await;
     let client = server.client();
     // The server is serving, so its watcher is in place.
     let reply = client.hook("acme", "secret-acme", &sample_request()).await;
@@ -513,14 +507,15 @@ async fn a_swap_keeps_the_tenants_concurrency_share() {
         TenantSpec::new("slow", misbehave_wasm())
             .setting("mode", "loop")
             .setting("probe", probe)
-            .limits("deadline = \"1500ms\", max_concurrency = 1")
+            .deadline("1500ms")
+            .max_concurrency(1)
     };
-    let server = TestServer::start(&[looping("v1")], "").await;
+    let server = TestServer::start(&[looping("v1")]).await;
     let client = server.client();
     let held = server.hold_permit("slow", "secret-slow").await;
     // A new version of the tenant (changed settings), same limit.
-    server.rewrite_config(&[looping("v2")], "", "");
-    let report = server.app.reload().await;
+    server.rewrite_tenants(&[looping("v2")]);
+    let report = server.reload().await;
     assert_eq!(report.tenants[0].change, Change::Updated, "{report:?}");
     let reply = client.hook("slow", "secret-slow", &sample_request()).await;
     assert_eq!(
@@ -536,10 +531,10 @@ async fn a_swap_keeps_the_tenants_concurrency_share() {
     );
 
     // Nothing in flight: a higher limit is all free.
-    let wider = looping("v3").limits("deadline = \"100ms\", max_concurrency = 2");
-    server.rewrite_config(&[wider], "", "");
-    assert_eq!(server.app.reload().await.tenants[0].change, Change::Updated);
-    assert_eq!(server.tenant("slow").concurrency.available_permits(), 2);
+    let wider = looping("v3").deadline("100ms").max_concurrency(2);
+    server.rewrite_tenants(&[wider]);
+    assert_eq!(server.reload().await.tenants[0].change, Change::Updated);
+    assert_eq!(server.tenant("slow").free_permits(), 2);
 }
 
 /// A changed `max_concurrency` resizes the count the old version's requests
@@ -551,26 +546,27 @@ async fn a_changed_limit_counts_the_requests_still_running_on_the_old_version() 
         TenantSpec::new("slow", misbehave_wasm())
             .setting("mode", "loop")
             .setting("probe", probe)
-            .limits(&format!("deadline = \"1500ms\", max_concurrency = {max}"))
+            .deadline("1500ms")
+            .max_concurrency(max)
     };
-    let server = TestServer::start(&[looping("v1", 1)], "").await;
+    let server = TestServer::start(&[looping("v1", 1)]).await;
     let client = server.client();
 
     // Raised from 1 to 3 while one request runs on v1: two are free, not three.
     let first = server.hold_permit("slow", "secret-slow").await;
-    server.rewrite_config(&[looping("v2", 3)], "", "");
-    assert_eq!(server.app.reload().await.tenants[0].change, Change::Updated);
-    assert_eq!(server.tenant("slow").concurrency.available_permits(), 2);
+    server.rewrite_tenants(&[looping("v2", 3)]);
+    assert_eq!(server.reload().await.tenants[0].change, Change::Updated);
+    assert_eq!(server.tenant("slow").free_permits(), 2);
     let second = server.hold_permit("slow", "secret-slow").await;
     // hold_permit waits for the last free permit: two are held now, one was
     // free before `second`, so start one more to fill the limit of 3.
     let third = server.hold_permit("slow", "secret-slow").await;
-    assert_eq!(server.tenant("slow").concurrency.available_permits(), 0);
+    assert_eq!(server.tenant("slow").free_permits(), 0);
 
     // Lowered from 3 to 1 with three running: every new request is refused
     // until two have finished and the third has too (1 running = the limit).
-    server.rewrite_config(&[looping("v3", 1)], "", "");
-    assert_eq!(server.app.reload().await.tenants[0].change, Change::Updated);
+    server.rewrite_tenants(&[looping("v3", 1)]);
+    assert_eq!(server.reload().await.tenants[0].change, Change::Updated);
     let reply = client.hook("slow", "secret-slow", &sample_request()).await;
     assert_eq!(
         reply.status,
@@ -587,6 +583,6 @@ async fn a_changed_limit_counts_the_requests_still_running_on_the_old_version() 
     }
     // All three done: exactly the new limit is free (the two permits owed
     // were taken from the releases, not from the new version's share).
-    assert_eq!(server.tenant("slow").concurrency.available_permits(), 1);
+    assert_eq!(server.tenant("slow").free_permits(), 1);
     server.stop().await.unwrap();
 }

@@ -1,0 +1,88 @@
+//! The configuration file as written: structs that mirror the TOML exactly.
+//!
+//! `deny_unknown_fields` everywhere: a misspelt key is an error, never
+//! silently ignored. Values are kept as written (strings for sizes and
+//! durations); `validate` turns them into typed values.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: ServerFile,
+    pub tls: Option<TlsFile>,
+    #[serde(default)]
+    pub engine: EngineFile,
+    #[serde(default)]
+    pub tenants: Vec<TenantFile>,
+    /// `[admin]`: the reload endpoint, off unless given; same shape as a tenant's `auth`.
+    pub admin: Option<AuthFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub listen: Option<String>,
+    pub body_limit: Option<String>,
+    pub request_timeout: Option<String>,
+    pub handshake_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub watch: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineFile {
+    pub max_instances: Option<u32>,
+    pub max_memory: Option<String>,
+    pub cache_dir: Option<PathBuf>,
+    pub cache_max_size: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantFile {
+    pub id: String,
+    pub plugin: PathBuf,
+    pub auth: AuthFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// A request (Okta's JSON) a new version of the plugin must answer without error before it goes live.
+    pub smoke: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    pub header: Option<String>,
+    #[serde(default)]
+    pub secrets_env: Vec<String>,
+    #[serde(default)]
+    pub secrets_file: Vec<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub memory: Option<String>,
+    pub deadline: Option<String>,
+    pub fuel: Option<u64>,
+    pub max_concurrency: Option<u32>,
+    /// `"fresh"` (default) or `"reuse"`: see [`crate::plugin::InstanceMode`].
+    pub instance_mode: Option<String>,
+    /// In `reuse` mode, requests one instance serves before it is dropped.
+    pub reuse_max_requests: Option<u32>,
+}

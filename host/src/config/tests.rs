@@ -1,0 +1,168 @@
+//! Parsing and validation of the configuration file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+use crate::plugin::{DEFAULT_REUSE_MAX_REQUESTS, InstanceMode, Limits};
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/hookbox"), &Overrides::default())
+}
+
+const MINIMAL: &str = r#"
+    [tls]
+    cert = "cert.pem"
+    key = "key.pem"
+    [[tenants]]
+    id = "acme"
+    plugin = "p.wasm"
+    auth = { secrets_file = ["SECRET_FILE"] }
+"#;
+
+/// The minimal config, with its secret in a real file (tests never mutate the environment).
+fn minimal() -> String {
+    // One file per call: tests run in parallel, and rewriting a shared file races with readers.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!(
+        "hookbox-config-test-secret-{}-{n}",
+        std::process::id()
+    ));
+    std::fs::write(&path, "s3cret\n").expect("write secret");
+    MINIMAL.replace("SECRET_FILE", &path.display().to_string())
+}
+
+#[test]
+fn minimal_config_gets_defaults_and_resolves_paths() {
+    let c = parse(&minimal()).expect("valid");
+    assert_eq!(c.server.listen, "127.0.0.1:8443".parse().expect("addr"));
+    assert_eq!(c.tenants[0].plugin, Path::new("/etc/hookbox/p.wasm"));
+    assert_eq!(c.tenants[0].limits, Limits::default());
+    assert!(
+        matches!(c.tls, TlsSource::Files { ref cert, .. } if cert == Path::new("/etc/hookbox/cert.pem"))
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    let e = parse(&minimal().replace("[tls]", "[tls]\nciphers = 1")).expect_err("unknown key");
+    assert!(e.to_string().contains("ciphers"), "{e}");
+}
+
+#[test]
+fn bad_values_name_their_key() {
+    let minimal = minimal();
+    let cases = [
+        (
+            minimal.replace("auth =", "limits = { deadline = \"5s\" }\n        auth ="),
+            "limits.deadline",
+        ),
+        (
+            minimal.replace("auth =", "limits = { memory = \"lots\" }\n        auth ="),
+            "limits.memory",
+        ),
+        (minimal.replace("\"acme\"", "\"Acme Corp\""), "tenant id"),
+        (
+            minimal.replace(
+                "auth =",
+                "limits = { instance_mode = \"sometimes\" }\n        auth =",
+            ),
+            "limits.instance_mode",
+        ),
+        (
+            minimal.replace(
+                "auth =",
+                "limits = { reuse_max_requests = 10 }\n        auth =",
+            ),
+            "limits.reuse_max_requests",
+        ),
+        (
+            minimal.replace(
+                "auth =",
+                "limits = { instance_mode = \"reuse\", reuse_max_requests = 0 }\n        auth =",
+            ),
+            "limits.reuse_max_requests",
+        ),
+        (
+            MINIMAL.replace(
+                "secrets_file = [\"SECRET_FILE\"]",
+                "secrets_env = [\"HOOKBOX_TEST_UNSET_VAR\"]",
+            ),
+            "HOOKBOX_TEST_UNSET_VAR",
+        ),
+        (
+            MINIMAL.replace("SECRET_FILE", "/nonexistent/secret"),
+            "cannot read",
+        ),
+        (
+            format!("{minimal}\n[server]\nlisten = \"nowhere\""),
+            "listen",
+        ),
+        (
+            format!(
+                "{minimal}{}",
+                &minimal[minimal.find("[[tenants]]").expect("tenants")..]
+            ),
+            "twice",
+        ),
+    ];
+    for (text, needle) in cases {
+        let e = parse(&text).expect_err(needle);
+        assert!(
+            e.to_string().contains(needle),
+            "expected '{needle}' in: {e}"
+        );
+    }
+}
+
+#[test]
+fn instance_mode_defaults_to_fresh_and_reuse_to_the_default_count() {
+    let limits = |l: &str| {
+        parse(&minimal().replace("auth =", &format!("limits = {{ {l} }}\n        auth =")))
+            .expect("valid")
+            .tenants[0]
+            .limits
+            .instance_mode
+    };
+    assert_eq!(limits(""), InstanceMode::Fresh);
+    assert_eq!(limits("instance_mode = \"fresh\""), InstanceMode::Fresh);
+    assert_eq!(
+        limits("instance_mode = \"reuse\""),
+        InstanceMode::Reuse {
+            max_requests: DEFAULT_REUSE_MAX_REQUESTS
+        }
+    );
+    assert_eq!(
+        limits("instance_mode = \"reuse\", reuse_max_requests = 7"),
+        InstanceMode::Reuse { max_requests: 7 }
+    );
+}
+
+#[test]
+fn overrides_win_over_the_file() {
+    let o = Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        ..Overrides::default()
+    };
+    let c = Config::parse(
+        &format!("{}\n[server]\nlisten = \"0.0.0.0:9\"", minimal()),
+        Path::new("/"),
+        &o,
+    )
+    .expect("valid");
+    assert_eq!(c.server.listen.port(), 0);
+}
+
+#[test]
+fn sizes_and_durations() {
+    assert_eq!(parse_size("k", "32MiB").ok(), Some(32 << 20));
+    assert_eq!(parse_size("k", "1000").ok(), Some(1000));
+    assert!(parse_size("k", "32 parsecs").is_err());
+    assert_eq!(
+        parse_duration("k", "500ms").ok(),
+        Some(Duration::from_millis(500))
+    );
+    assert_eq!(parse_duration("k", "2s").ok(), Some(Duration::from_secs(2)));
+    assert!(parse_duration("k", "soon").is_err());
+}

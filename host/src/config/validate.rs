@@ -1,0 +1,243 @@
+//! Validation: the file as written ([`super::file`]) into the typed
+//! [`Config`], once, before anything binds or loads. Every error names the
+//! offending key.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::file::{ConfigFile, TenantFile};
+use super::{
+    Config, ConfigError, MAX_DEADLINE, Overrides, ServerConfig, TenantConfig, TlsSource, err,
+    secrets,
+};
+use crate::plugin::{DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode, Limits, MIB};
+
+/// The whole file, validated; relative paths are resolved against `base`.
+pub(super) fn config(
+    file: ConfigFile,
+    base: &Path,
+    overrides: &Overrides,
+) -> Result<Config, ConfigError> {
+    let mut server = ServerConfig::default();
+    let listen = overrides.listen.clone().or(file.server.listen);
+    if let Some(listen) = listen {
+        server.listen = parse_listen(&listen)?;
+    }
+    if let Some(v) = &file.server.body_limit {
+        server.body_limit = parse_size("server.body_limit", v)?;
+    }
+    if let Some(v) = &file.server.request_timeout {
+        server.request_timeout = parse_duration("server.request_timeout", v)?;
+    }
+    if let Some(v) = &file.server.handshake_timeout {
+        server.handshake_timeout = parse_duration("server.handshake_timeout", v)?;
+    }
+    if let Some(n) = file.server.max_connections {
+        if n == 0 {
+            return err("server.max_connections must be at least 1");
+        }
+        server.max_connections = n;
+    }
+    server.watch = file.server.watch.unwrap_or(false);
+
+    let tls = match (overrides.cert.clone(), overrides.key.clone(), file.tls) {
+        (Some(cert), Some(key), _) => TlsSource::Files { cert, key },
+        (cert, key, Some(tls)) => TlsSource::Files {
+            cert: cert.unwrap_or_else(|| base.join(tls.cert)),
+            key: key.unwrap_or_else(|| base.join(tls.key)),
+        },
+        _ => return err("[tls] is required: cert and key (PEM files)"),
+    };
+
+    let mut engine = EngineConfig::default();
+    if let Some(n) = file.engine.max_instances {
+        if n == 0 {
+            return err("engine.max_instances must be at least 1");
+        }
+        engine.max_instances = n;
+    }
+    if let Some(v) = &file.engine.max_memory {
+        engine.max_memory = parse_size("engine.max_memory", v)?;
+    }
+    engine.cache_dir = file.engine.cache_dir.map(|p| base.join(p));
+    if let Some(v) = &file.engine.cache_max_size {
+        engine.cache_max_size = parse_size("engine.cache_max_size", v)?;
+    }
+
+    if file.tenants.is_empty() {
+        return err("no [[tenants]]: declare at least one");
+    }
+    let mut seen = BTreeSet::new();
+    let mut tenants = Vec::with_capacity(file.tenants.len());
+    let mut secret_files = Vec::new();
+    for t in file.tenants {
+        let tenant = validate_tenant(t, base, &engine, &mut secret_files)?;
+        if !seen.insert(tenant.id.clone()) {
+            return err(format!("tenant id '{}' is declared twice", tenant.id));
+        }
+        engine.fuel |= tenant.limits.fuel.is_some();
+        tenants.push(tenant);
+    }
+    let admin = match file.admin {
+        None => None,
+        Some(a) => Some(secrets::auth("admin", a, base, &mut secret_files)?),
+    };
+    Ok(Config {
+        server,
+        tls,
+        engine,
+        tenants,
+        admin,
+        secret_files,
+    })
+}
+
+fn validate_tenant(
+    t: TenantFile,
+    base: &Path,
+    engine: &EngineConfig,
+    secret_files: &mut Vec<PathBuf>,
+) -> Result<TenantConfig, ConfigError> {
+    validate_tenant_id(&t.id)?;
+    let key = |k: &str| format!("tenants.{}.{k}", t.id);
+
+    let mut limits = Limits::default();
+    if let Some(v) = &t.limits.memory {
+        limits.memory = parse_size(&key("limits.memory"), v)?;
+    }
+    if limits.memory < MIB || limits.memory > engine.max_memory {
+        return err(format!(
+            "{} must be between 1MiB and engine.max_memory ({} bytes)",
+            key("limits.memory"),
+            engine.max_memory
+        ));
+    }
+    if let Some(v) = &t.limits.deadline {
+        limits.deadline = parse_duration(&key("limits.deadline"), v)?;
+    }
+    if limits.deadline.is_zero() || limits.deadline > MAX_DEADLINE {
+        return err(format!(
+            "{} must be above 0 and at most {}ms (Okta gives the whole call 3 s)",
+            key("limits.deadline"),
+            MAX_DEADLINE.as_millis()
+        ));
+    }
+    if let Some(fuel) = t.limits.fuel {
+        if fuel == 0 {
+            return err(format!("{} must be above 0", key("limits.fuel")));
+        }
+        limits.fuel = Some(fuel);
+    }
+    if let Some(n) = t.limits.max_concurrency {
+        if n == 0 {
+            return err(format!(
+                "{} must be at least 1",
+                key("limits.max_concurrency")
+            ));
+        }
+        limits.max_concurrency = n;
+    }
+    limits.instance_mode = match (
+        t.limits.instance_mode.as_deref(),
+        t.limits.reuse_max_requests,
+    ) {
+        (None | Some("fresh"), None) => InstanceMode::Fresh,
+        (None | Some("fresh"), Some(_)) => {
+            return err(format!(
+                "{} only applies with {} = \"reuse\"",
+                key("limits.reuse_max_requests"),
+                key("limits.instance_mode")
+            ));
+        }
+        (Some("reuse"), Some(0)) => {
+            return err(format!(
+                "{} must be at least 1",
+                key("limits.reuse_max_requests")
+            ));
+        }
+        (Some("reuse"), n) => InstanceMode::Reuse {
+            max_requests: n.unwrap_or(DEFAULT_REUSE_MAX_REQUESTS),
+        },
+        (Some(other), _) => {
+            return err(format!(
+                "{}: '{other}' is not an instance mode (\"fresh\" or \"reuse\")",
+                key("limits.instance_mode")
+            ));
+        }
+    };
+
+    let auth = secrets::auth(&key("auth"), t.auth, base, secret_files)?;
+
+    Ok(TenantConfig {
+        id: t.id,
+        plugin: base.join(t.plugin),
+        auth,
+        limits,
+        settings: Arc::new(t.settings),
+        smoke: t.smoke.map(|p| base.join(p)),
+    })
+}
+
+/// Tenant ids appear in URLs and logs: keep them to a safe, unambiguous alphabet.
+pub fn validate_tenant_id(id: &str) -> Result<(), ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        err(format!(
+            "tenant id '{id}' must be 1-64 characters of a-z, 0-9, '-', '_'"
+        ))
+    }
+}
+
+pub fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse().map_err(|_| {
+        ConfigError::new(format!(
+            "listen address '{s}' is not IP:PORT (e.g. 127.0.0.1:8443)"
+        ))
+    })
+}
+
+/// Parses `512`, `64KiB`, `32MiB`, `1GiB` (also `KB`/`MB`/`GB`, taken as powers of 1000).
+pub fn parse_size(key: &str, s: &str) -> Result<u64, ConfigError> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return err(format!("{key}: '{s}' is not a size (e.g. 32MiB, 512KiB)")),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| ConfigError::new(format!("{key}: '{s}' is not a size (e.g. 32MiB, 512KiB)")))
+}
+
+/// Parses `500ms`, `2s`, `1m`.
+pub fn parse_duration(key: &str, s: &str) -> Result<Duration, ConfigError> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| {
+        ConfigError::new(format!("{key}: '{s}' is not a duration (e.g. 500ms, 2s)"))
+    })?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => err(format!("{key}: '{s}' is not a duration (e.g. 500ms, 2s)")),
+    }
+}

@@ -1,0 +1,95 @@
+//! What a plugin runs under: a tenant's limits and settings, and the
+//! engine-wide sizing shared by every tenant.
+//!
+//! Domain types: the configuration file is validated into them
+//! ([`crate::config`]), the runtime only reads them. Every value here has
+//! already passed validation (a non-zero deadline, a memory limit within the
+//! engine's, and so on).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A tenant's `settings` table: what `config-get` answers its plugin.
+pub type Settings = BTreeMap<String, String>;
+
+/// Default wall-clock budget of one plugin invocation.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(500);
+
+/// Default linear-memory limit of one plugin instance.
+pub const DEFAULT_MEMORY: u64 = 32 * MIB;
+
+/// Default of `limits.reuse_max_requests`: requests one reused instance serves before it is dropped.
+pub const DEFAULT_REUSE_MAX_REQUESTS: u32 = 1000;
+
+pub(crate) const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
+
+/// What one invocation of a tenant's plugin may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest linear memory an instance may grow to, in bytes.
+    pub memory: u64,
+    /// Wall-clock budget of one invocation (instantiation included).
+    pub deadline: Duration,
+    /// Fuel per invocation; `None`: unmetered (or, on a metering engine, unlimited).
+    pub fuel: Option<u64>,
+    /// Invocations of this tenant's plugin in flight at once; beyond → 503.
+    pub max_concurrency: u32,
+    /// Whether a request gets a new instance or may reuse one of this tenant's warm ones.
+    pub instance_mode: InstanceMode,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory: DEFAULT_MEMORY,
+            deadline: DEFAULT_DEADLINE,
+            fuel: None,
+            max_concurrency: 64,
+            instance_mode: InstanceMode::Fresh,
+        }
+    }
+}
+
+/// How a tenant's requests get their plugin instance (`limits.instance_mode`).
+/// The isolation each gives is documented on [`crate::plugin::Instances`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InstanceMode {
+    /// A new instance per request, dropped when it ends: nothing survives between requests.
+    #[default]
+    Fresh,
+    /// Warm instances of this tenant are kept and reused, each for at most
+    /// `max_requests` requests, and only while every call on it succeeded.
+    Reuse {
+        /// Requests one instance serves before it is dropped.
+        max_requests: u32,
+    },
+}
+
+/// Engine-wide sizing of the instance pool (shared by all tenants).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Plugin instances alive at once across all tenants.
+    pub max_instances: u32,
+    /// Upper bound of any tenant's memory limit (sizes the pool's slots).
+    pub max_memory: u64,
+    /// Whether any tenant meters fuel (fuel metering is an engine-wide setting).
+    pub fuel: bool,
+    /// Where compiled plugins are cached (`None`: every start compiles).
+    pub cache_dir: Option<PathBuf>,
+    /// What the cache may hold; past it the least recently used files go.
+    pub cache_max_size: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_instances: 256,
+            max_memory: 256 * MIB,
+            fuel: false,
+            cache_dir: None,
+            cache_max_size: GIB,
+        }
+    }
+}

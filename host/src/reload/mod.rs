@@ -1,0 +1,163 @@
+//! Deploy-time reloads: new plugins and tenants go live without a restart.
+//!
+//! A reload (from `SIGHUP`, `POST /admin/reload` or a file change with
+//! `server.watch`, see [`watch`]) re-reads and validates the configuration
+//! file, then loads every tenant's plugin off the async runtime (`plan`).
+//! Invariants:
+//! - a plugin file already compiled (same content digest) is reused, never
+//!   recompiled;
+//! - a new plugin goes live only after it compiled, type-checked against the
+//!   world (`instantiate_pre`) and, when the tenant has a `smoke` request,
+//!   answered it without error (`smoke`). A tenant whose new plugin fails
+//!   any step keeps its old version (plugin, auth, limits, settings) and the
+//!   failure is logged with the file's digest; a new tenant whose plugin
+//!   fails is not added; the other tenants are not held back by it;
+//! - the whole tenant table is published with one store
+//!   ([`crate::App`]): a request in flight finishes on the snapshot it took,
+//!   the next one sees the new table; tenants added, removed or re-keyed
+//!   change in that same store;
+//! - an invalid configuration file changes nothing;
+//! - `[server]`, `[tls]` and `[engine]` are fixed at start: their changes are
+//!   reported as needing a restart, never half-applied;
+//! - reloads run one at a time, so an older table can never be published last.
+
+mod plan;
+mod report;
+mod smoke;
+mod watch;
+
+pub use plan::RejectReason;
+pub use report::{Change, ReloadReport, TenantReport};
+pub use smoke::{SmokeError, smoke_at_start};
+#[cfg(unix)]
+pub use watch::reload_on_sighup;
+pub use watch::{DEBOUNCE, watch};
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::App;
+use crate::config::{Config, Overrides};
+use crate::tenant::Tenants;
+
+/// Reloads an [`App`] from the configuration file it was started from.
+pub struct Reloader {
+    app: Arc<App>,
+    path: PathBuf,
+    overrides: Overrides,
+    /// The sections fixed at start.
+    fixed: plan::Fixed,
+    /// Files whose change triggers a reload with `server.watch` (absolute paths).
+    watched: Mutex<BTreeSet<PathBuf>>,
+    /// One reload at a time.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    /// Reloads `app` from the file `config` was loaded from (`path`), with the same overrides.
+    pub fn new(app: Arc<App>, path: PathBuf, overrides: Overrides, config: &Config) -> Reloader {
+        let watched = Mutex::new(plan::watch_list(&path, config));
+        Reloader {
+            app,
+            path,
+            overrides,
+            fixed: plan::Fixed::of(config),
+            watched,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The app it reloads.
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Re-reads the configuration file and swaps in what loads; see the module docs.
+    /// Never fails as a whole: the report says what happened.
+    pub async fn reload(&self) -> ReloadReport {
+        let start = Instant::now();
+        let _one_at_a_time = self.lock.lock().await;
+        let current = self.app.tenants();
+
+        // Reading files and compiling block: off the async runtime.
+        let (runtime, engine, path, overrides, table) = (
+            self.app.runtime().clone(),
+            self.fixed.engine.clone(),
+            self.path.clone(),
+            self.overrides.clone(),
+            current.clone(),
+        );
+        let prepared = tokio::task::spawn_blocking(move || {
+            plan::prepare(&runtime, &engine, &path, &overrides, &table)
+        })
+        .await;
+        let (config, mut candidates) = match prepared {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reload refused: invalid configuration; nothing changed");
+                return ReloadReport::failed(e.to_string(), start);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload task failed; nothing changed");
+                return ReloadReport::failed(format!("reload task failed: {e}"), start);
+            }
+        };
+        if let Ok(mut w) = self.watched.lock() {
+            *w = plan::watch_list(&self.path, &config);
+        }
+
+        // Smoke requests run on the async runtime, like real requests.
+        for c in candidates.iter_mut().filter(|c| !c.unchanged) {
+            let (Ok(plugin), Some(body)) = (&c.plugin, c.smoke.take()) else {
+                continue;
+            };
+            let passed = match body {
+                Ok(body) => smoke::smoke(self.app.runtime(), plugin, &c.config, &body).await,
+                Err(unreadable) => Err(unreadable),
+            };
+            if let Err(reason) = passed {
+                let digest = Some(plugin.digest().to_owned());
+                c.plugin = Err(plan::Rejection { digest, reason });
+            }
+        }
+
+        let (next, reports) = plan::decide(&current, candidates);
+        // The one publication: every tenant's change becomes visible at once.
+        self.app
+            .publish(Tenants::from_tenants(next), config.admin.clone());
+
+        let needs_restart = self.fixed.needs_restart(&config);
+        for t in &reports {
+            if t.change != Change::Rejected && t.change != Change::Unchanged {
+                tracing::info!(
+                    tenant = %t.id,
+                    change = ?t.change,
+                    plugin = t.plugin.as_deref().unwrap_or("-"),
+                    previous = t.previous.as_deref().unwrap_or("-"),
+                    "reload"
+                );
+            }
+        }
+        if !needs_restart.is_empty() {
+            tracing::warn!(
+                sections = ?needs_restart,
+                "configuration sections changed that apply only after a restart"
+            );
+        }
+        let report = ReloadReport {
+            applied: true,
+            error: None,
+            tenants: reports,
+            needs_restart,
+            duration_ms: start.elapsed().as_millis() as u64,
+        };
+        tracing::info!(
+            duration_ms = report.duration_ms,
+            tenants = self.app.tenants().len(),
+            "reload done"
+        );
+        report
+    }
+}

@@ -1,0 +1,80 @@
+//! `POST /hooks/{tenant}/import`: Okta's import hook. The tenant's secret is
+//! checked before the body is looked at; the body goes through the request
+//! pipeline ([`crate::pipeline`]). Every request is logged once, in a span
+//! with tenant, event id and plugin digest, with its status, outcome and
+//! duration, but never a profile value or a secret.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::{Method, Request, StatusCode};
+use tracing::{Span, field};
+
+use super::{Answer, Ctx, Endpoint, Params, body};
+use crate::error::HttpError;
+use crate::pipeline;
+use crate::tenant::Tenant;
+
+/// Its path pattern.
+pub(super) const PATH: &str = "/hooks/{tenant}/import";
+
+/// `POST /hooks/{tenant}/import`.
+pub(super) struct Import;
+
+impl Endpoint for Import {
+    const METHODS: &'static [Method] = &[Method::POST];
+    const ALLOW: &'static str = "POST";
+    /// The tenant, from one snapshot of the table kept for the whole request.
+    type Caller = Arc<Tenant>;
+
+    fn span(params: &Params) -> Span {
+        tracing::info_span!(
+            "hook",
+            tenant = %params.get("tenant"),
+            event_id = field::Empty,
+            plugin = field::Empty,
+        )
+    }
+
+    fn authenticate(
+        ctx: &Ctx,
+        params: &Params,
+        headers: &HeaderMap,
+    ) -> Result<Arc<Tenant>, HttpError> {
+        let tenant = ctx
+            .app
+            .tenant(params.get("tenant"))
+            .ok_or(HttpError::UnknownTenant)?;
+        Span::current().record("plugin", tenant.plugin().short_digest());
+        if !tenant.auth().verify(headers) {
+            return Err(HttpError::Unauthorized);
+        }
+        Ok(tenant)
+    }
+
+    async fn handle(
+        ctx: &Ctx,
+        tenant: Arc<Tenant>,
+        req: Request<Incoming>,
+    ) -> Result<Answer, HttpError> {
+        let body = body::read_json(ctx.app.server(), req).await?;
+        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(), &body).await?;
+        handled.trace();
+        Ok(Answer::json(
+            StatusCode::OK,
+            handled.body,
+            handled.verdict.name(),
+        ))
+    }
+
+    fn answered(status: StatusCode, outcome: &'static str, elapsed: Duration) {
+        tracing::info!(
+            status = status.as_u16(),
+            outcome,
+            duration_us = elapsed.as_micros() as u64,
+            "hook answered"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! Routing: the one table of every endpoint, and the one pattern every
+//! request goes through.
+//!
+//! The table ([`Router`]) maps a path (a [`matchit`] pattern) to an
+//! [`Endpoint`], each in its own module. For every request, in this order:
+//! 1. a path the table does not know is a 404;
+//! 2. an endpoint that does not exist right now ([`Endpoint::exists`], e.g.
+//!    `/admin/reload` without `[admin]`) is the same 404, saying nothing more;
+//! 3. a method the endpoint does not answer is a 405 with `Allow`;
+//! 4. the caller is authenticated ([`Endpoint::authenticate`]; a 401 or 404)
+//!    before anything of the request is looked at;
+//! 5. the endpoint handles the request.
+//!
+//! Steps 4 and 5 run in the endpoint's span, and the endpoint is told how
+//! its request ended ([`Endpoint::answered`]), for its own log line. Errors
+//! are [`HttpError`]s, rendered in one place.
+
+mod admin;
+mod body;
+mod healthz;
+mod import;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tracing::{Instrument as _, Span};
+
+use crate::App;
+use crate::error::HttpError;
+use crate::reload::Reloader;
+
+pub use admin::ADMIN_RELOAD_PATH;
+
+/// What every endpoint may reach: the app, the reloader when the server was
+/// started from a configuration file, and the routing table itself.
+pub(crate) struct Ctx {
+    pub(crate) app: Arc<App>,
+    pub(crate) reloader: Option<Arc<Reloader>>,
+    pub(crate) router: Router,
+}
+
+/// Which endpoint a path leads to.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Import,
+    Healthz,
+    AdminReload,
+}
+
+/// The routing table, built once at start.
+pub(crate) struct Router(matchit::Router<Route>);
+
+impl Router {
+    /// Every endpoint hookbox serves.
+    pub(crate) fn new() -> Result<Router, matchit::InsertError> {
+        let mut table = matchit::Router::new();
+        table.insert(import::PATH, Route::Import)?;
+        table.insert(healthz::PATH, Route::Healthz)?;
+        table.insert(ADMIN_RELOAD_PATH, Route::AdminReload)?;
+        Ok(Router(table))
+    }
+
+    /// Answers one request; see the module docs for the order of the checks.
+    pub(crate) async fn route(&self, ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Ok(found) = self.0.at(req.uri().path()) else {
+            return HttpError::NotFound.into_response();
+        };
+        let params = Params(
+            found
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        );
+        match *found.value {
+            Route::Import => dispatch::<import::Import>(ctx, params, req).await,
+            Route::Healthz => dispatch::<healthz::Healthz>(ctx, params, req).await,
+            Route::AdminReload => dispatch::<admin::AdminReload>(ctx, params, req).await,
+        }
+    }
+}
+
+/// The path parameters a request matched, by name.
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// The value of parameter `name` (`""` when the pattern has none: a
+    /// matched parameter is never empty).
+    pub(crate) fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// A successful answer: status, content type, body, and a short outcome
+/// name for the endpoint's log line.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: Bytes,
+    pub(crate) outcome: &'static str,
+}
+
+impl Answer {
+    /// A JSON answer.
+    pub(crate) fn json(
+        status: StatusCode,
+        body: impl Into<Bytes>,
+        outcome: &'static str,
+    ) -> Answer {
+        Answer {
+            status,
+            content_type: "application/json",
+            body: body.into(),
+            outcome,
+        }
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body));
+        *response.status_mut() = self.status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        response
+    }
+}
+
+/// One endpoint of the table.
+pub(crate) trait Endpoint {
+    /// The methods it answers.
+    const METHODS: &'static [Method];
+    /// The `Allow` header of its 405.
+    const ALLOW: &'static str;
+    /// Who called, once authenticated (a tenant, the admin, anyone).
+    type Caller: Send;
+
+    /// Whether the endpoint exists right now.
+    fn exists(_ctx: &Ctx) -> bool {
+        true
+    }
+
+    /// The span authentication and handling run in.
+    fn span(_params: &Params) -> Span {
+        Span::none()
+    }
+
+    /// Who is calling; `Err` ends the request before anything of it is read.
+    fn authenticate(
+        ctx: &Ctx,
+        params: &Params,
+        headers: &HeaderMap,
+    ) -> Result<Self::Caller, HttpError>;
+
+    /// Answers an authenticated request.
+    fn handle(
+        ctx: &Ctx,
+        caller: Self::Caller,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Result<Answer, HttpError>> + Send;
+
+    /// How the request ended (inside its span), for the endpoint's own log line.
+    fn answered(_status: StatusCode, _outcome: &'static str, _elapsed: Duration) {}
+}
+
+/// The pattern every request goes through; see the module docs.
+async fn dispatch<E: Endpoint>(
+    ctx: &Ctx,
+    params: Params,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if !E::exists(ctx) {
+        return HttpError::NotFound.into_response();
+    }
+    if !E::METHODS.contains(req.method()) {
+        return HttpError::MethodNotAllowed { allow: E::ALLOW }.into_response();
+    }
+    let span = E::span(&params);
+    async move {
+        let start = Instant::now();
+        let result = match E::authenticate(ctx, &params, req.headers()) {
+            Ok(caller) => E::handle(ctx, caller, req).await,
+            Err(e) => Err(e),
+        };
+        let (status, outcome, response) = match result {
+            Ok(answer) => (answer.status, answer.outcome, answer.into_response()),
+            Err(e) => (e.status(), e.kind(), e.into_response()),
+        };
+        E::answered(status, outcome, start.elapsed());
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_routes_every_endpoint_and_nothing_else() {
+        let router = Router::new().expect("the table is consistent");
+        let route = |path: &str| router.0.at(path).ok().map(|m| *m.value);
+        assert!(matches!(route("/hooks/acme/import"), Some(Route::Import)));
+        assert!(matches!(route("/healthz"), Some(Route::Healthz)));
+        assert!(matches!(route("/admin/reload"), Some(Route::AdminReload)));
+        for unknown in [
+            "/",
+            "/hooks//import",
+            "/hooks/a/b/import",
+            "/hooks/acme",
+            "/healthz/",
+            "/admin",
+        ] {
+            assert!(route(unknown).is_none(), "{unknown}");
+        }
+        let found = router.0.at("/hooks/acme/import").expect("routed");
+        assert_eq!(found.params.get("tenant"), Some("acme"));
+    }
+}
