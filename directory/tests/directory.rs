@@ -15,7 +15,7 @@ const ADA: &str = "ada.lovelace@example.com";
 const ADA_ID: &str = "00uADA0000000000001";
 
 fn soon() -> Instant {
-    Instant::now() + Duration::from_secs(2)
+    Instant::now() + Duration::from_secs(10)
 }
 
 async fn okta_with_ada() -> FakeOkta {
