@@ -11,7 +11,7 @@ use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 #[derive(Debug, thiserror::Error)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     #[error("no such route; hooks are served at POST /hooks/{{tenant}}/import")]
     NotFound,
     #[error("method not allowed; use {allow}")]
@@ -38,7 +38,7 @@ pub enum HttpError {
 }
 
 impl HttpError {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             HttpError::NotFound | HttpError::UnknownTenant => StatusCode::NOT_FOUND,
             HttpError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -52,7 +52,7 @@ impl HttpError {
     }
 
     /// A short machine-readable name for logs and metrics.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             HttpError::NotFound => "not_found",
             HttpError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -67,7 +67,7 @@ impl HttpError {
         }
     }
 
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
         let mut response = json_response(self.status(), error_body(&self.to_string()));
         match self {
             HttpError::MethodNotAllowed { allow } => {
@@ -95,12 +95,12 @@ impl HttpError {
 }
 
 /// Okta's error body: `{"error":{"errorSummary": summary}}`.
-pub fn error_body(summary: &str) -> Bytes {
+pub(crate) fn error_body(summary: &str) -> Bytes {
     let body = serde_json::json!({ "error": { "errorSummary": summary } });
     Bytes::from(body.to_string())
 }
 
-pub fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response

@@ -50,13 +50,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let routes = routes::Router::new()?;
     let watcher = match &reloader {
         Some(r) if app.server().watch => Some(reload::watch(r.clone())?),
         _ => None,
     };
-    let result = server::serve(app, reloader, tls, listener, shutdown).await;
+    let ctx = routes::Ctx {
+        app,
+        reloader,
+        router: routes,
+    };
+    server::serve(Arc::new(ctx), tls, listener, shutdown).await;
     if let Some(w) = watcher {
         w.abort();
     }
-    result
+    Ok(())
 }

@@ -42,15 +42,15 @@ const GRANTED: &[(&str, &str)] = &[
 ];
 
 /// What `check` found. `ok` is false when hookbox would refuse to load the file.
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     /// Whether hookbox can load the file.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// What was found, line by line.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// Inspects a component file. Never fails: every problem is a sentence in the report.
-pub fn check(path: &Path) -> CheckReport {
+pub(crate) fn check(path: &Path) -> CheckReport {
     let mut text = String::new();
     let ok = check_into(path, &mut text);
     CheckReport { ok, text }
@@ -180,20 +180,20 @@ fn list(items: &[&str]) -> String {
 }
 
 /// What `run` did.
-pub struct RunReport {
+pub(crate) struct RunReport {
     /// The response body Okta would receive.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     /// False when the plugin failed (trap, limit, invalid answer).
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// Human-readable figures, log lines and failure details.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 /// Why `run` could not run the plugin at all (as opposed to the plugin failing,
 /// which is a report). All of them are the caller's input: exit code
 /// [`RunError::EXIT_CODE`].
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     /// The request file could not be read.
     #[error("reading {}: {error}", path.display())]
     Request {
@@ -221,11 +221,11 @@ pub enum RunError {
 
 impl RunError {
     /// The process's exit code for any of them.
-    pub const EXIT_CODE: u8 = ConfigError::EXIT_CODE;
+    pub(crate) const EXIT_CODE: u8 = ConfigError::EXIT_CODE;
 }
 
 /// Runs one request file through a plugin as `serve` would, with fuel metered to report it.
-pub async fn run(
+pub(crate) async fn run(
     plugin_path: &Path,
     request_path: &Path,
     settings: Settings,

@@ -19,9 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::App;
-use crate::reload::Reloader;
-use crate::routes::{Ctx, Router};
+use crate::routes::Ctx;
 
 /// Why the server could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -37,21 +35,14 @@ pub enum ServeError {
 /// How long connections get to finish in-flight requests after shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves until `shutdown` resolves, then drains. `reloader` backs the admin
-/// endpoint (without it, `/admin/reload` answers that nothing can be reloaded).
+/// Serves `ctx`'s routes until `shutdown` resolves, then drains.
 pub(crate) async fn serve(
-    app: Arc<App>,
-    reloader: Option<Arc<Reloader>>,
+    ctx: Arc<Ctx>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), ServeError> {
-    let server = app.server().clone();
-    let ctx = Arc::new(Ctx {
-        app,
-        reloader,
-        router: Router::new()?,
-    });
+) {
+    let server = ctx.app.server().clone();
     let acceptor = TlsAcceptor::from(tls);
     let connections = Arc::new(Semaphore::new(server.max_connections));
     let graceful = GracefulShutdown::new();
@@ -133,5 +124,4 @@ pub(crate) async fn serve(
     {
         tracing::warn!("drain timed out; closing remaining connections");
     }
-    Ok(())
 }

@@ -104,7 +104,7 @@ impl Runtime {
     }
 
     /// The engine-wide budget of idle warm instances.
-    pub fn idle_budget(&self) -> &Arc<IdleBudget> {
+    pub(crate) fn idle_budget(&self) -> &Arc<IdleBudget> {
         &self.inner.idle
     }
 

@@ -119,7 +119,7 @@ impl Instances {
 
 /// How many warm instances may sit idle across all tenants of an engine.
 #[derive(Debug)]
-pub struct IdleBudget {
+pub(crate) struct IdleBudget {
     cap: usize,
     idle: AtomicUsize,
 }
@@ -134,7 +134,8 @@ impl IdleBudget {
     }
 
     /// Warm instances idle right now, across all tenants.
-    pub fn idle(&self) -> usize {
+    #[cfg(test)]
+    fn idle(&self) -> usize {
         self.idle.load(Ordering::Relaxed)
     }
 

@@ -1,0 +1,293 @@
+//! What a test server is configured with: typed specs of its tenants and
+//! sections, rendered as the TOML file `hookbox serve --config` reads.
+
+use std::path::{Path, PathBuf};
+
+use crate::server::TestServer;
+
+/// One `[[tenants]]` entry of the test config.
+#[derive(Clone)]
+pub struct TenantSpec {
+    id: String,
+    plugin: PathBuf,
+    header: Option<String>,
+    secrets: Vec<String>,
+    limits: LimitsSpec,
+    settings: Vec<(String, String)>,
+    smoke: Option<PathBuf>,
+}
+
+/// A tenant's `limits` table; unset values take hookbox's defaults.
+#[derive(Clone, Default)]
+struct LimitsSpec {
+    memory: Option<String>,
+    deadline: Option<String>,
+    fuel: Option<u64>,
+    max_concurrency: Option<u32>,
+    instance_mode: Option<String>,
+    reuse_max_requests: Option<u32>,
+}
+
+impl LimitsSpec {
+    /// The body of the TOML inline table.
+    fn toml(&self) -> String {
+        let mut fields = Vec::new();
+        let mut text = |key: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                fields.push(format!("{key} = {v:?}"));
+            }
+        };
+        text("memory", &self.memory);
+        text("deadline", &self.deadline);
+        text("instance_mode", &self.instance_mode);
+        for (key, v) in [
+            ("fuel", self.fuel),
+            ("max_concurrency", self.max_concurrency.map(u64::from)),
+            ("reuse_max_requests", self.reuse_max_requests.map(u64::from)),
+        ] {
+            if let Some(v) = v {
+                fields.push(format!("{key} = {v}"));
+            }
+        }
+        fields.join(", ")
+    }
+}
+
+impl TenantSpec {
+    /// Tenant `id` serving `plugin`, authenticated by `Authorization: secret-{id}`.
+    pub fn new(id: &str, plugin: PathBuf) -> TenantSpec {
+        TenantSpec {
+            id: id.to_owned(),
+            plugin,
+            header: None,
+            secrets: vec![format!("secret-{id}")],
+            limits: LimitsSpec::default(),
+            settings: Vec::new(),
+            smoke: None,
+        }
+    }
+
+    /// `smoke`: a request file a new plugin version must answer before a reload makes it live.
+    pub fn smoke(mut self, path: PathBuf) -> Self {
+        self.smoke = Some(path);
+        self
+    }
+
+    /// One more entry of `settings`.
+    pub fn setting(mut self, k: &str, v: &str) -> Self {
+        self.settings.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    /// `limits.memory`, e.g. `"16MiB"`.
+    pub fn memory(mut self, size: &str) -> Self {
+        self.limits.memory = Some(size.to_owned());
+        self
+    }
+
+    /// `limits.deadline`, e.g. `"200ms"`.
+    pub fn deadline(mut self, duration: &str) -> Self {
+        self.limits.deadline = Some(duration.to_owned());
+        self
+    }
+
+    /// `limits.fuel`.
+    pub fn fuel(mut self, fuel: u64) -> Self {
+        self.limits.fuel = Some(fuel);
+        self
+    }
+
+    /// `limits.max_concurrency`.
+    pub fn max_concurrency(mut self, n: u32) -> Self {
+        self.limits.max_concurrency = Some(n);
+        self
+    }
+
+    /// `limits.instance_mode`: `"fresh"` or `"reuse"`.
+    pub fn instance_mode(mut self, mode: &str) -> Self {
+        self.limits.instance_mode = Some(mode.to_owned());
+        self
+    }
+
+    /// `limits.reuse_max_requests`.
+    pub fn reuse_max_requests(mut self, n: u32) -> Self {
+        self.limits.reuse_max_requests = Some(n);
+        self
+    }
+
+    /// The secrets the tenant accepts (in place of `secret-{id}`).
+    pub fn secrets(mut self, secrets: &[&str]) -> Self {
+        self.secrets = secrets.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    /// The auth header (in place of `Authorization`).
+    pub fn header(mut self, name: &str) -> Self {
+        self.header = Some(name.to_owned());
+        self
+    }
+
+    /// The tenant's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The first configured secret.
+    pub fn secret(&self) -> &str {
+        &self.secrets[0]
+    }
+}
+
+/// A whole test configuration, section by section, built with typed setters
+/// and written as the TOML file `hookbox serve --config` reads. Unset values
+/// take hookbox's defaults.
+#[derive(Clone, Default)]
+pub struct Setup {
+    tenants: Vec<TenantSpec>,
+    body_limit: Option<String>,
+    request_timeout: Option<String>,
+    handshake_timeout: Option<String>,
+    max_connections: Option<usize>,
+    watch: bool,
+    cache_dir: Option<PathBuf>,
+    cache_max_size: Option<String>,
+    admin_secret: Option<String>,
+}
+
+impl Setup {
+    /// One more tenant.
+    pub fn tenant(mut self, tenant: TenantSpec) -> Self {
+        self.tenants.push(tenant);
+        self
+    }
+
+    /// More tenants.
+    pub fn tenants<'a>(mut self, tenants: impl IntoIterator<Item = &'a TenantSpec>) -> Self {
+        self.tenants.extend(tenants.into_iter().cloned());
+        self
+    }
+
+    /// The same setup with exactly these tenants.
+    pub fn only_tenants(&self, tenants: &[TenantSpec]) -> Self {
+        Setup {
+            tenants: tenants.to_vec(),
+            ..self.clone()
+        }
+    }
+
+    /// `server.body_limit`, e.g. `"4KiB"`.
+    pub fn body_limit(mut self, size: &str) -> Self {
+        self.body_limit = Some(size.to_owned());
+        self
+    }
+
+    /// `server.request_timeout`, e.g. `"300ms"`.
+    pub fn request_timeout(mut self, duration: &str) -> Self {
+        self.request_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.handshake_timeout`, e.g. `"300ms"`.
+    pub fn handshake_timeout(mut self, duration: &str) -> Self {
+        self.handshake_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.max_connections`.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// `server.watch = true`: file changes reload.
+    pub fn watch(mut self) -> Self {
+        self.watch = true;
+        self
+    }
+
+    /// `engine.cache_dir`.
+    pub fn cache_dir(mut self, dir: &Path) -> Self {
+        self.cache_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// `engine.cache_max_size`, e.g. `"50MiB"`.
+    pub fn cache_max_size(mut self, size: &str) -> Self {
+        self.cache_max_size = Some(size.to_owned());
+        self
+    }
+
+    /// `[admin]` with this secret (in a file beside the config): `POST /admin/reload` exists.
+    pub fn admin_secret(mut self, secret: &str) -> Self {
+        self.admin_secret = Some(secret.to_owned());
+        self
+    }
+
+    /// Writes the config file, loads it as `hookbox serve --config` would,
+    /// binds 127.0.0.1:0 and serves.
+    pub async fn start(self) -> TestServer {
+        TestServer::start_setup(self).await
+    }
+
+    /// The config file's text; secret files are written into `dir`.
+    pub(crate) fn toml(&self, dir: &Path) -> String {
+        let mut s = String::from("[server]\n");
+        for (key, v) in [
+            ("body_limit", &self.body_limit),
+            ("request_timeout", &self.request_timeout),
+            ("handshake_timeout", &self.handshake_timeout),
+        ] {
+            if let Some(v) = v {
+                s += &format!("{key} = {v:?}\n");
+            }
+        }
+        if let Some(n) = self.max_connections {
+            s += &format!("max_connections = {n}\n");
+        }
+        if self.watch {
+            s += "watch = true\n";
+        }
+        s += "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
+        if self.cache_dir.is_some() || self.cache_max_size.is_some() {
+            s += "[engine]\n";
+            if let Some(dir) = &self.cache_dir {
+                s += &format!("cache_dir = {:?}\n", dir.display().to_string());
+            }
+            if let Some(size) = &self.cache_max_size {
+                s += &format!("cache_max_size = {size:?}\n");
+            }
+        }
+        if let Some(secret) = &self.admin_secret {
+            std::fs::write(dir.join("admin-secret"), format!("{secret}\n")).unwrap();
+            s += "[admin]\nsecrets_file = [\"admin-secret\"]\n";
+        }
+        for t in &self.tenants {
+            let mut secret_files = Vec::new();
+            for (i, secret) in t.secrets.iter().enumerate() {
+                let name = format!("{}-secret-{i}", t.id);
+                std::fs::write(dir.join(&name), format!("{secret}\n")).unwrap();
+                secret_files.push(format!("{name:?}"));
+            }
+            let header = t
+                .header
+                .as_ref()
+                .map(|h| format!("header = {h:?}, "))
+                .unwrap_or_default();
+            s += &format!(
+                "\n[[tenants]]\nid = {:?}\nplugin = {:?}\nauth = {{ {header}secrets_file = [{}] }}\nlimits = {{ {} }}\n",
+                t.id,
+                t.plugin.display().to_string(),
+                secret_files.join(", "),
+                t.limits.toml(),
+            );
+            if let Some(smoke) = &t.smoke {
+                s += &format!("smoke = {:?}\n", smoke.display().to_string());
+            }
+            s += "[tenants.settings]\n";
+            for (k, v) in &t.settings {
+                s += &format!("{k:?} = {v:?}\n");
+            }
+        }
+        s
+    }
+}
