@@ -35,7 +35,7 @@
 //! Warm instances hold slots of the engine's instance pool while idle
 //! (`engine.max_instances` is shared by all tenants). A tenant keeps at most
 //! `max_concurrency` of them, which is also how many it can use at once, and
-//! all tenants together keep at most half the pool idle ([`IdleBudget`]), so
+//! all tenants together keep at most half the pool idle (`IdleBudget`), so
 //! warm instances parked by some tenants never leave the others without
 //! slots: past the budget, an instance is dropped instead of kept.
 
