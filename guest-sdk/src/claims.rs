@@ -275,7 +275,10 @@ mod tests {
         assert!(matches!(store.claim("", "a"), Err(StoreError::Invalid(_))));
         assert!(matches!(store.claim("k", ""), Err(StoreError::Invalid(_))));
         let long = "x".repeat(MAX_LEN + 1);
-        assert!(matches!(store.claim(&long, "a"), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            store.claim(&long, "a"),
+            Err(StoreError::Invalid(_))
+        ));
         assert!(matches!(store.owner_of(&long), Err(StoreError::Invalid(_))));
         assert_eq!(
             store.claim(&"x".repeat(MAX_LEN), "a"),

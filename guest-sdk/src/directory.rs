@@ -159,7 +159,10 @@ mod tests {
         okta.fail_with(None);
         assert!(okta.find_user("ada@example.com").is_ok());
         assert_eq!(okta.lookups(), 4);
-        assert_eq!(DirectoryError::Unavailable("x".into()).kind(), "unavailable");
+        assert_eq!(
+            DirectoryError::Unavailable("x".into()).kind(),
+            "unavailable"
+        );
     }
 
     #[test]

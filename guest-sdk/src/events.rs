@@ -59,9 +59,7 @@ pub trait EventHandler {
 }
 
 fn debug_value<'a>(data: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    data.iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    data.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 impl Event {
