@@ -189,8 +189,8 @@ fn every_conformance_case() {
     assert!(paths.len() >= 22, "conformance cases missing: {paths:?}");
     let mut failures = Vec::new();
     for path in paths {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut case: Json = serde_json::from_str(&text).unwrap();
+        let source = std::fs::read_to_string(&path).unwrap();
+        let mut case: Json = serde_json::from_str(&source).unwrap();
         let (body, after) = run(&case);
         if write {
             case["expected"] = body;
