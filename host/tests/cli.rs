@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use hookbox_tests::{
-    Client, Pki, fixture_path, login_conflict_languages, login_conflict_wasm, misbehave_wasm,
-    sample_request, wrong_world_wasm,
+    Client, Pki, events_only_wasm, fixture_path, legacy_wasm, login_conflict_languages,
+    login_conflict_wasm, misbehave_wasm, sample_request, wrong_world_wasm,
 };
 
 /// A temporary directory with the server's `cert.pem` and `key.pem` from
@@ -41,6 +41,26 @@ fn bad_configuration_exits_64_with_a_clear_message() {
     .unwrap();
     let no_tenants = dir.path().join("empty.toml");
     std::fs::write(&no_tenants, "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
+    let tenant = format!(
+        "[[tenants]]\nid = \"t\"\nplugin = {:?}\nauth = {{ secrets_env = [\"HOME\"] }}\n",
+        login_conflict_wasm().display().to_string()
+    );
+    let bad_store = dir.path().join("bad-store.toml");
+    std::fs::write(
+        &bad_store,
+        format!("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[store]\nbackend = \"sqlite\"\n{tenant}"),
+    )
+    .unwrap();
+    // A URL the store refuses when it opens (TLS to Redis is not built in).
+    let bad_redis = dir.path().join("bad-redis.toml");
+    std::fs::write(
+        &bad_redis,
+        format!(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[store]\nbackend = \"redis\"\n\
+             url = \"rediss://127.0.0.1:1/0\"\n{tenant}"
+        ),
+    )
+    .unwrap();
     let cases = [
         (
             vec!["serve", "--config", "/nonexistent/hookbox.toml"],
@@ -62,6 +82,14 @@ fn bad_configuration_exits_64_with_a_clear_message() {
         (
             vec!["serve", "--dev", "--plugin", "/nonexistent.wasm"],
             "--plugin",
+        ),
+        (
+            vec!["serve", "--config", bad_store.to_str().unwrap()],
+            "backend",
+        ),
+        (
+            vec!["serve", "--config", bad_redis.to_str().unwrap()],
+            "[store] redis",
         ),
     ];
     for (args, needle) in cases {
@@ -95,7 +123,13 @@ fn dev_mode_serves_the_embedded_reference_plugin_in_either_instance_mode() {
             .spawn()
             .unwrap();
         // The server announces its bound address once it listens: wait for that line, not a timer.
-        let addr = wait_for_listening(&mut child);
+        let (addr, printed) = wait_for_listening_lines(&mut child);
+        let data_dir = printed
+            .iter()
+            .find_map(|l| l.strip_prefix("dev data directory: "))
+            .unwrap_or_else(|| panic!("the dev data directory is printed: {printed:?}"));
+        let data_dir = std::path::PathBuf::from(data_dir.split(" (").next().unwrap());
+        assert!(data_dir.join("store.redb").is_file(), "{data_dir:?}");
         // Several requests, so a reused instance answers the later ones.
         let replies: Vec<_> = (0..3)
             .map(|_| {
@@ -108,6 +142,7 @@ fn dev_mode_serves_the_embedded_reference_plugin_in_either_instance_mode() {
             .collect();
         child.kill().unwrap();
         child.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&data_dir);
         for reply in replies {
             assert_eq!(reply.status, 200, "{mode}");
             assert_eq!(
@@ -139,18 +174,132 @@ fn output(cmd: &mut Command) -> (Option<i32>, String, String) {
 }
 
 #[test]
-fn check_names_the_world_and_the_imports() {
+fn check_names_the_world_the_version_the_exports_and_the_imports() {
     let (code, out, _) = output(hookbox().arg("check").arg(login_conflict_wasm()));
     assert_eq!(code, Some(0), "{out}");
     assert!(
-        out.contains("implements: hookbox:okta-import/import-hook@0.1.0"),
+        out.contains(
+            "implements: hookbox:okta-import/import-and-event-hook@0.2.0 \
+             (WIT 0.2.0; exports resolver + event-handler)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("event-handler@0.2.0: found; this hookbox does not call it yet"), "{out}");
+    assert!(
+        out.contains("hookbox:okta-import/host@0.2.0: granted"),
         "{out}"
     );
     assert!(
-        out.contains("hookbox:okta-import/host@0.1.0: granted"),
+        out.contains("hookbox:okta-import/claims@0.2.0: granted (the tenant's claim store)"),
         "{out}"
     );
     assert!(out.contains("hookbox can load this plugin"), "{out}");
+
+    let (code, out, _) = output(hookbox().arg("check").arg(legacy_wasm()));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("implements: hookbox:okta-import/import-hook@0.1.0 (WIT 0.1.0; exports resolver)"),
+        "{out}"
+    );
+    assert!(out.contains("hookbox:okta-import/host@0.1.0: granted"), "{out}");
+    assert!(out.contains("WIT 0.1.0 has no claim store"), "{out}");
+
+    let (code, out, _) = output(hookbox().arg("check").arg(events_only_wasm()));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("implements: hookbox:okta-import/event-hook@0.2.0 (WIT 0.2.0; exports event-handler)"),
+        "{out}"
+    );
+    assert!(out.contains("exports only hookbox:okta-import/event-handler@0.2.0"), "{out}");
+}
+
+/// `hookbox claims` against the configured (embedded) store, the way
+/// `tests/conformance/run.py` seeds it; refused clearly while a server holds
+/// the file.
+#[test]
+fn claims_command_claims_shows_lists_and_releases() {
+    let pki = Pki::new();
+    let dir = server_files(&pki);
+    let config = dir.path().join("hookbox.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+             [[tenants]]\nid = \"acme\"\nplugin = {:?}\nauth = {{ secrets_file = [\"secret\"] }}\n",
+            login_conflict_wasm().display().to_string()
+        ),
+    )
+    .unwrap();
+    let claims = |args: &[&str]| {
+        let mut cmd = hookbox();
+        cmd.args(["claims", args[0], "--config"])
+            .arg(&config)
+            .args(["--tenant", "acme"])
+            .args(&args[1..]);
+        output(&mut cmd)
+    };
+    let (code, out, err) = claims(&["claim", "ada@example.com", "id:1"]);
+    assert_eq!((code, out.trim()), (Some(0), "claimed"), "{err}");
+    let (code, out, _) = claims(&["claim", "ada@example.com", "id:1"]);
+    assert_eq!((code, out.trim()), (Some(0), "already-yours"));
+    let (code, out, _) = claims(&["claim", "ada@example.com", "id:2"]);
+    assert_eq!((code, out.trim()), (Some(1), "taken"));
+    claims(&["claim", "bob@example.com", "id:2"]);
+    let (code, out, _) = claims(&["show", "ada@example.com"]);
+    assert_eq!((code, out.trim()), (Some(0), "id:1"));
+    let (code, out, _) = claims(&["list", "--json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!({"ada@example.com": "id:1", "bob@example.com": "id:2"})
+    );
+    let (code, out, _) = claims(&["list", "--after", "ada@example.com"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("bob@example.com\tid:2\t"), "{out}");
+    let (code, _, _) = claims(&["release", "ada@example.com", "--owner", "id:2"]);
+    assert_eq!(code, Some(1), "only its owner releases it with --owner");
+    let (code, out, _) = claims(&["release", "ada@example.com"]);
+    assert_eq!((code, out.trim()), (Some(0), "released ada@example.com (was id:1)"));
+    let (code, _, err) = claims(&["show", "ada@example.com"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not claimed"), "{err}");
+    let (code, _, err) = output(
+        hookbox()
+            .args(["claims", "list", "--config"])
+            .arg(&config)
+            .args(["--tenant", "nobody"]),
+    );
+    assert_eq!(code, Some(64));
+    assert!(err.contains("no tenant 'nobody'"), "{err}");
+
+    // While a server runs, the embedded file is its own: the command says so.
+    let mut child = hookbox()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_listening(&mut child);
+    let (code, _, err) = claims(&["list"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("in use by another process"), "{err}");
+    // The server answers from the claims the command made.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reply = runtime.block_on(Client::new(addr, &pki.ca_der).hook("acme", "s3cret", &sample_request()));
+    assert_eq!(reply.status, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (code, out, _) = claims(&["list", "--json"]);
+    assert_eq!(code, Some(0));
+    let held: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        held["sally2.admin2.272ed9@clouditude.net"], "id:user221",
+        "the server's claim is there after it stopped: {held}"
+    );
+    assert!(dir.path().join("hookbox-data/store.redb").is_file());
 }
 
 #[test]
@@ -161,6 +310,7 @@ fn check_refuses_another_world_and_non_components_in_plain_sentences() {
         out.contains("does not implement hookbox:okta-import/import-hook"),
         "{out}"
     );
+    assert!(out.contains("serves WIT 0.1.0 and 0.2.0"), "{out}");
     assert!(out.contains("greet"), "names what it does export: {out}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -205,6 +355,7 @@ fn run_prints_the_okta_answer_and_its_cost(
         "fuel:",
         "bytes peak of 33554432",
         "of 262144",
+        "store:    3 claim-store call(s) of 64 per request, embedded store (a throwaway one",
     ] {
         assert!(
             err.contains(needle),
@@ -264,15 +415,24 @@ fn run_explains_limits_and_traps_with_the_guests_function_names() {
 
 /// Reads stdout until the "listening" line and returns the bound address.
 fn wait_for_listening(child: &mut std::process::Child) -> std::net::SocketAddr {
+    wait_for_listening_lines(child).0
+}
+
+/// [`wait_for_listening`], with the lines printed before it.
+fn wait_for_listening_lines(
+    child: &mut std::process::Child,
+) -> (std::net::SocketAddr, Vec<String>) {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut before = Vec::new();
     loop {
         let line = lines
             .next()
             .expect("hookbox exited before listening")
             .unwrap();
         if let Some(url) = line.strip_prefix("hookbox listening on https://") {
-            return url.trim().parse().unwrap();
+            return (url.trim().parse().unwrap(), before);
         }
+        before.push(line);
     }
 }
 
