@@ -137,8 +137,7 @@ fn claims(c: &mut Criterion) {
             let setup = setup;
             async move {
                 let scope = StoreScope::new("bench", &setup.store);
-                match setup.pipeline {
-                    true => {
+                if setup.pipeline {
                         let binding = Binding {
                             plugin: &setup.plugin,
                             settings,
@@ -157,8 +156,7 @@ fn claims(c: &mut Criterion) {
                             handled.verdict
                         );
                         handled.body
-                    }
-                    false => {
+                } else {
                         let request = decode::decode(&body).expect("decodes");
                         let inv = runtime
                             .invoke(&setup.plugin, &request, settings.clone(), limits, &scope)
@@ -167,7 +165,6 @@ fn claims(c: &mut Criterion) {
                         encode::encode(&inv.result, setup.plugin.short_digest())
                             .expect("encodes")
                             .0
-                    }
                 }
             }
         };

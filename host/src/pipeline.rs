@@ -276,6 +276,13 @@ impl Handled {
                 "this eventId was already answered for a different body: answered anew, not stored"
             );
         }
+        if self.figures.store_calls.1 > 0 {
+            tracing::warn!(
+                refused = self.figures.store_calls.1,
+                cap = crate::plugin::MAX_STORE_CALLS,
+                "the plugin went past the per-request cap on claim-store calls"
+            );
+        }
         if self.raced {
             tracing::info!("a racing request of the same event answered first: sent its answer");
         }
