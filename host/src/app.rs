@@ -2,18 +2,20 @@
 //! else. It does not reload, watch or route; those hold an `Arc<App>`
 //! ([`crate::reload::Reloader`], [`crate::server`]).
 //!
-//! Invariants: the engine and `[server]` are fixed for the process's
-//! lifetime; the tenant table is swapped whole, with one store, by
+//! Invariants: the engine, the claim store (`[store]`) and `[server]` are
+//! fixed for the process's lifetime (the store is opened once, before the
+//! app is built, by whoever starts it); the tenant table is swapped whole, with one store, by
 //! [`App::publish`] (never edited in place), so a request sees either the old
 //! or the new table, and the admin credentials are swapped right after it.
 
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use hookbox_store::Store;
 
 use crate::auth::Auth;
 use crate::config::{Config, ServerConfig};
-use crate::plugin::{EngineError, Runtime};
+use crate::plugin::{EngineError, Runtime, StoreScope};
 use crate::tenant::{Tenant, TenantError, Tenants};
 
 /// Why an [`App`] could not be built from a configuration.
@@ -35,26 +37,41 @@ pub struct App {
     server: ServerConfig,
     /// `POST /admin/reload`'s credentials; `None`: the endpoint does not exist.
     admin: ArcSwapOption<Auth>,
+    /// Claims and idempotent answers, every tenant in its own key space.
+    store: Store,
 }
 
 impl App {
-    /// Builds the engine and loads every tenant's plugin. Blocking (compiles).
-    pub fn from_config(config: &Config) -> Result<App, AppError> {
+    /// Builds the engine and loads every tenant's plugin, on `store` (opened
+    /// from `config.store`). Blocking (compiles).
+    pub fn from_config(config: &Config, store: Store) -> Result<App, AppError> {
         let runtime = Runtime::new(&config.engine)?;
         let tenants = Tenants::load(&runtime, &config.tenants)?;
-        let app = App::new(runtime, tenants, config.server.clone());
+        let app = App::new(runtime, tenants, config.server.clone(), store);
         app.admin.store(config.admin.clone().map(Arc::new));
         Ok(app)
     }
 
-    /// An app serving `tenants` on `runtime`, without the admin endpoint.
-    pub fn new(runtime: Runtime, tenants: Tenants, server: ServerConfig) -> App {
+    /// An app serving `tenants` on `runtime` and `store`, without the admin endpoint.
+    pub fn new(runtime: Runtime, tenants: Tenants, server: ServerConfig, store: Store) -> App {
         App {
             runtime,
             tenants: ArcSwap::from_pointee(tenants),
             server,
             admin: ArcSwapOption::empty(),
+            store,
         }
+    }
+
+    /// The claim store (claims, idempotent answers), shared by every tenant.
+    /// Readiness can ask it [`Store::ping`].
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// `tenant`'s space of the claim store: what its requests run with.
+    pub fn scope(&self, tenant: &Tenant) -> StoreScope {
+        StoreScope::new(tenant.id(), &self.store)
     }
 
     /// The engine every tenant's plugin runs on.

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Auth;
 use crate::config::TenantConfig;
-use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime};
+use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime, StoreScope};
 
 /// A tenant's plugin could not be loaded at start.
 #[derive(Debug, thiserror::Error)]
@@ -228,14 +228,16 @@ impl Tenant {
         self.backend.idle()
     }
 
-    /// What the request pipeline runs this tenant's requests with.
-    pub fn binding(&self) -> Binding<'_> {
+    /// What the request pipeline runs this tenant's requests with, in
+    /// `scope` (the tenant's space of the claim store: [`crate::App::scope`]).
+    pub fn binding<'a>(&'a self, scope: &'a StoreScope) -> Binding<'a> {
         Binding {
             plugin: &self.plugin,
             settings: &self.config.settings,
             limits: &self.config.limits,
             backend: &self.backend,
             permits: &self.permits,
+            scope,
         }
     }
 }

@@ -152,6 +152,17 @@ pub struct Setup {
     cache_dir: Option<PathBuf>,
     cache_max_size: Option<String>,
     admin_secret: Option<String>,
+    store: Option<StoreSpec>,
+    answer_ttl: Option<String>,
+}
+
+/// Where the test server's claim store is (`[store]`).
+#[derive(Clone)]
+pub enum StoreSpec {
+    /// An embedded store at this file (e.g. shared by two servers started one after the other).
+    Embedded(PathBuf),
+    /// A Redis store at this URL (e.g. `RedisServer::url()`).
+    Redis(String),
 }
 
 impl Setup {
@@ -223,6 +234,19 @@ impl Setup {
         self
     }
 
+    /// `[store]`: where claims and idempotent answers live (default: an
+    /// embedded store in the server's own directory).
+    pub fn store(mut self, store: StoreSpec) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// `[store] answer_ttl`, e.g. `"200ms"` (needs a `store`).
+    pub fn answer_ttl(mut self, ttl: &str) -> Self {
+        self.answer_ttl = Some(ttl.to_owned());
+        self
+    }
+
     /// Writes the config file, loads it as `hookbox serve --config` would,
     /// binds 127.0.0.1:0 and serves.
     pub async fn start(self) -> TestServer {
@@ -255,6 +279,20 @@ impl Setup {
             }
             if let Some(size) = &self.cache_max_size {
                 s += &format!("cache_max_size = {size:?}\n");
+            }
+        }
+        if let Some(store) = &self.store {
+            s += &match store {
+                StoreSpec::Embedded(path) => format!(
+                    "[store]\nbackend = \"embedded\"\npath = {:?}\n",
+                    path.display().to_string()
+                ),
+                StoreSpec::Redis(url) => format!(
+                    "[store]\nbackend = \"redis\"\nurl = {url:?}\ncall_timeout = \"250ms\"\nconnect_timeout = \"250ms\"\n"
+                ),
+            };
+            if let Some(ttl) = &self.answer_ttl {
+                s += &format!("answer_ttl = {ttl:?}\n");
             }
         }
         if let Some(secret) = &self.admin_secret {

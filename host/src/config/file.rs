@@ -21,6 +21,9 @@ pub struct ConfigFile {
     pub tenants: Vec<TenantFile>,
     /// `[admin]`: the reload endpoint, off unless given; same shape as a tenant's `auth`.
     pub admin: Option<AuthFile>,
+    /// `[store]`: the claim store, as `hookbox-store` reads it (`backend =
+    /// "embedded" | "redis"`, and that backend's keys; unknown keys refused).
+    pub store: Option<hookbox_store::StoreConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]

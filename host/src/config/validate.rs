@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hookbox_store::StoreConfig;
+
 use super::file::{ConfigFile, TenantFile};
 use super::{
-    Config, ConfigError, MAX_DEADLINE, Overrides, ServerConfig, TenantConfig, TlsSource, err,
-    secrets,
+    Config, ConfigError, DEFAULT_STORE_PATH, MAX_DEADLINE, Overrides, ServerConfig, TenantConfig,
+    TlsSource, err, secrets,
 };
 use crate::plugin::{DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode, Limits, MIB};
 
@@ -85,15 +87,45 @@ pub(super) fn config(
         None => None,
         Some(a) => Some(secrets::auth("admin", a, base, &mut secret_files)?),
     };
+    let store = store(file.store, base)?;
     Ok(Config {
         server,
         tls,
         engine,
+        store,
         tenants,
         admin,
         secret_files,
     })
 }
+
+/// `[store]`, with the default and relative paths resolved against `base`.
+/// What only opening can tell (a Redis URL, a writable directory) is
+/// checked when the store is opened at start, before anything binds.
+pub(super) fn store(file: Option<StoreConfig>, base: &Path) -> Result<StoreConfig, ConfigError> {
+    Ok(match file {
+        None => StoreConfig::embedded(base.join(DEFAULT_STORE_PATH)),
+        Some(StoreConfig::Embedded { path, answer_ttl }) => {
+            if path.as_os_str().is_empty() {
+                return err("store.path must name the embedded store's file");
+            }
+            StoreConfig::Embedded {
+                path: base.join(path),
+                answer_ttl,
+            }
+        }
+        Some(redis @ StoreConfig::Redis { .. }) => redis,
+    })
+    .and_then(|store| {
+        if store.answer_ttl() > MAX_ANSWER_TTL {
+            return err("store.answer_ttl must be at most 365 days");
+        }
+        Ok(store)
+    })
+}
+
+/// The store keeps answers at most a year (`hookbox_store` refuses longer).
+const MAX_ANSWER_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn validate_tenant(
     t: TenantFile,

@@ -168,7 +168,11 @@ mod tests {
     /// A new instance of `plugin` in a store armed like a request's, as if it
     /// had just served one request.
     async fn warm(runtime: &Runtime, plugin: &Plugin, limits: &Limits) -> Warm {
-        let mut store = runtime.new_store(Arc::new(BTreeMap::new()), limits);
+        let store_ = hookbox_store::Store::scratch()
+            .await
+            .expect("a scratch store");
+        let scope = crate::plugin::StoreScope::new("t", &store_);
+        let mut store = runtime.new_store(Arc::new(BTreeMap::new()), limits, &scope);
         runtime.begin(
             &mut store,
             limits,

@@ -60,7 +60,8 @@ impl Endpoint for Import {
         req: Request<Incoming>,
     ) -> Result<Answer, HttpError> {
         let body = body::read_json(ctx.app.server(), req).await?;
-        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(), &body).await?;
+        let scope = ctx.app.scope(&tenant);
+        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
         handled.trace();
         Ok(Answer::json(
             StatusCode::OK,

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod claims;
 mod serve;
 mod tools;
 
@@ -12,8 +13,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use hookbox_tests::{
-    Client, Pki, fixture_path, login_conflict_languages, login_conflict_wasm, misbehave_wasm,
-    sample_request, wrong_world_wasm,
+    Client, Pki, events_only_wasm, fixture_path, legacy_wasm, login_conflict_languages,
+    login_conflict_wasm, misbehave_wasm, sample_request, wrong_world_wasm,
 };
 
 /// A temporary directory with the server's `cert.pem` and `key.pem` from
@@ -45,14 +46,23 @@ fn output(cmd: &mut Command) -> (Option<i32>, String, String) {
 
 /// Reads stdout until the "listening" line and returns the bound address.
 fn wait_for_listening(child: &mut std::process::Child) -> std::net::SocketAddr {
+    wait_for_listening_lines(child).0
+}
+
+/// [`wait_for_listening`], with the lines printed before it.
+fn wait_for_listening_lines(
+    child: &mut std::process::Child,
+) -> (std::net::SocketAddr, Vec<String>) {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut before = Vec::new();
     loop {
         let line = lines
             .next()
             .expect("hookbox exited before listening")
             .unwrap();
         if let Some(url) = line.strip_prefix("hookbox listening on https://") {
-            return url.trim().parse().unwrap();
+            return (url.trim().parse().unwrap(), before);
         }
+        before.push(line);
     }
 }

@@ -14,6 +14,28 @@ fn bad_configuration_exits_64_with_a_clear_message() {
     .unwrap();
     let no_tenants = dir.path().join("empty.toml");
     std::fs::write(&no_tenants, "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
+    let tenant = format!(
+        "[[tenants]]\nid = \"t\"\nplugin = {:?}\nauth = {{ secrets_env = [\"HOME\"] }}\n",
+        login_conflict_wasm().display().to_string()
+    );
+    let bad_store = dir.path().join("bad-store.toml");
+    std::fs::write(
+        &bad_store,
+        format!(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[store]\nbackend = \"sqlite\"\n{tenant}"
+        ),
+    )
+    .unwrap();
+    // A URL the store refuses when it opens (TLS to Redis is not built in).
+    let bad_redis = dir.path().join("bad-redis.toml");
+    std::fs::write(
+        &bad_redis,
+        format!(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[store]\nbackend = \"redis\"\n\
+             url = \"rediss://127.0.0.1:1/0\"\n{tenant}"
+        ),
+    )
+    .unwrap();
     let cases = [
         (
             vec!["serve", "--config", "/nonexistent/hookbox.toml"],
@@ -35,6 +57,14 @@ fn bad_configuration_exits_64_with_a_clear_message() {
         (
             vec!["serve", "--dev", "--plugin", "/nonexistent.wasm"],
             "--plugin",
+        ),
+        (
+            vec!["serve", "--config", bad_store.to_str().unwrap()],
+            "backend",
+        ),
+        (
+            vec!["serve", "--config", bad_redis.to_str().unwrap()],
+            "[store] redis",
         ),
     ];
     for (args, needle) in cases {
@@ -68,7 +98,13 @@ fn dev_mode_serves_the_embedded_reference_plugin_in_either_instance_mode() {
             .spawn()
             .unwrap();
         // The server announces its bound address once it listens: wait for that line, not a timer.
-        let addr = wait_for_listening(&mut child);
+        let (addr, printed) = wait_for_listening_lines(&mut child);
+        let data_dir = printed
+            .iter()
+            .find_map(|l| l.strip_prefix("dev data directory: "))
+            .unwrap_or_else(|| panic!("the dev data directory is printed: {printed:?}"));
+        let data_dir = std::path::PathBuf::from(data_dir.split(" (").next().unwrap());
+        assert!(data_dir.join("store.redb").is_file(), "{data_dir:?}");
         // Several requests, so a reused instance answers the later ones.
         let replies: Vec<_> = (0..3)
             .map(|_| {
@@ -81,6 +117,7 @@ fn dev_mode_serves_the_embedded_reference_plugin_in_either_instance_mode() {
             .collect();
         child.kill().unwrap();
         child.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&data_dir);
         for reply in replies {
             assert_eq!(reply.status, 200, "{mode}");
             assert_eq!(

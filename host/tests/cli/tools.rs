@@ -3,18 +3,56 @@
 use super::*;
 
 #[test]
-fn check_names_the_world_and_the_imports() {
+fn check_names_the_world_the_version_the_exports_and_the_imports() {
     let (code, out, _) = output(hookbox().arg("check").arg(login_conflict_wasm()));
     assert_eq!(code, Some(0), "{out}");
     assert!(
-        out.contains("implements: hookbox:okta-import/import-hook@0.1.0"),
+        out.contains(
+            "implements: hookbox:okta-import/import-and-event-hook@0.2.0 \
+             (WIT 0.2.0; exports resolver + event-handler)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("event-handler@0.2.0: found; this hookbox does not call it yet"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hookbox:okta-import/host@0.2.0: granted"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hookbox:okta-import/claims@0.2.0: granted (the tenant's claim store)"),
+        "{out}"
+    );
+    assert!(out.contains("hookbox can load this plugin"), "{out}");
+
+    let (code, out, _) = output(hookbox().arg("check").arg(legacy_wasm()));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(
+            "implements: hookbox:okta-import/import-hook@0.1.0 (WIT 0.1.0; exports resolver)"
+        ),
         "{out}"
     );
     assert!(
         out.contains("hookbox:okta-import/host@0.1.0: granted"),
         "{out}"
     );
-    assert!(out.contains("hookbox can load this plugin"), "{out}");
+    assert!(out.contains("WIT 0.1.0 has no claim store"), "{out}");
+
+    let (code, out, _) = output(hookbox().arg("check").arg(events_only_wasm()));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "implements: hookbox:okta-import/event-hook@0.2.0 (WIT 0.2.0; exports event-handler)"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("exports only hookbox:okta-import/event-handler@0.2.0"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -25,6 +63,7 @@ fn check_refuses_another_world_and_non_components_in_plain_sentences() {
         out.contains("does not implement hookbox:okta-import/import-hook"),
         "{out}"
     );
+    assert!(out.contains("serves WIT 0.1.0 and 0.2.0"), "{out}");
     assert!(out.contains("greet"), "names what it does export: {out}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -69,6 +108,7 @@ fn run_prints_the_okta_answer_and_its_cost(
         "fuel:",
         "bytes peak of 33554432",
         "of 262144",
+        "store:    3 claim-store call(s) of 64 per request, embedded store (a throwaway one",
     ] {
         assert!(
             err.contains(needle),

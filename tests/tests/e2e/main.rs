@@ -5,6 +5,7 @@
 
 mod bad_input;
 mod cache;
+mod claims;
 mod conformance;
 mod instance_mode;
 mod misbehave;

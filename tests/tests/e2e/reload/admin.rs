@@ -1,7 +1,7 @@
 //! The admin endpoint: hidden unless configured, its secret, its report.
 
 use bytes::Bytes;
-use hookbox_tests::{Proto, Reply, TenantSpec, TestServer, login_conflict_wasm, sample_request};
+use hookbox_tests::{Proto, Reply, TenantSpec, TestServer, fresh_sample, login_conflict_wasm};
 use hyper::Method;
 use serde_json::Value;
 
@@ -67,7 +67,7 @@ async fn admin_endpoint_is_hidden_unless_configured_and_needs_its_secret() {
     );
     let reply = server
         .client()
-        .hook("beta", "secret-beta", &sample_request())
+        .hook("beta", "secret-beta", &fresh_sample())
         .await;
     assert_eq!(reply.status, 200);
 

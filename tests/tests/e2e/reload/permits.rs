@@ -2,7 +2,7 @@
 //! old version count against the new one's limit.
 
 use hookbox::reload::Change;
-use hookbox_tests::{TenantSpec, TestServer, misbehave_wasm, sample_request};
+use hookbox_tests::{TenantSpec, TestServer, fresh_sample, misbehave_wasm};
 
 /// A swap must not give a tenant a second helping of its concurrency share:
 /// requests still running on the old version hold permits the new one honours.
@@ -22,7 +22,7 @@ async fn a_swap_keeps_the_tenants_concurrency_share() {
     server.rewrite_tenants(&[looping("v2")]);
     let report = server.reload().await;
     assert_eq!(report.tenants[0].change, Change::Updated, "{report:?}");
-    let reply = client.hook("slow", "secret-slow", &sample_request()).await;
+    let reply = client.hook("slow", "secret-slow", &fresh_sample()).await;
     assert_eq!(
         reply.status,
         503,
@@ -72,7 +72,7 @@ async fn a_changed_limit_counts_the_requests_still_running_on_the_old_version() 
     // until two have finished and the third has too (1 running = the limit).
     server.rewrite_tenants(&[looping("v3", 1)]);
     assert_eq!(server.reload().await.tenants[0].change, Change::Updated);
-    let reply = client.hook("slow", "secret-slow", &sample_request()).await;
+    let reply = client.hook("slow", "secret-slow", &fresh_sample()).await;
     assert_eq!(
         reply.status,
         503,

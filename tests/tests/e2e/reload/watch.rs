@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use hookbox_tests::{
-    Client, TenantSpec, TestServer, login_conflict_wasm, misbehave_wasm, sample_request,
+    Client, TenantSpec, TestServer, fresh_sample, login_conflict_wasm, misbehave_wasm,
 };
 
 use super::{RESOLVED_LOGIN, plugin_of, serving};
@@ -19,7 +19,7 @@ async fn watched_plugin_file_replaced_on_disk_goes_live() {
     let client = server.client();
     let old = serving(&server, "acme");
     // The server is serving, so its watcher is in place.
-    let reply = client.hook("acme", "secret-acme", &sample_request()).await;
+    let reply = client.hook("acme", "secret-acme", &fresh_sample()).await;
     assert_eq!(plugin_of(&reply), old);
 
     // A deploy: the new file written beside the old one, then renamed over it.
@@ -29,7 +29,7 @@ async fn watched_plugin_file_replaced_on_disk_goes_live() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let reply = client.hook("acme", "secret-acme", &sample_request()).await;
+        let reply = client.hook("acme", "secret-acme", &fresh_sample()).await;
         assert_eq!(reply.status, 200);
         if plugin_of(&reply) != old {
             assert_eq!(reply.new_login().as_deref(), Some(RESOLVED_LOGIN));
@@ -49,7 +49,7 @@ async fn watched_plugin_file_replaced_on_disk_goes_live() {
 async fn until_accepted(client: &Client, tenant: &str, secret: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let reply = client.hook(tenant, secret, &sample_request()).await;
+        let reply = client.hook(tenant, secret, &fresh_sample()).await;
         if reply.status == 200 {
             assert_eq!(reply.new_login().as_deref(), Some(RESOLVED_LOGIN));
             return;
@@ -71,7 +71,7 @@ async fn watched_secret_file_rotated_on_disk_goes_live() {
     let tenant = TenantSpec::new("acme", login_conflict_wasm());
     let server = TestServer::builder().tenant(tenant).watch().start().await;
     let client = server.client();
-    let reply = client.hook("acme", "secret-acme", &sample_request()).await;
+    let reply = client.hook("acme", "secret-acme", &fresh_sample()).await;
     assert_eq!(reply.status, 200);
 
     // The file the harness wrote for the tenant's first secret.
@@ -82,7 +82,7 @@ async fn watched_secret_file_rotated_on_disk_goes_live() {
     std::fs::rename(&tmp, &file).unwrap();
 
     until_accepted(&client, "acme", "rotated-acme").await;
-    let reply = client.hook("acme", "secret-acme", &sample_request()).await;
+    let reply = client.hook("acme", "secret-acme", &fresh_sample()).await;
     assert_eq!(reply.status, 401, "the old secret must stop working");
     server.stop().await.unwrap();
 }
@@ -97,7 +97,7 @@ async fn watched_secret_in_a_kubernetes_volume_goes_live_when_data_is_swapped() 
     let server = TestServer::builder().tenant(tenant).watch().start().await;
     let client = server.client();
     // The server is serving, so its watcher is in place.
-    let reply = client.hook("acme", "secret-acme", &sample_request()).await;
+    let reply = client.hook("acme", "secret-acme", &fresh_sample()).await;
     assert_eq!(reply.status, 200);
     let dir = server.dir();
     // Kubelet's layout: `..<timestamp>/` holds the files, `..data` links to
@@ -118,7 +118,7 @@ async fn watched_secret_in_a_kubernetes_volume_goes_live_when_data_is_swapped() 
     symlink("..v2", dir.join("..data_tmp")).unwrap();
     std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
     until_accepted(&client, "acme", "k8s-two").await;
-    let reply = client.hook("acme", "k8s-one", &sample_request()).await;
+    let reply = client.hook("acme", "k8s-one", &fresh_sample()).await;
     assert_eq!(reply.status, 401, "the old secret must stop working");
     server.stop().await.unwrap();
 }
