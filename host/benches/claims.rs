@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hookbox::hook::{decode, encode};
 use hookbox::pipeline;
 use hookbox::plugin::{Backend, Binding, EngineConfig, Limits, Plugin, Runtime, StoreScope};
@@ -162,9 +164,7 @@ fn claims(c: &mut Criterion) {
                         .invoke(&setup.plugin, &request, settings.clone(), limits, &scope)
                         .await
                         .expect("a free slot");
-                    encode::encode(&inv.result, setup.plugin.short_digest())
-                        .expect("encodes")
-                        .0
+                    encode::encode(&inv.result, setup.plugin.short_digest()).expect("encodes")
                 }
             }
         };

@@ -120,7 +120,7 @@ fn run_prints_the_okta_answer_and_its_cost(
         "{language}: the plugin ran, so it burnt fuel: {err}"
     );
     assert!(
-        err.contains("debug: no middle name"),
+        err.contains("debug: login claimed by rule hashed-suffix"),
         "{language}: plugin log lines are shown: {err}"
     );
 }
