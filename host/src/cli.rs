@@ -1,8 +1,11 @@
 //! The command line: `hookbox serve --config FILE` and `hookbox serve --dev`.
 //!
 //! Start-up order: telemetry, configuration (refused before anything binds,
-//! exit code 64), plugins compiled, bind, log the bound address, serve, drain
-//! on SIGTERM or Ctrl-C.
+//! exit code 64), signal handlers, the ops listener (`[server] ops_listen`:
+//! `/healthz` answers and `/readyz` fails while plugins load), plugins
+//! compiled and smoke-tested (a failure exits 64), ready, bind the main
+//! listener, log the bound addresses, serve, drain on SIGTERM or Ctrl-C
+//! ([`crate::drain`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, ConfigError, Overrides};
+use crate::drain::Drain;
 use crate::plugin::{DEFAULT_REUSE_MAX_REQUESTS, InstanceMode, Limits, Plugin, Runtime};
 use crate::reload::{Reloader, SmokeError};
 use crate::runner::RunError;
@@ -90,6 +94,9 @@ struct ServeArgs {
     /// Address to listen on (overrides `server.listen`; port 0 picks a free port).
     #[arg(long, env = "HOOKBOX_LISTEN")]
     listen: Option<String>,
+    /// Plain-HTTP address for /healthz, /readyz and /metrics (overrides `server.ops_listen`).
+    #[arg(long, env = "HOOKBOX_OPS_LISTEN")]
+    ops_listen: Option<String>,
     /// PEM certificate chain (overrides `tls.cert`; with --dev, replaces the generated certificate).
     #[arg(long, env = "HOOKBOX_TLS_CERT", requires = "key")]
     cert: Option<PathBuf>,
@@ -217,10 +224,16 @@ fn serve(args: ServeArgs) -> ExitCode {
     init_tracing(args.log_format);
 
     // Everything that can be wrong with the configuration is found here, before binding.
-    let (app, reloader, tls_config, listen) = match prepare(&args) {
+    let Prepared {
+        app,
+        reloader,
+        tls: tls_config,
+        to_load,
+    } = match prepare(&args) {
         Ok(ready) => ready,
         Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
     };
+    let server = app.server().clone();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -230,9 +243,39 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
     };
     runtime.block_on(async move {
+        let drain = match Drain::on_signals(app.clone(), server.shutdown_delay) {
+            Ok(d) => d,
+            Err(e) => return fail(1, format!("cannot listen for SIGTERM/SIGINT: {e}")),
+        };
+        // First, so probes find the process alive (and not ready) while plugins compile.
+        let ops = match server.ops_listen {
+            None => None,
+            Some(addr) => {
+                let listener = match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => l,
+                    Err(e) => return fail(EXIT_BIND, format!("cannot listen on {addr} (server.ops_listen): {e}")),
+                };
+                println!("hookbox ops listening on http://{}", listener.local_addr().unwrap_or(addr));
+                Some(tokio::spawn(crate::serve_ops(app.clone(), listener, drain.stopped())))
+            }
+        };
+        if let Some(config) = to_load {
+            let loading = app.clone();
+            match tokio::task::spawn_blocking(move || loading.load(&config)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return fail(EXIT_CONFIG, e),
+                Err(e) => return fail(1, format!("loading the plugins failed: {e}")),
+            }
+        }
         if let Err(e) = crate::reload::smoke_at_start(&app).await {
             return fail(SmokeError::EXIT_CODE, e);
         }
+        app.readiness().loaded();
+        if drain.is_stopped() {
+            // Told to stop while loading: the main listener is never opened.
+            return finish(ops).await;
+        }
+        let listen = server.listen;
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => return fail(EXIT_BIND, format!("cannot listen on {listen}: {e}")),
@@ -248,32 +291,51 @@ fn serve(args: ServeArgs) -> ExitCode {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with the admin endpoint or server.watch");
         }
         announce(&app, bound);
-        match crate::serve(app, reloader, tls_config, listener, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(1, e),
+        if let Err(e) = crate::serve(app, reloader, tls_config, listener, drain.stopped()).await {
+            return fail(1, e);
         }
+        finish(ops).await
     })
 }
 
-type Ready = (
-    Arc<App>,
-    Option<Arc<Reloader>>,
-    Arc<rustls::ServerConfig>,
-    SocketAddr,
-);
+/// Waits for the ops listener's drain, then exits 0.
+async fn finish(ops: Option<tokio::task::JoinHandle<Result<(), crate::ServeError>>>) -> ExitCode {
+    if let Some(ops) = ops {
+        match ops.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return fail(1, e),
+            Err(e) => return fail(1, format!("the ops listener failed: {e}")),
+        }
+    }
+    tracing::info!("drained; exiting");
+    ExitCode::SUCCESS
+}
 
-fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
+/// What `serve` starts from: the app (with its tenants, or still to load
+/// them from `to_load`), its reloader, the TLS configuration.
+struct Prepared {
+    app: Arc<App>,
+    reloader: Option<Arc<Reloader>>,
+    tls: Arc<rustls::ServerConfig>,
+    to_load: Option<Config>,
+}
+
+fn prepare(args: &ServeArgs) -> anyhow::Result<Prepared> {
     let overrides = Overrides {
         listen: args.listen.clone(),
+        ops_listen: args.ops_listen.clone(),
         cert: args.cert.clone(),
         key: args.key.clone(),
     };
-    let (config, app, reloader) = if args.dev {
+    let (config, app, reloader, to_load) = if args.dev {
         let mut d = dev::setup(
             args.listen.as_deref(),
             args.plugin.clone(),
             std::env::var("HOOKBOX_DEV_SECRET").ok(),
         )?;
+        if let Some(ops) = &args.ops_listen {
+            d.config.server.ops_listen = Some(crate::config::parse_listen(ops)?);
+        }
         for tenant in &mut d.config.tenants {
             tenant.limits.instance_mode = args.instance_mode.into();
         }
@@ -299,20 +361,26 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
                 .map(|t| Arc::new(dev_tenant(Tenant::new(t.clone(), plugin.clone())))),
         );
         let app = Arc::new(App::new(runtime, tenants, d.config.server.clone()));
-        (d.config, app, None)
+        (d.config, app, None, None)
     } else {
         let path = args
             .config
             .clone()
             .ok_or_else(|| anyhow::anyhow!("--config or --dev is required"))?;
         let config = Config::load(&path, &overrides)?;
-        let app = Arc::new(App::from_config(&config)?);
+        // The engine only: plugins compile once the ops listener is up.
+        let app = Arc::new(App::starting(&config)?);
         let reloader = Reloader::new(app.clone(), path, overrides, &config);
-        (config, app, Some(Arc::new(reloader)))
+        (config.clone(), app, Some(Arc::new(reloader)), Some(config))
     };
     let identity = tls::Identity::load(&config.tls)?;
-    let tls_config = tls::server_config(identity)?;
-    Ok((app, reloader, tls_config, config.server.listen))
+    let tls = tls::server_config(identity)?;
+    Ok(Prepared {
+        app,
+        reloader,
+        tls,
+        to_load,
+    })
 }
 
 /// The dev tenant as built, or (benchmarks only: feature `native-resolver`
@@ -343,27 +411,4 @@ fn announce(app: &App, bound: SocketAddr) {
         );
     }
     println!("hookbox listening on https://{bound}");
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown requested");
 }

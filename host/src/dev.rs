@@ -53,7 +53,12 @@ pub fn setup(
     plugin: Option<PathBuf>,
     secret: Option<String>,
 ) -> Result<Dev, ConfigError> {
-    let mut server = ServerConfig::default();
+    let mut server = ServerConfig {
+        // On a developer's machine nothing routes traffic away first: Ctrl-C stops at once
+        // (requests in flight still get shutdown_grace).
+        shutdown_delay: std::time::Duration::ZERO,
+        ..ServerConfig::default()
+    };
     if let Some(l) = listen {
         server.listen = crate::config::parse_listen(l)?;
     }

@@ -10,19 +10,24 @@
 //! and publishes new tenant tables, and watches for reasons to.
 //!
 //! [`serve`] runs the real server on a listener the caller bound, which is
-//! how the end-to-end tests start it on port 0.
+//! how the end-to-end tests start it on port 0; [`serve_ops`] the plain-HTTP
+//! ops listener. Operations: [`metrics`] (one registry in [`App`]),
+//! [`readiness`] (`/readyz`), [`drain`] (SIGTERM/SIGINT).
 
 mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod drain;
 mod error;
 pub mod hook;
+pub mod metrics;
 #[cfg(feature = "native-resolver")]
 pub mod native;
 pub mod pipeline;
 pub mod plugin;
+pub mod readiness;
 pub mod reload;
 mod routes;
 mod runner;
@@ -50,7 +55,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let routes = routes::Router::new()?;
+    let routes = routes::Router::main()?;
     let watcher = match &reloader {
         Some(r) if app.server().watch => Some(reload::watch(r.clone())?),
         _ => None,
@@ -59,10 +64,28 @@ pub async fn serve(
         app,
         reloader,
         router: routes,
+        ops: false,
     };
     server::serve(Arc::new(ctx), tls, listener, shutdown).await;
     if let Some(w) = watcher {
         w.abort();
     }
+    Ok(())
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` over plain HTTP on `listener`
+/// (`[server] ops_listen`) until `shutdown` resolves, then drains.
+pub async fn serve_ops(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let ctx = routes::Ctx {
+        app,
+        reloader: None,
+        router: routes::Router::ops()?,
+        ops: true,
+    };
+    server::serve_ops(Arc::new(ctx), listener, shutdown).await;
     Ok(())
 }

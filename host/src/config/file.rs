@@ -32,6 +32,10 @@ pub struct ServerFile {
     pub handshake_timeout: Option<String>,
     pub max_connections: Option<usize>,
     pub watch: Option<bool>,
+    /// Plain-HTTP address of `/healthz`, `/readyz`, `/metrics`.
+    pub ops_listen: Option<String>,
+    pub shutdown_delay: Option<String>,
+    pub shutdown_grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

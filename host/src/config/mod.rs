@@ -91,7 +91,26 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Reload when the config file or a plugin file changes on disk.
     pub watch: bool,
+    /// A second, plain-HTTP listener serving only `/healthz`, `/readyz` and
+    /// `/metrics` (for probes and Prometheus); `None`: those are served on
+    /// `listen` only.
+    pub ops_listen: Option<SocketAddr>,
+    /// After the first SIGTERM or SIGINT: how long `/readyz` fails while the
+    /// listeners keep serving, so load balancers stop sending traffic before
+    /// connections are refused.
+    pub shutdown_delay: Duration,
+    /// Then, after the listeners stop accepting: how long requests in flight
+    /// get to finish before the process exits anyway.
+    pub shutdown_grace: Duration,
 }
+
+/// `server.shutdown_delay`'s default: long enough for a Kubernetes endpoint
+/// removal to reach kube-proxy and most load balancers.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+
+/// `server.shutdown_grace`'s default: Okta waits 3 s for an answer, so a
+/// request still running after this will not be waited for anyway.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -102,6 +121,9 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(5),
             max_connections: 4096,
             watch: false,
+            ops_listen: None,
+            shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -144,6 +166,8 @@ pub struct TenantConfig {
 pub struct Overrides {
     /// `--listen`.
     pub listen: Option<String>,
+    /// `--ops-listen`.
+    pub ops_listen: Option<String>,
     /// `--cert`.
     pub cert: Option<PathBuf>,
     /// `--key`.

@@ -42,6 +42,21 @@ pub(super) fn config(
         server.max_connections = n;
     }
     server.watch = file.server.watch.unwrap_or(false);
+    if let Some(ops) = overrides.ops_listen.clone().or(file.server.ops_listen) {
+        let ops = parse_listen(&ops)?;
+        if ops == server.listen && ops.port() != 0 {
+            return err(format!(
+                "server.ops_listen ({ops}) must differ from server.listen"
+            ));
+        }
+        server.ops_listen = Some(ops);
+    }
+    if let Some(v) = &file.server.shutdown_delay {
+        server.shutdown_delay = parse_duration("server.shutdown_delay", v)?;
+    }
+    if let Some(v) = &file.server.shutdown_grace {
+        server.shutdown_grace = parse_duration("server.shutdown_grace", v)?;
+    }
 
     let tls = match (overrides.cert.clone(), overrides.key.clone(), file.tls) {
         (Some(cert), Some(key), _) => TlsSource::Files { cert, key },

@@ -29,7 +29,7 @@ mod limits;
 mod state;
 
 pub use binding::{Backend, Binding, NativeResolver};
-pub use engine::{EngineError, Runtime};
+pub use engine::{EngineError, Pool, Runtime};
 pub use instances::Instances;
 pub use invoke::{Failure, Invocation, Outcome, Overloaded};
 pub(crate) use limits::MIB;
