@@ -94,6 +94,7 @@ pub fn setup(
         limits: Limits::default(),
         settings: Default::default(),
         smoke: None,
+        events: Default::default(),
     };
     let data_dir = match data_dir {
         Some(dir) => dir,

@@ -149,6 +149,39 @@ pub struct TenantConfig {
     pub settings: Arc<Settings>,
     /// A request file a new plugin version must answer without error before a reload makes it live.
     pub smoke: Option<PathBuf>,
+    /// Okta event hooks: which events reach the plugin's event handler.
+    pub events: EventsConfig,
+}
+
+/// A tenant's `events`: its event hook (`/hooks/{id}/events`), served when
+/// it is enabled and the tenant's plugin exports the event handler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsConfig {
+    /// `false`: the event routes answer 404 even if the plugin has a handler.
+    pub enabled: bool,
+    /// The event types queued for the handler (others are acknowledged and
+    /// dropped); default [`crate::events::SYNC_EVENT_TYPE`].
+    pub types: Vec<String>,
+    /// Events queued for the tenant at most; a delivery that would exceed it
+    /// is refused whole with 503 (Okta retries once).
+    pub max_queued: usize,
+    /// Handling attempts (the first included) before an event is dead.
+    pub max_attempts: u32,
+    /// Wait before the first retry, doubled at each later one (capped at
+    /// [`crate::events::MAX_BACKOFF`]).
+    pub retry_backoff: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            enabled: true,
+            types: vec![crate::events::SYNC_EVENT_TYPE.to_owned()],
+            max_queued: 10_000,
+            max_attempts: 5,
+            retry_backoff: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Values given on the command line or in `HOOKBOX_*` variables; they win over the file.

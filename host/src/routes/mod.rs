@@ -17,6 +17,7 @@
 
 mod admin;
 mod body;
+mod events;
 mod healthz;
 mod import;
 
@@ -49,6 +50,7 @@ pub(crate) struct Ctx {
 #[derive(Debug, Clone, Copy)]
 enum Route {
     Import,
+    Events,
     Healthz,
     AdminReload,
 }
@@ -61,6 +63,7 @@ impl Router {
     pub(crate) fn new() -> Result<Router, matchit::InsertError> {
         let mut table = matchit::Router::new();
         table.insert(import::PATH, Route::Import)?;
+        table.insert(events::PATH, Route::Events)?;
         table.insert(healthz::PATH, Route::Healthz)?;
         table.insert(ADMIN_RELOAD_PATH, Route::AdminReload)?;
         Ok(Router(table))
@@ -80,6 +83,7 @@ impl Router {
         );
         match *found.value {
             Route::Import => dispatch::<import::Import>(ctx, params, req).await,
+            Route::Events => dispatch::<events::Events>(ctx, params, req).await,
             Route::Healthz => dispatch::<healthz::Healthz>(ctx, params, req).await,
             Route::AdminReload => dispatch::<admin::AdminReload>(ctx, params, req).await,
         }
@@ -124,12 +128,24 @@ impl Answer {
         }
     }
 
+    /// An answer without a body (and so without a content type).
+    pub(crate) fn empty(status: StatusCode, outcome: &'static str) -> Answer {
+        Answer {
+            status,
+            content_type: "",
+            body: Bytes::new(),
+            outcome,
+        }
+    }
+
     fn into_response(self) -> Response<Full<Bytes>> {
         let mut response = Response::new(Full::new(self.body));
         *response.status_mut() = self.status;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        if !self.content_type.is_empty() {
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        }
         response
     }
 }
@@ -210,12 +226,15 @@ mod tests {
         let router = Router::new().expect("the table is consistent");
         let route = |path: &str| router.0.at(path).ok().map(|m| *m.value);
         assert!(matches!(route("/hooks/acme/import"), Some(Route::Import)));
+        assert!(matches!(route("/hooks/acme/events"), Some(Route::Events)));
         assert!(matches!(route("/healthz"), Some(Route::Healthz)));
         assert!(matches!(route("/admin/reload"), Some(Route::AdminReload)));
         for unknown in [
             "/",
             "/hooks//import",
             "/hooks/a/b/import",
+            "/hooks//events",
+            "/hooks/acme/events/",
             "/hooks/acme",
             "/healthz/",
             "/admin",
