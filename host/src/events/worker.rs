@@ -120,7 +120,7 @@ async fn handle(app: &App, tenant: &Tenant, event: Delivery) {
         let outcome = match run_handler(app, tenant, &event).await {
             Ok(run) => {
                 run.trace();
-                run.result.map_err(|f| f.to_string())
+                run.verdict()
             }
             Err(reason) => Err(reason),
         };
