@@ -21,11 +21,11 @@ use crate::hook::decode::DecodeError;
 pub const ENVELOPE_TYPE: &str = "com.okta.event_hook";
 
 /// Longest event `uuid` accepted, in bytes (the queue's own bound).
-pub const MAX_UUID: usize = hookbox_store::MAX_EVENT_UUID;
+pub const MAX_UUID: usize = hookbox_store::queue::MAX_EVENT_UUID;
 
 /// Most events one delivery may carry (the queue enqueues a delivery in one
 /// all-or-nothing step of at most this many). Okta batches far fewer.
-pub const MAX_EVENTS: usize = hookbox_store::MAX_EVENTS_PER_ENQUEUE;
+pub const MAX_EVENTS: usize = hookbox_store::queue::MAX_EVENTS_PER_ENQUEUE;
 
 /// One decoded delivery.
 #[derive(Debug, Clone, PartialEq)]

@@ -30,7 +30,7 @@ pub(crate) mod worker;
 
 use std::time::Duration;
 
-use hookbox_store::{Enqueued, QueuedEvent, Store, StoreError};
+use hookbox_store::{DeadEvent, Enqueued, MAX_LIST_LIMIT, QueuedEvent, Store, StoreError};
 
 use crate::config::EventsConfig;
 use crate::plugin::Limits;
@@ -135,6 +135,31 @@ pub async fn accept(
         }),
         Enqueued::Full { queued } => Err(NotQueued::Full { queued }),
     }
+}
+
+/// Every dead event of `tenant`, oldest id first (the operator's list).
+pub async fn all_dead(store: &Store, tenant: &str) -> Result<Vec<DeadEvent>, StoreError> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.dead(tenant, after, MAX_LIST_LIMIT).await?;
+        let Some(last) = page.last() else {
+            return Ok(all);
+        };
+        after = Some(last.id);
+        all.extend(page);
+    }
+}
+
+/// Queues every dead event of `tenant` again; how many were.
+pub async fn replay_all(store: &Store, tenant: &str) -> Result<usize, StoreError> {
+    let mut replayed = 0;
+    for dead in all_dead(store, tenant).await? {
+        if store.replay(tenant, dead.id).await? {
+            replayed += 1;
+        }
+    }
+    Ok(replayed)
 }
 
 #[cfg(test)]
