@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hookbox_store::Store;
+use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::config::{Config, ServerConfig};
@@ -39,6 +40,8 @@ pub struct App {
     admin: ArcSwapOption<Auth>,
     /// Claims and idempotent answers, every tenant in its own key space.
     store: Store,
+    /// Bumped whenever this process queues events: wakes the event worker.
+    events_wake: watch::Sender<u64>,
 }
 
 impl App {
@@ -60,6 +63,7 @@ impl App {
             server,
             admin: ArcSwapOption::empty(),
             store,
+            events_wake: watch::Sender::new(0),
         }
     }
 
@@ -97,6 +101,16 @@ impl App {
     /// The admin endpoint's credentials, if it is configured right now.
     pub fn admin(&self) -> Option<Arc<Auth>> {
         self.admin.load_full()
+    }
+
+    /// Tells the event worker that events were just queued.
+    pub(crate) fn events_queued(&self) {
+        self.events_wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// What the event worker waits on between looks at the queues.
+    pub(crate) fn events_wake(&self) -> watch::Receiver<u64> {
+        self.events_wake.subscribe()
     }
 
     /// Makes `tenants` and `admin` the ones requests see from now on.

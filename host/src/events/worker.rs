@@ -27,7 +27,7 @@ use std::time::Duration;
 use hookbox_store::{Delivery, FailOutcome};
 use serde_json::Value;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{self, JoinSet};
 use tracing::Instrument as _;
 
 use super::delivery::{self, Payload};
@@ -44,23 +44,34 @@ const OVERLOAD_WAIT: Duration = Duration::from_millis(50);
 const OVERLOAD_TRIES: u32 = 20;
 
 /// Runs the worker until `stop` turns true (or its sender is dropped), then
-/// waits for every tenant task to finish the event in hand.
+/// waits for every tenant task to finish the event in hand. Dropping this
+/// future aborts the tenant tasks too (they live in its `JoinSet`): a server
+/// future dropped without a shutdown takes its worker with it.
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut tasks: JoinSet<()> = JoinSet::new();
+    let mut running: HashMap<task::Id, String> = HashMap::new();
     let mut wake = app.events_wake();
     loop {
         if *stop.borrow() {
             break;
         }
-        tasks.retain(|_, task| !task.is_finished());
+        while let Some(done) = tasks.try_join_next_with_id() {
+            let id = match done {
+                Ok((id, ())) => id,
+                Err(e) => {
+                    tracing::error!(error = %e, "an event task ended abnormally; restarting it");
+                    e.id()
+                }
+            };
+            running.remove(&id);
+        }
         for tenant in app.tenants().iter() {
-            if tenant.handles_events() && !tasks.contains_key(tenant.id()) {
+            if tenant.handles_events() && !running.values().any(|t| t == tenant.id()) {
                 let id = tenant.id().to_owned();
                 let span = tracing::info_span!("events", tenant = %id);
-                let task = tokio::spawn(
-                    tenant_loop(app.clone(), id.clone(), stop.clone()).instrument(span),
-                );
-                tasks.insert(id, task);
+                let handle = tasks
+                    .spawn(tenant_loop(app.clone(), id.clone(), stop.clone()).instrument(span));
+                running.insert(handle.id(), id);
             }
         }
         tokio::select! {
@@ -69,9 +80,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(IDLE_POLL) => {}
         }
     }
-    for (_, task) in tasks {
-        let _ = task.await;
-    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// One tenant's events, one at a time, until the tenant goes or `stop`.
