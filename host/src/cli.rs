@@ -1,5 +1,5 @@
 //! The command line: `hookbox serve --config FILE`, `hookbox serve --dev`,
-//! `hookbox check`, `hookbox run` and `hookbox claims`.
+//! `hookbox check`, `hookbox run`, `hookbox claims` and `hookbox events`.
 //!
 //! Start-up order: telemetry, configuration (refused before anything binds,
 //! exit code 64), the claim store opened (a bad `[store]` exits 64 naming
@@ -56,6 +56,12 @@ enum Command {
     /// first (a Redis store can be used while servers run).
     #[command(subcommand)]
     Claims(ClaimsCommand),
+    /// See and replay a tenant's dead events (event hooks) in the configured store.
+    ///
+    /// The embedded store is one process's at a time: stop `hookbox serve`
+    /// first (a Redis store can be used while servers run).
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 /// What `--config` and `--tenant` say for every `claims` subcommand.
@@ -113,12 +119,41 @@ enum ClaimsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// List the tenant's dead events, oldest first:
+    /// `ID<TAB>UUID<TAB>ATTEMPTS<TAB>DIED-AT-MS<TAB>REASON`.
+    Dead {
+        #[command(flatten)]
+        target: ClaimsTarget,
+        /// One JSON array of the dead events, each with its queued payload.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a dead event again as new (attempts reset); exit 1 if no dead event has that id.
+    Replay {
+        #[command(flatten)]
+        target: ClaimsTarget,
+        /// The dead event's id (the first column of `hookbox events dead`).
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        /// Every dead event of the tenant.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// The component (.wasm).
     plugin: PathBuf,
     /// An Okta import hook request body (JSON).
-    request: PathBuf,
+    #[arg(required_unless_present = "events")]
+    request: Option<PathBuf>,
+    /// Instead of a request: an event hook delivery (JSON); the plugin's event
+    /// handler runs on each of its events, whatever their type.
+    #[arg(long, value_name = "DELIVERY", conflicts_with = "request")]
+    events: Option<PathBuf>,
     /// A plugin setting, as the tenant's `settings` table would give it (repeatable).
     #[arg(long = "settings", value_name = "KEY=VALUE", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
@@ -209,7 +244,17 @@ enum LogFormat {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    main_from(std::env::args_os())
+}
+
+/// [`main`] with the command line given (`args[0]` is the program name):
+/// the real command line, for tests that run it in a process of their own.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -233,6 +278,7 @@ pub fn main() -> ExitCode {
         }
         Command::Run(args) => run(args),
         Command::Claims(command) => claims(command),
+        Command::Events(command) => events(command),
     }
 }
 
@@ -383,6 +429,95 @@ async fn claims_command(store: &Store, command: ClaimsCommand) -> Result<ExitCod
     })
 }
 
+fn events(command: EventsCommand) -> ExitCode {
+    let target = match &command {
+        EventsCommand::Dead { target, .. } | EventsCommand::Replay { target, .. } => target,
+    };
+    let section = match StoreSection::load(&target.config) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    if let Err(e) = section.tenant(&target.tenant) {
+        return fail(EXIT_CONFIG, e);
+    }
+    let runtime = match small_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    runtime.block_on(async {
+        let store = match open_store(&section.store).await {
+            Ok(s) => s,
+            Err(e) => return fail(EXIT_CONFIG, e),
+        };
+        match events_command(&store, command).await {
+            Ok(code) => code,
+            Err(e) => fail(1, format!("event store: {e}")),
+        }
+    })
+}
+
+async fn events_command(store: &Store, command: EventsCommand) -> Result<ExitCode, StoreError> {
+    Ok(match command {
+        EventsCommand::Dead { target, json } => {
+            let dead = crate::events::all_dead(store, &target.tenant).await?;
+            let ms = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+            };
+            if json {
+                let list: Vec<serde_json::Value> = dead
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "id": d.id,
+                            "uuid": d.uuid,
+                            "attempts": d.attempts,
+                            "died_at_ms": ms(d.died_at) as u64,
+                            "reason": d.reason,
+                            "payload": serde_json::from_slice::<serde_json::Value>(&d.payload)
+                                .unwrap_or(serde_json::Value::Null),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for d in &dead {
+                    // One line per event: no tab or newline of the reason may split it.
+                    let reason: String = d
+                        .reason
+                        .chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect();
+                    println!(
+                        "{}\t{}\t{}\t{}\t{reason}",
+                        d.id,
+                        d.uuid,
+                        d.attempts,
+                        ms(d.died_at)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        EventsCommand::Replay { target, id, all } => {
+            if all {
+                let n = crate::events::replay_all(store, &target.tenant).await?;
+                println!("replayed {n} dead events");
+                ExitCode::SUCCESS
+            } else {
+                let id = id.unwrap_or_default();
+                if store.replay(&target.tenant, id).await? {
+                    println!("replayed {id}");
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("hookbox: no dead event {id} for tenant {}", target.tenant);
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    })
+}
+
 fn run(args: RunArgs) -> ExitCode {
     let mut limits = Limits::default();
     let parsed = (|| -> Result<(), ConfigError> {
@@ -420,7 +555,17 @@ fn run(args: RunArgs) -> ExitCode {
                 Err(e) => return Err(fail(EXIT_CONFIG, e)),
             },
         };
-        Ok(runner::run(&args.plugin, &args.request, settings, limits, store).await)
+        Ok(match (&args.events, &args.request) {
+            (Some(delivery), _) => {
+                runner::run_events(&args.plugin, delivery, settings, limits, store).await
+            }
+            (None, Some(request)) => {
+                runner::run(&args.plugin, request, settings, limits, store).await
+            }
+            (None, None) => Err(RunError::InvalidRequest(
+                "give a request file or --events DELIVERY".into(),
+            )),
+        })
     });
     let result = match result {
         Ok(r) => r,

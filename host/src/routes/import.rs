@@ -47,6 +47,10 @@ impl Endpoint for Import {
             .app
             .tenant(params.get("tenant"))
             .ok_or(HttpError::UnknownTenant)?;
+        // A plugin for event hooks only answers no import hook: as if no tenant were here.
+        if !tenant.plugin().exports().resolver {
+            return Err(HttpError::UnknownTenant);
+        }
         Span::current().record("plugin", tenant.plugin().short_digest());
         if !tenant.auth().verify(headers) {
             return Err(HttpError::Unauthorized);

@@ -333,7 +333,7 @@ fn hookbox_command(args: &[&str]) -> Command {
         "--test-threads=1",
     ])
     .env("HOOKBOX_TEST_ARGS", args.join("\n"))
-    .env("RUST_LOG", "warn");
+    .env("HOOKBOX_LOG", "warn");
     cmd
 }
 
