@@ -137,37 +137,34 @@ fn claims(c: &mut Criterion) {
             let setup = setup;
             async move {
                 let scope = StoreScope::new("bench", &setup.store);
-                match setup.pipeline {
-                    true => {
-                        let binding = Binding {
-                            plugin: &setup.plugin,
-                            settings,
-                            limits,
-                            backend,
-                            permits,
-                            scope: &scope,
-                        };
-                        let handled = pipeline::handle(runtime, &binding, &body)
-                            .await
-                            .expect("answered");
-                        assert!(
-                            matches!(handled.verdict, pipeline::Verdict::Answered { .. }),
-                            "{}: {:?}",
-                            setup.name,
-                            handled.verdict
-                        );
-                        handled.body
-                    }
-                    false => {
-                        let request = decode::decode(&body).expect("decodes");
-                        let inv = runtime
-                            .invoke(&setup.plugin, &request, settings.clone(), limits, &scope)
-                            .await
-                            .expect("a free slot");
-                        encode::encode(&inv.result, setup.plugin.short_digest())
-                            .expect("encodes")
-                            .0
-                    }
+                if setup.pipeline {
+                    let binding = Binding {
+                        plugin: &setup.plugin,
+                        settings,
+                        limits,
+                        backend,
+                        permits,
+                        scope: &scope,
+                    };
+                    let handled = pipeline::handle(runtime, &binding, &body)
+                        .await
+                        .expect("answered");
+                    assert!(
+                        matches!(handled.verdict, pipeline::Verdict::Answered { .. }),
+                        "{}: {:?}",
+                        setup.name,
+                        handled.verdict
+                    );
+                    handled.body
+                } else {
+                    let request = decode::decode(&body).expect("decodes");
+                    let inv = runtime
+                        .invoke(&setup.plugin, &request, settings.clone(), limits, &scope)
+                        .await
+                        .expect("a free slot");
+                    encode::encode(&inv.result, setup.plugin.short_digest())
+                        .expect("encodes")
+                        .0
                 }
             }
         };
@@ -175,7 +172,11 @@ fn claims(c: &mut Criterion) {
         let body = rt.block_on(one(next_body(&counter)));
         let text = String::from_utf8_lossy(&body);
         if setup.name.starts_with("reference") {
-            assert!(text.contains("\"claim\":\"claimed\""), "{}: {text}", setup.name);
+            assert!(
+                text.contains("\"claim\":\"claimed\""),
+                "{}: {text}",
+                setup.name
+            );
         }
 
         g.throughput(Throughput::Elements(1));

@@ -31,8 +31,8 @@ use serde_json::Value;
 
 use hookbox::hook::{decode, encode};
 use hookbox::plugin::{
-    Backend, Binding, DEFAULT_REUSE_MAX_REQUESTS, StoreScope, EngineConfig, InstanceMode, Limits, Plugin,
-    Runtime,
+    Backend, Binding, DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode, Limits, Plugin,
+    Runtime, StoreScope,
 };
 use tokio::sync::Semaphore;
 
@@ -87,7 +87,13 @@ fn pipeline(c: &mut Criterion) {
             let start = Instant::now();
             for _ in 0..iters {
                 let inv = runtime
-                    .invoke(&plugin, black_box(request), settings.clone(), &limits, &scope)
+                    .invoke(
+                        &plugin,
+                        black_box(request),
+                        settings.clone(),
+                        &limits,
+                        &scope,
+                    )
                     .await;
                 let _ = black_box(inv);
             }

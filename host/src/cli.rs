@@ -302,11 +302,13 @@ pub async fn open_store(config: &StoreConfig) -> Result<Store, ConfigError> {
             StoreConfig::Redis { .. } => "[store] redis".to_owned(),
         };
         match (&e, config) {
-            (StoreError::Unavailable(_), StoreConfig::Embedded { .. }) => ConfigError::new(format!(
-                "{what}: in use by another process ({e}). The embedded store is one process's \
+            (StoreError::Unavailable(_), StoreConfig::Embedded { .. }) => {
+                ConfigError::new(format!(
+                    "{what}: in use by another process ({e}). The embedded store is one process's \
                  at a time: stop the running `hookbox serve` (or other `hookbox claims` \
                  command) first, or use a Redis store to share it"
-            )),
+                ))
+            }
             _ => ConfigError::new(format!("{what}: {e}")),
         }
     })
@@ -356,7 +358,11 @@ async fn claims_command(store: &Store, command: ClaimsCommand) -> Result<ExitCod
             let mut all = serde_json::Map::new();
             while left > 0 {
                 let page = store
-                    .list(tenant, after.as_deref(), left.min(hookbox_store::MAX_LIST_LIMIT))
+                    .list(
+                        tenant,
+                        after.as_deref(),
+                        left.min(hookbox_store::MAX_LIST_LIMIT),
+                    )
                     .await?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.key.clone());
@@ -378,18 +384,16 @@ async fn claims_command(store: &Store, command: ClaimsCommand) -> Result<ExitCod
             }
             ExitCode::SUCCESS
         }
-        ClaimsCommand::Show { target, key } => {
-            match store.owner_of(&target.tenant, &key).await? {
-                Some(owner) => {
-                    println!("{owner}");
-                    ExitCode::SUCCESS
-                }
-                None => {
-                    eprintln!("hookbox: {key} is not claimed");
-                    ExitCode::FAILURE
-                }
+        ClaimsCommand::Show { target, key } => match store.owner_of(&target.tenant, &key).await? {
+            Some(owner) => {
+                println!("{owner}");
+                ExitCode::SUCCESS
             }
-        }
+            None => {
+                eprintln!("hookbox: {key} is not claimed");
+                ExitCode::FAILURE
+            }
+        },
         ClaimsCommand::Release { target, key, owner } => {
             let released = match &owner {
                 Some(owner) => store
@@ -404,8 +408,14 @@ async fn claims_command(store: &Store, command: ClaimsCommand) -> Result<ExitCod
                     ExitCode::SUCCESS
                 }
                 None => {
-                    eprintln!("hookbox: nothing released: {key} is not claimed{}", 
-                        if owner.is_some() { " by that owner" } else { "" });
+                    eprintln!(
+                        "hookbox: nothing released: {key} is not claimed{}",
+                        if owner.is_some() {
+                            " by that owner"
+                        } else {
+                            ""
+                        }
+                    );
                     ExitCode::FAILURE
                 }
             }

@@ -216,7 +216,10 @@ pub async fn handle(
             Ok(Remembered::Existing(_)) => event_id_reused = true,
             Err(e) => store_errors.push(("remember", e.kind())),
         }
-        tracing::trace!(remember_us = started.elapsed().as_micros() as u64, "answer kept");
+        tracing::trace!(
+            remember_us = started.elapsed().as_micros() as u64,
+            "answer kept"
+        );
     }
     Ok(Handled {
         body,
@@ -265,15 +268,28 @@ impl Handled {
             tracing::warn!(target: "hookbox::plugin", dropped = self.log.dropped, "plugin log lines over the cap were dropped");
         }
         if self.verdict == Verdict::Replayed {
-            tracing::info!("replayed the stored answer (a retry: same eventId, same body); the plugin did not run");
+            tracing::info!(
+                "replayed the stored answer (a retry: same eventId, same body); the plugin did not run"
+            );
             return;
         }
         for (op, kind) in &self.store_errors {
-            tracing::warn!(op, kind, "idempotency store call failed; answered without it");
+            tracing::warn!(
+                op,
+                kind,
+                "idempotency store call failed; answered without it"
+            );
         }
         if self.event_id_reused {
             tracing::warn!(
                 "this eventId was already answered for a different body: answered anew, not stored"
+            );
+        }
+        if self.figures.store_calls.1 > 0 {
+            tracing::warn!(
+                refused = self.figures.store_calls.1,
+                cap = crate::plugin::MAX_STORE_CALLS,
+                "the plugin went past the per-request cap on claim-store calls"
             );
         }
         if self.raced {

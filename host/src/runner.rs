@@ -336,7 +336,10 @@ pub(crate) async fn run(
         plugin.digest()
     );
     let outcome = match &handled.verdict {
-        Verdict::Replayed => "replayed the answer stored for this eventId and body (the plugin did not run)".to_owned(),
+        Verdict::Replayed => {
+            "replayed the answer stored for this eventId and body (the plugin did not run)"
+                .to_owned()
+        }
         Verdict::Failed(f) => format!("FAILED: {}", describe(f)),
         Verdict::Declined(s) => format!("declined: {s}"),
         Verdict::Answered { commands } => format!("answered {commands} command(s)"),

@@ -19,9 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Auth;
 use crate::config::TenantConfig;
-use crate::plugin::{
-    Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime, StoreScope,
-};
+use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime, StoreScope};
 
 /// A tenant's plugin could not be loaded at start.
 #[derive(Debug, thiserror::Error)]

@@ -214,8 +214,8 @@ impl StoreSection {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         let in_file = |e: ConfigError| ConfigError::new(format!("{}: {e}", path.display()));
-        let file: file::ConfigFile = toml::from_str(&text)
-            .map_err(|e| in_file(ConfigError::new(e.to_string())))?;
+        let file: file::ConfigFile =
+            toml::from_str(&text).map_err(|e| in_file(ConfigError::new(e.to_string())))?;
         let tenants = file.tenants.into_iter().map(|t| t.id).collect();
         let store = validate::store(file.store, base).map_err(in_file)?;
         Ok(StoreSection { store, tenants })

@@ -164,10 +164,7 @@ impl Runtime {
         limits: &Limits,
         scope: &StoreScope,
     ) -> Store<State> {
-        let mut store = Store::new(
-            self.engine(),
-            State::new(settings, limits, scope.clone()),
-        );
+        let mut store = Store::new(self.engine(), State::new(settings, limits, scope.clone()));
         store.limiter(|s| &mut s.limiter);
         // Check at every epoch tick: past the deadline, interrupt (a trap);
         // before it, yield to the executor so a busy plugin shares its thread.

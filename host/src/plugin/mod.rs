@@ -178,11 +178,7 @@ impl Exports {
             .map(|(name, _)| name.to_owned())
             .collect();
         let has = |n: &str| names.iter().any(|e| e == n);
-        let (v1, v2, handler) = (
-            has(RESOLVER_0_1),
-            has(RESOLVER_0_2),
-            has(EVENT_HANDLER_0_2),
-        );
+        let (v1, v2, handler) = (has(RESOLVER_0_1), has(RESOLVER_0_2), has(EVENT_HANDLER_0_2));
         match (v1, v2 || handler) {
             (true, false) => Ok(Exports {
                 version: WitVersion::V0_1,

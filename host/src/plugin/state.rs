@@ -62,7 +62,11 @@ pub struct State {
 impl State {
     /// A store's state for one tenant (its settings, limits and store
     /// scope); [`State::begin`] must run before each request.
-    pub fn new(settings: Arc<BTreeMap<String, String>>, limits: &Limits, scope: StoreScope) -> State {
+    pub fn new(
+        settings: Arc<BTreeMap<String, String>>,
+        limits: &Limits,
+        scope: StoreScope,
+    ) -> State {
         let stdout = Capture::default();
         let stderr = Capture::default();
         // Deny by default: the builder starts with no preopened directories, no

@@ -65,8 +65,7 @@ impl Endpoint for Import {
     ) -> Result<Answer, HttpError> {
         let body = body::read_json(ctx.app.server(), req).await?;
         let scope = ctx.app.scope(&tenant);
-        let handled =
-            pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
+        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
         handled.trace();
         Ok(Answer::json(
             StatusCode::OK,

@@ -112,7 +112,12 @@ impl User {
 
 /// The login and the `claim` of the debug context of an answer.
 fn login_and_claim(reply: &Reply) -> (String, String) {
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let login = reply
         .new_login()
         .unwrap_or_else(|| panic!("no login in {}", String::from_utf8_lossy(&reply.body)));
@@ -255,9 +260,11 @@ async fn claims_survive_a_restart_of_the_embedded_store() {
     let second = start().await;
     let client = second.client();
     // Asked in the other order: each user still gets their own login back.
-    let (again_b, claim) =
-        login_and_claim(&client.hook("acme", "secret-acme", &b.request()).await);
-    assert_eq!((again_b.as_str(), claim.as_str()), (login_b.as_str(), "already-yours"));
+    let (again_b, claim) = login_and_claim(&client.hook("acme", "secret-acme", &b.request()).await);
+    assert_eq!(
+        (again_b.as_str(), claim.as_str()),
+        (login_b.as_str(), "already-yours")
+    );
     let (again_a, _) = login_and_claim(&client.hook("acme", "secret-acme", &a.request()).await);
     assert_eq!(again_a, login_a);
     assert_eq!(claims(&second, "acme").await.len(), 4);
@@ -286,7 +293,12 @@ async fn two_servers_on_one_redis_never_give_one_login_to_two_owners() {
     let replies: Vec<(User, Reply)> = futures::stream::iter(work)
         .map(|(server, user)| {
             let client = clients[server].clone();
-            async move { (user, client.hook("acme", "secret-acme", &user.request()).await) }
+            async move {
+                (
+                    user,
+                    client.hook("acme", "secret-acme", &user.request()).await,
+                )
+            }
         })
         .buffer_unordered(32)
         .collect()
@@ -299,8 +311,14 @@ async fn two_servers_on_one_redis_never_give_one_login_to_two_owners() {
     }
     let mut owners_of: BTreeMap<String, usize> = BTreeMap::new();
     for logins in by_user.values() {
-        assert_eq!(logins.len(), 1, "one login per user across servers: {by_user:?}");
-        *owners_of.entry(logins.iter().next().unwrap().clone()).or_default() += 1;
+        assert_eq!(
+            logins.len(),
+            1,
+            "one login per user across servers: {by_user:?}"
+        );
+        *owners_of
+            .entry(logins.iter().next().unwrap().clone())
+            .or_default() += 1;
     }
     assert!(
         owners_of.values().all(|&n| n == 1),
@@ -338,7 +356,10 @@ async fn an_okta_retry_gets_the_same_bytes_and_claims_nothing_new() {
         let report = server.reload().await;
         assert!(report.applied, "{report:?}");
         let swapped = client.hook("acme", "secret-acme", &request).await;
-        assert_eq!(swapped.body, first.body, "{name}: replayed, not answered by the new plugin");
+        assert_eq!(
+            swapped.body, first.body,
+            "{name}: replayed, not answered by the new plugin"
+        );
         // A new event is answered by the new plugin (misbehave's echo).
         let fresh = client.hook("acme", "secret-acme", &user.request()).await;
         assert_ne!(fresh.body, first.body, "{name}");
@@ -390,7 +411,12 @@ async fn redis_down_mid_run_answers_with_the_fallback_and_recovers() {
         .await;
     for reply in &down {
         let (login, claim) = login_and_claim(reply);
-        assert_eq!(claim, "unavailable", "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(
+            claim,
+            "unavailable",
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
         assert!(login.starts_with("li.zhang."), "{login}");
     }
 
@@ -400,7 +426,15 @@ async fn redis_down_mid_run_answers_with_the_fallback_and_recovers() {
     let mut recovered = None;
     for attempt in 0..50 {
         let reply = client
-            .hook("acme", "secret-acme", &User { name: 4, n: attempt }.request())
+            .hook(
+                "acme",
+                "secret-acme",
+                &User {
+                    name: 4,
+                    n: attempt,
+                }
+                .request(),
+            )
             .await;
         let (_, claim) = login_and_claim(&reply);
         if claim == "claimed" {
@@ -440,7 +474,10 @@ async fn a_wit_0_1_plugin_still_answers_exactly_as_before() {
         server.tenant("legacy").plugin().exports().version.as_str(),
         "0.1.0"
     );
-    assert!(claims(&server, "legacy").await.is_empty(), "0.1.0 has no claims");
+    assert!(
+        claims(&server, "legacy").await.is_empty(),
+        "0.1.0 has no claims"
+    );
     server.stop().await.unwrap();
 }
 
@@ -479,7 +516,10 @@ async fn tenants_have_separate_claim_spaces() {
     let (a, ca) = login_and_claim(&client.hook("one", "secret-one", &user.request()).await);
     let (b, cb) = login_and_claim(&client.hook("two", "secret-two", &user.request()).await);
     assert_eq!((a.as_str(), ca.as_str()), (b.as_str(), "claimed"));
-    assert_eq!(cb, "claimed", "not already-yours: tenant two's space is its own");
+    assert_eq!(
+        cb, "claimed",
+        "not already-yours: tenant two's space is its own"
+    );
     let store = Arc::new(server.store().clone());
     assert_eq!(store.list("one", None, 10).await.unwrap().len(), 2);
     assert_eq!(store.list("two", None, 10).await.unwrap().len(), 2);

@@ -107,8 +107,8 @@ async fn every_language_gives_the_reference_answers_in_every_instance_mode() {
                 if case.skip.is_some() {
                     continue;
                 }
-                let mut t = TenantSpec::new(&tenant_id(lang, mode, i), wasm.clone())
-                    .instance_mode(mode);
+                let mut t =
+                    TenantSpec::new(&tenant_id(lang, mode, i), wasm.clone()).instance_mode(mode);
                 for (k, v) in &case.settings {
                     t = t.setting(k, v);
                 }
@@ -199,7 +199,10 @@ async fn every_language_gives_the_reference_answers_in_every_instance_mode() {
     skipped.sort();
     skipped.dedup();
     eprintln!("skipped through the host: {}", skipped.join(", "));
-    assert!(skipped.len() <= 3, "only the directory cases are skipped: {skipped:?}");
+    assert!(
+        skipped.len() <= 3,
+        "only the directory cases are skipped: {skipped:?}"
+    );
     assert!(
         failures.is_empty(),
         "{} conformance failures:\n{}",
