@@ -7,7 +7,10 @@
 //! [`pipeline`] (decode → permit → invoke → encode, with [`hook`]'s wire
 //! format) → [`plugin`] (engine, load, invoke, limits), with [`tenant`]
 //! holding each tenant and [`App`] the state they share. [`reload`] plans
-//! and publishes new tenant tables, and watches for reasons to.
+//! and publishes new tenant tables, and watches for reasons to. Okta event
+//! hooks take a second path: `routes` → [`events`] (decode, queue durably,
+//! acknowledge) and, off the request path, the events worker → the plugin's
+//! event handler.
 //!
 //! [`serve`] runs the real server on a listener the caller bound, which is
 //! how the end-to-end tests start it on port 0; [`serve_ops`] the plain-HTTP
@@ -21,6 +24,7 @@ pub mod config;
 pub mod dev;
 pub mod drain;
 mod error;
+pub mod events;
 pub mod hook;
 pub mod metrics;
 #[cfg(feature = "native-resolver")]
@@ -47,7 +51,9 @@ use crate::reload::Reloader;
 
 /// Serves HTTPS on `listener` until `shutdown` resolves, then drains
 /// in-flight requests. With a `reloader`, `POST /admin/reload` reloads, and
-/// so do file changes when `server.watch` is on.
+/// so do file changes when `server.watch` is on. The event worker
+/// ([`events`]) runs alongside, and stops once the server has drained
+/// (finishing the events in hand, leaving the rest queued).
 pub async fn serve(
     app: Arc<App>,
     reloader: Option<Arc<Reloader>>,
@@ -61,12 +67,19 @@ pub async fn serve(
         _ => None,
     };
     let ctx = routes::Ctx {
-        app,
+        app: app.clone(),
         reloader,
         router: routes,
         ops: false,
     };
-    server::serve(Arc::new(ctx), tls, listener, shutdown).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Inside this future, not spawned: dropping `serve` drops the worker too.
+    let worker = events::worker::run(app, stopped);
+    let server = async {
+        server::serve(Arc::new(ctx), tls, listener, shutdown).await;
+        let _ = stop.send(true);
+    };
+    tokio::join!(server, worker);
     if let Some(w) = watcher {
         w.abort();
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::ImportHook;
+use super::bindings::{v0_1, v0_2};
 use super::cache::{Cache, CacheStats};
 use super::instances::IdleBudget;
 use super::limits::EngineConfig;
@@ -77,7 +77,11 @@ impl Runtime {
         // std even when they never use it. What each store grants is decided in
         // `State::new` (no files, no env, no sockets, captured stdio).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(EngineError::Wasi)?;
-        ImportHook::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+        // Both WIT versions on one linker: their instance names carry the
+        // version, so a 0.1.0 plugin links 0.1.0's `host` and nothing else.
+        v0_1::ImportHook::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(EngineError::Host)?;
+        v0_2::ImportAndEventHook::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(EngineError::Host)?;
 
         spawn_epoch_ticker(&engine).map_err(EngineError::Ticker)?;

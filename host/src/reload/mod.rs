@@ -17,8 +17,8 @@
 //!   the next one sees the new table; tenants added, removed or re-keyed
 //!   change in that same store;
 //! - an invalid configuration file changes nothing;
-//! - `[server]`, `[tls]` and `[engine]` are fixed at start: their changes are
-//!   reported as needing a restart, never half-applied;
+//! - `[server]`, `[tls]`, `[engine]` and `[store]` are fixed at start: their
+//!   changes are reported as needing a restart, never half-applied;
 //! - reloads run one at a time, so an older table can never be published last.
 
 mod plan;

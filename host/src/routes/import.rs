@@ -57,6 +57,10 @@ impl Endpoint for Import {
             .app
             .tenant(params.get("tenant"))
             .ok_or(HttpError::UnknownTenant)?;
+        // A plugin for event hooks only answers no import hook: as if no tenant were here.
+        if !tenant.plugin().exports().resolver {
+            return Err(HttpError::UnknownTenant);
+        }
         Span::current().record("plugin", tenant.plugin().short_digest());
         if !tenant.auth().verify(headers) {
             return Err(HttpError::Unauthorized);
@@ -70,7 +74,8 @@ impl Endpoint for Import {
         req: Request<Incoming>,
     ) -> Result<Answer, HttpError> {
         let body = body::read_json(ctx.app.server(), req).await?;
-        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(), &body).await?;
+        let scope = ctx.app.scope(&tenant);
+        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
         handled.trace();
         ctx.app.metrics().plugin_call(tenant.id(), &handled.figures);
         Ok(Answer::json(

@@ -24,6 +24,7 @@
 
 mod admin;
 mod body;
+mod events;
 mod healthz;
 mod import;
 mod metrics;
@@ -61,6 +62,7 @@ pub(crate) struct Ctx {
 #[derive(Debug, Clone, Copy)]
 enum Route {
     Import,
+    Events,
     Healthz,
     Readyz,
     Metrics,
@@ -78,6 +80,7 @@ impl Router {
     pub(crate) fn main() -> Result<Router, matchit::InsertError> {
         let mut table = matchit::Router::new();
         table.insert(import::PATH, Route::Import)?;
+        table.insert(events::PATH, Route::Events)?;
         table.insert(healthz::PATH, Route::Healthz)?;
         table.insert(readyz::PATH, Route::Readyz)?;
         table.insert(metrics::PATH, Route::Metrics)?;
@@ -116,6 +119,7 @@ impl Router {
         );
         match *found.value {
             Route::Import => dispatch::<import::Import>(ctx, params, req).await,
+            Route::Events => dispatch::<events::Events>(ctx, params, req).await,
             Route::Healthz => dispatch::<healthz::Healthz>(ctx, params, req).await,
             Route::Readyz => dispatch::<readyz::Readyz>(ctx, params, req).await,
             Route::Metrics => dispatch::<metrics::Metrics>(ctx, params, req).await,
@@ -162,12 +166,24 @@ impl Answer {
         }
     }
 
+    /// An answer without a body (and so without a content type).
+    pub(crate) fn empty(status: StatusCode, outcome: &'static str) -> Answer {
+        Answer {
+            status,
+            content_type: "",
+            body: Bytes::new(),
+            outcome,
+        }
+    }
+
     fn into_response(self) -> Response<Full<Bytes>> {
         let mut response = Response::new(Full::new(self.body));
         *response.status_mut() = self.status;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        if !self.content_type.is_empty() {
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        }
         response
     }
 }
@@ -277,6 +293,7 @@ mod tests {
         let router = Router::main().expect("the table is consistent");
         let route = |path: &str| router.0.at(path).ok().map(|m| *m.value);
         assert!(matches!(route("/hooks/acme/import"), Some(Route::Import)));
+        assert!(matches!(route("/hooks/acme/events"), Some(Route::Events)));
         assert!(matches!(route("/healthz"), Some(Route::Healthz)));
         assert!(matches!(route("/admin/reload"), Some(Route::AdminReload)));
         assert!(matches!(route("/readyz"), Some(Route::Readyz)));
@@ -285,6 +302,8 @@ mod tests {
             "/",
             "/hooks//import",
             "/hooks/a/b/import",
+            "/hooks//events",
+            "/hooks/acme/events/",
             "/hooks/acme",
             "/healthz/",
             "/admin",
