@@ -1,10 +1,13 @@
 //! The command line: `hookbox serve --config FILE`, `hookbox serve --dev`,
-//! `hookbox check`, `hookbox run` and `hookbox claims`.
+//! `hookbox check`, `hookbox run`, `hookbox claims` and `hookbox events`.
 //!
 //! Start-up order: telemetry, configuration (refused before anything binds,
 //! exit code 64), the claim store opened (a bad `[store]` exits 64 naming
-//! it; an unreachable Redis does not stop the start), plugins compiled, bind,
-//! log the bound address, serve, drain on SIGTERM or Ctrl-C.
+//! it; an unreachable Redis does not stop the start), signal handlers, the
+//! ops listener (`[server] ops_listen`: `/healthz` answers and `/readyz`
+//! fails while plugins load), plugins compiled and smoke-tested (a failure
+//! exits 64), ready, bind the main listener, log the bound addresses, serve,
+//! drain on SIGTERM or Ctrl-C ([`crate::drain`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +20,7 @@ use tracing_subscriber::EnvFilter;
 use hookbox_store::{ClaimOutcome, Store, StoreConfig, StoreError};
 
 use crate::config::{Config, ConfigError, Overrides, StoreSection};
+use crate::drain::Drain;
 use crate::plugin::{DEFAULT_REUSE_MAX_REQUESTS, InstanceMode, Limits, Plugin, Runtime};
 use crate::reload::{Reloader, SmokeError};
 use crate::runner::{RunError, RunStore};
@@ -56,6 +60,12 @@ enum Command {
     /// first (a Redis store can be used while servers run).
     #[command(subcommand)]
     Claims(ClaimsCommand),
+    /// See and replay a tenant's dead events (event hooks) in the configured store.
+    ///
+    /// The embedded store is one process's at a time: stop `hookbox serve`
+    /// first (a Redis store can be used while servers run).
+    #[command(subcommand)]
+    Events(EventsCommand),
 }
 
 /// What `--config` and `--tenant` say for every `claims` subcommand.
@@ -113,12 +123,41 @@ enum ClaimsCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// List the tenant's dead events, oldest first:
+    /// `ID<TAB>UUID<TAB>ATTEMPTS<TAB>DIED-AT-MS<TAB>REASON`.
+    Dead {
+        #[command(flatten)]
+        target: ClaimsTarget,
+        /// One JSON array of the dead events, each with its queued payload.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a dead event again as new (attempts reset); exit 1 if no dead event has that id.
+    Replay {
+        #[command(flatten)]
+        target: ClaimsTarget,
+        /// The dead event's id (the first column of `hookbox events dead`).
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        /// Every dead event of the tenant.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// The component (.wasm).
     plugin: PathBuf,
     /// An Okta import hook request body (JSON).
-    request: PathBuf,
+    #[arg(required_unless_present = "events")]
+    request: Option<PathBuf>,
+    /// Instead of a request: an event hook delivery (JSON); the plugin's event
+    /// handler runs on each of its events, whatever their type.
+    #[arg(long, value_name = "DELIVERY", conflicts_with = "request")]
+    events: Option<PathBuf>,
     /// A plugin setting, as the tenant's `settings` table would give it (repeatable).
     #[arg(long = "settings", value_name = "KEY=VALUE", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
@@ -162,6 +201,9 @@ struct ServeArgs {
     /// Address to listen on (overrides `server.listen`; port 0 picks a free port).
     #[arg(long, env = "HOOKBOX_LISTEN")]
     listen: Option<String>,
+    /// Plain-HTTP address for /healthz, /readyz and /metrics (overrides `server.ops_listen`).
+    #[arg(long, env = "HOOKBOX_OPS_LISTEN")]
+    ops_listen: Option<String>,
     /// PEM certificate chain (overrides `tls.cert`; with --dev, replaces the generated certificate).
     #[arg(long, env = "HOOKBOX_TLS_CERT", requires = "key")]
     cert: Option<PathBuf>,
@@ -209,7 +251,17 @@ enum LogFormat {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    main_from(std::env::args_os())
+}
+
+/// [`main`] with the command line given (`args[0]` is the program name):
+/// the real command line, for tests that run it in a process of their own.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -233,6 +285,7 @@ pub fn main() -> ExitCode {
         }
         Command::Run(args) => run(args),
         Command::Claims(command) => claims(command),
+        Command::Events(command) => events(command),
     }
 }
 
@@ -393,6 +446,95 @@ async fn claims_command(store: &Store, command: ClaimsCommand) -> Result<ExitCod
     })
 }
 
+fn events(command: EventsCommand) -> ExitCode {
+    let target = match &command {
+        EventsCommand::Dead { target, .. } | EventsCommand::Replay { target, .. } => target,
+    };
+    let section = match StoreSection::load(&target.config) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    if let Err(e) = section.tenant(&target.tenant) {
+        return fail(EXIT_CONFIG, e);
+    }
+    let runtime = match small_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    runtime.block_on(async {
+        let store = match open_store(&section.store).await {
+            Ok(s) => s,
+            Err(e) => return fail(EXIT_CONFIG, e),
+        };
+        match events_command(&store, command).await {
+            Ok(code) => code,
+            Err(e) => fail(1, format!("event store: {e}")),
+        }
+    })
+}
+
+async fn events_command(store: &Store, command: EventsCommand) -> Result<ExitCode, StoreError> {
+    Ok(match command {
+        EventsCommand::Dead { target, json } => {
+            let dead = crate::events::all_dead(store, &target.tenant).await?;
+            let ms = |t: std::time::SystemTime| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+            };
+            if json {
+                let list: Vec<serde_json::Value> = dead
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "id": d.id,
+                            "uuid": d.uuid,
+                            "attempts": d.attempts,
+                            "died_at_ms": ms(d.died_at) as u64,
+                            "reason": d.reason,
+                            "payload": serde_json::from_slice::<serde_json::Value>(&d.payload)
+                                .unwrap_or(serde_json::Value::Null),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for d in &dead {
+                    // One line per event: no tab or newline of the reason may split it.
+                    let reason: String = d
+                        .reason
+                        .chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect();
+                    println!(
+                        "{}\t{}\t{}\t{}\t{reason}",
+                        d.id,
+                        d.uuid,
+                        d.attempts,
+                        ms(d.died_at)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        EventsCommand::Replay { target, id, all } => {
+            if all {
+                let n = crate::events::replay_all(store, &target.tenant).await?;
+                println!("replayed {n} dead events");
+                ExitCode::SUCCESS
+            } else {
+                let id = id.unwrap_or_default();
+                if store.replay(&target.tenant, id).await? {
+                    println!("replayed {id}");
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("hookbox: no dead event {id} for tenant {}", target.tenant);
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    })
+}
+
 fn run(args: RunArgs) -> ExitCode {
     let mut limits = Limits::default();
     let parsed = (|| -> Result<(), ConfigError> {
@@ -430,7 +572,17 @@ fn run(args: RunArgs) -> ExitCode {
                 Err(e) => return Err(fail(EXIT_CONFIG, e)),
             },
         };
-        Ok(runner::run(&args.plugin, &args.request, settings, limits, store).await)
+        Ok(match (&args.events, &args.request) {
+            (Some(delivery), _) => {
+                runner::run_events(&args.plugin, delivery, settings, limits, store).await
+            }
+            (None, Some(request)) => {
+                runner::run(&args.plugin, request, settings, limits, store).await
+            }
+            (None, None) => Err(RunError::InvalidRequest(
+                "give a request file or --events DELIVERY".into(),
+            )),
+        })
     });
     let result = match result {
         Ok(r) => r,
@@ -475,6 +627,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
     };
+    let server = app.server().clone();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -490,14 +643,49 @@ fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => return fail(EXIT_CONFIG, e),
         };
         announce_store(&store, &loaded).await;
-        // Compiling blocks; this thread is not one of the runtime's workers.
-        let (app, reloader, tls_config, listen) = match build(loaded, store) {
+        let Prepared {
+            app,
+            reloader,
+            tls: tls_config,
+            to_load,
+        } = match prepare(loaded, store) {
             Ok(ready) => ready,
             Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
         };
+        let server = app.server().clone();
+        let drain = match Drain::on_signals(app.clone(), server.shutdown_delay) {
+            Ok(d) => d,
+            Err(e) => return fail(1, format!("cannot listen for SIGTERM/SIGINT: {e}")),
+        };
+        // First, so probes find the process alive (and not ready) while plugins compile.
+        let ops = match server.ops_listen {
+            None => None,
+            Some(addr) => {
+                let listener = match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => l,
+                    Err(e) => return fail(EXIT_BIND, format!("cannot listen on {addr} (server.ops_listen): {e}")),
+                };
+                println!("hookbox ops listening on http://{}", listener.local_addr().unwrap_or(addr));
+                Some(tokio::spawn(crate::serve_ops(app.clone(), listener, drain.stopped())))
+            }
+        };
+        if let Some(config) = to_load {
+            let loading = app.clone();
+            match tokio::task::spawn_blocking(move || loading.load(&config)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return fail(EXIT_CONFIG, e),
+                Err(e) => return fail(1, format!("loading the plugins failed: {e}")),
+            }
+        }
         if let Err(e) = crate::reload::smoke_at_start(&app).await {
             return fail(SmokeError::EXIT_CODE, e);
         }
+        app.readiness().loaded();
+        if drain.is_stopped() {
+            // Told to stop while loading: the main listener is never opened.
+            return finish(ops).await;
+        }
+        let listen = server.listen;
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
             Err(e) => return fail(EXIT_BIND, format!("cannot listen on {listen}: {e}")),
@@ -513,12 +701,35 @@ fn serve(args: ServeArgs) -> ExitCode {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with the admin endpoint or server.watch");
         }
         announce(&app, bound);
-        match crate::serve(app, reloader, tls_config, listener, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(1, e),
+        if let Err(e) = crate::serve(app, reloader, tls_config, listener, drain.stopped()).await {
+            return fail(1, e);
         }
+        finish(ops).await
     })
 }
+
+/// Waits for the ops listener's drain, then exits 0.
+async fn finish(ops: Option<tokio::task::JoinHandle<Result<(), crate::ServeError>>>) -> ExitCode {
+    if let Some(ops) = ops {
+        match ops.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return fail(1, e),
+            Err(e) => return fail(1, format!("the ops listener failed: {e}")),
+        }
+    }
+    tracing::info!("drained; exiting");
+    ExitCode::SUCCESS
+}
+
+/// What `serve` starts from: the app (with its tenants, or still to load
+/// them from `to_load`), its reloader, the TLS configuration.
+struct Prepared {
+    app: Arc<App>,
+    reloader: Option<Arc<Reloader>>,
+    tls: Arc<rustls::ServerConfig>,
+    to_load: Option<Config>,
+}
+
 
 /// The configuration, validated, before anything is opened or compiled.
 struct Loaded {
@@ -533,6 +744,7 @@ struct Loaded {
 fn load(args: &ServeArgs) -> anyhow::Result<Loaded> {
     let overrides = Overrides {
         listen: args.listen.clone(),
+        ops_listen: args.ops_listen.clone(),
         cert: args.cert.clone(),
         key: args.key.clone(),
     };
@@ -543,6 +755,9 @@ fn load(args: &ServeArgs) -> anyhow::Result<Loaded> {
             std::env::var("HOOKBOX_DEV_SECRET").ok(),
             args.data_dir.clone(),
         )?;
+        if let Some(ops) = &args.ops_listen {
+            d.config.server.ops_listen = Some(crate::config::parse_listen(ops)?);
+        }
         for tenant in &mut d.config.tenants {
             tenant.limits.instance_mode = args.instance_mode.into();
         }
@@ -605,21 +820,14 @@ async fn announce_store(store: &Store, loaded: &Loaded) {
     }
 }
 
-type Ready = (
-    Arc<App>,
-    Option<Arc<Reloader>>,
-    Arc<rustls::ServerConfig>,
-    SocketAddr,
-);
-
-fn build(loaded: Loaded, store: Store) -> anyhow::Result<Ready> {
+fn prepare(loaded: Loaded, store: Store) -> anyhow::Result<Prepared> {
     let Loaded {
         config,
         dev,
         path,
         overrides,
     } = loaded;
-    let (app, reloader) = match (dev, path) {
+    let (app, reloader, to_load) = match (dev, path) {
         (Some(d), _) => {
             let runtime = Runtime::new(&d.config.engine)?;
             let plugin = Plugin::from_bytes(&runtime, &d.plugin)?;
@@ -630,18 +838,24 @@ fn build(loaded: Loaded, store: Store) -> anyhow::Result<Ready> {
                     .map(|t| Arc::new(dev_tenant(Tenant::new(t.clone(), plugin.clone())))),
             );
             let app = Arc::new(App::new(runtime, tenants, d.config.server.clone(), store));
-            (app, None)
+            (app, None, None)
         }
         (None, Some(path)) => {
-            let app = Arc::new(App::from_config(&config, store)?);
+            // The engine only: plugins compile once the ops listener is up.
+            let app = Arc::new(App::starting(&config, store)?);
             let reloader = Reloader::new(app.clone(), path, overrides, &config);
-            (app, Some(Arc::new(reloader)))
+            (app, Some(Arc::new(reloader)), Some(config.clone()))
         }
         (None, None) => anyhow::bail!("--config or --dev is required"),
     };
     let identity = tls::Identity::load(&config.tls)?;
-    let tls_config = tls::server_config(identity)?;
-    Ok((app, reloader, tls_config, config.server.listen))
+    let tls = tls::server_config(identity)?;
+    Ok(Prepared {
+        app,
+        reloader,
+        tls,
+        to_load,
+    })
 }
 
 /// The dev tenant as built, or (benchmarks only: feature `native-resolver`
@@ -672,27 +886,4 @@ fn announce(app: &App, bound: SocketAddr) {
         );
     }
     println!("hookbox listening on https://{bound}");
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown requested");
 }

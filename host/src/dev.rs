@@ -69,7 +69,12 @@ pub fn setup(
     secret: Option<String>,
     data_dir: Option<PathBuf>,
 ) -> Result<Dev, ConfigError> {
-    let mut server = ServerConfig::default();
+    let mut server = ServerConfig {
+        // On a developer's machine nothing routes traffic away first: Ctrl-C stops at once
+        // (requests in flight still get shutdown_grace).
+        shutdown_delay: std::time::Duration::ZERO,
+        ..ServerConfig::default()
+    };
     if let Some(l) = listen {
         server.listen = crate::config::parse_listen(l)?;
     }
@@ -94,6 +99,7 @@ pub fn setup(
         limits: Limits::default(),
         settings: Default::default(),
         smoke: None,
+        events: Default::default(),
     };
     let data_dir = match data_dir {
         Some(dir) => dir,

@@ -123,7 +123,7 @@ fn check_into(path: &Path, out: &mut String) -> bool {
             if exports.event_handler {
                 let _ = writeln!(
                     out,
-                    "  {}: found; this hookbox does not call it yet (event hooks)",
+                    "  {}: handles event hooks (POST /hooks/{{tenant}}/events)",
                     crate::plugin::EVENT_HANDLER_0_2
                 );
             }
@@ -407,6 +407,100 @@ pub(crate) async fn run(
     Ok(RunReport {
         body,
         ok: !matches!(handled.verdict, Verdict::Failed(_)),
+        text,
+    })
+}
+
+/// `hookbox run PLUGIN --events DELIVERY`: the plugin's event handler on
+/// each event of a delivery file, in order, as the event worker calls it (a
+/// fresh instance per event, the same limits), with the claims in `store`.
+/// The body is one JSON line per event (`uuid`, `eventType`, `result`); the
+/// text has each event's figures. `ok` when every event was handled.
+pub async fn run_events(
+    plugin_path: &Path,
+    delivery_path: &Path,
+    settings: Settings,
+    limits: Limits,
+    store: RunStore,
+) -> Result<RunReport, RunError> {
+    let body = std::fs::read(delivery_path).map_err(|error| RunError::Request {
+        path: delivery_path.to_owned(),
+        error,
+    })?;
+    let delivery = crate::events::delivery::decode(&body)
+        .map_err(|e| RunError::InvalidRequest(e.to_string()))?;
+    let engine = EngineConfig {
+        max_instances: 2,
+        max_memory: limits.memory.max(EngineConfig::default().max_memory),
+        fuel: true,
+        ..EngineConfig::default()
+    };
+    let plugin_path = plugin_path.to_owned();
+    let (runtime, plugin) = tokio::task::spawn_blocking(move || -> Result<_, RunError> {
+        let runtime = Runtime::new(&engine)?;
+        let plugin = Plugin::load(&runtime, &plugin_path)?;
+        Ok((runtime, plugin))
+    })
+    .await??;
+    if !plugin.exports().event_handler {
+        return Err(RunError::InvalidRequest(
+            "the plugin exports no event handler (hookbox:okta-import/event-handler@0.2.0)".into(),
+        ));
+    }
+    let settings = Arc::new(settings);
+    let (store, tenant) = match store {
+        RunStore::Scratch => (Store::scratch().await?, RUN_TENANT.to_owned()),
+        RunStore::Real { store, tenant } => (store, tenant),
+    };
+    let scope = StoreScope::new(&tenant, &store);
+    let mut out = Vec::new();
+    let mut text = format!("plugin:   {} ({})\n", plugin.short_digest(), plugin.digest());
+    let mut ok = true;
+    for event in &delivery.events {
+        let payload = crate::events::delivery::Payload::of(&delivery, event);
+        let typed = crate::events::delivery::log_event(
+            &serde_json::Value::Object(payload.event.clone()),
+            "event",
+        )
+        .map_err(|e| RunError::InvalidRequest(e.to_string()))?;
+        let wit_event = crate::events::to_wit(&payload, typed);
+        let run = runtime
+            .handle_event(&plugin, settings.clone(), &limits, &scope, &wit_event)
+            .await
+            .map_err(|_| RunError::Overloaded)?;
+        let verdict = run.verdict();
+        ok &= verdict.is_ok();
+        let line = serde_json::json!({
+            "uuid": event.uuid,
+            "eventType": event.event_type,
+            "result": match &verdict {
+                Ok(()) => "handled".to_owned(),
+                Err(reason) => format!("failed: {reason}"),
+            },
+        });
+        out.extend_from_slice(line.to_string().as_bytes());
+        out.push(b'\n');
+        let _ = writeln!(
+            text,
+            "event {} ({}): {}",
+            event.uuid,
+            event.event_type,
+            run.outcome()
+        );
+        for l in run.report(&limits).lines() {
+            let _ = writeln!(text, "  {l}");
+        }
+    }
+    if delivery.events.is_empty() {
+        let _ = writeln!(text, "the delivery has no events");
+    }
+    // `println!` adds the last newline.
+    if out.last() == Some(&b'\n') {
+        out.pop();
+    }
+    Ok(RunReport {
+        body: out,
+        ok,
         text,
     })
 }

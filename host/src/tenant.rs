@@ -223,6 +223,15 @@ impl Tenant {
         self.permits.available_permits()
     }
 
+    /// Whether it serves Okta event hooks: its plugin exports the event
+    /// handler, `events.enabled` is on, and the plugin (not a bench's
+    /// native resolver) answers it.
+    pub fn handles_events(&self) -> bool {
+        self.config.events.enabled
+            && self.plugin.exports().event_handler
+            && matches!(self.backend, Backend::Plugin(_))
+    }
+
     /// Warm instances waiting for a request (always 0 in `fresh` mode).
     pub fn idle_instances(&self) -> usize {
         self.backend.idle()

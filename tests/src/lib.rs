@@ -73,6 +73,12 @@ pub fn fixture_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// An event hook delivery fixture, `tests/fixtures/events/<name>`.
+pub fn delivery(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture_path(&format!("fixtures/events/{name}"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 /// Okta's sample import request (`tests/fixtures/sample-request.json`).
 ///
 /// Every call returns the same `eventId`: hookbox answers a repeated

@@ -103,7 +103,26 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Reload when the config file or a plugin file changes on disk.
     pub watch: bool,
+    /// A second, plain-HTTP listener serving only `/healthz`, `/readyz` and
+    /// `/metrics` (for probes and Prometheus); `None`: those are served on
+    /// `listen` only.
+    pub ops_listen: Option<SocketAddr>,
+    /// After the first SIGTERM or SIGINT: how long `/readyz` fails while the
+    /// listeners keep serving, so load balancers stop sending traffic before
+    /// connections are refused.
+    pub shutdown_delay: Duration,
+    /// Then, after the listeners stop accepting: how long requests in flight
+    /// get to finish before the process exits anyway.
+    pub shutdown_grace: Duration,
 }
+
+/// `server.shutdown_delay`'s default: long enough for a Kubernetes endpoint
+/// removal to reach kube-proxy and most load balancers.
+pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
+
+/// `server.shutdown_grace`'s default: Okta waits 3 s for an answer, so a
+/// request still running after this will not be waited for anyway.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -114,6 +133,9 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(5),
             max_connections: 4096,
             watch: false,
+            ops_listen: None,
+            shutdown_delay: DEFAULT_SHUTDOWN_DELAY,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -149,6 +171,39 @@ pub struct TenantConfig {
     pub settings: Arc<Settings>,
     /// A request file a new plugin version must answer without error before a reload makes it live.
     pub smoke: Option<PathBuf>,
+    /// Okta event hooks: which events reach the plugin's event handler.
+    pub events: EventsConfig,
+}
+
+/// A tenant's `events`: its event hook (`/hooks/{id}/events`), served when
+/// it is enabled and the tenant's plugin exports the event handler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventsConfig {
+    /// `false`: the event routes answer 404 even if the plugin has a handler.
+    pub enabled: bool,
+    /// The event types queued for the handler (others are acknowledged and
+    /// dropped); default [`crate::events::SYNC_EVENT_TYPE`].
+    pub types: Vec<String>,
+    /// Events queued for the tenant at most; a delivery that would exceed it
+    /// is refused whole with 503 (Okta retries once).
+    pub max_queued: usize,
+    /// Handling attempts (the first included) before an event is dead.
+    pub max_attempts: u32,
+    /// Wait before the first retry, doubled at each later one (capped at
+    /// [`crate::events::MAX_BACKOFF`]).
+    pub retry_backoff: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            enabled: true,
+            types: vec![crate::events::SYNC_EVENT_TYPE.to_owned()],
+            max_queued: 10_000,
+            max_attempts: 5,
+            retry_backoff: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Values given on the command line or in `HOOKBOX_*` variables; they win over the file.
@@ -156,6 +211,8 @@ pub struct TenantConfig {
 pub struct Overrides {
     /// `--listen`.
     pub listen: Option<String>,
+    /// `--ops-listen`.
+    pub ops_listen: Option<String>,
     /// `--cert`.
     pub cert: Option<PathBuf>,
     /// `--key`.

@@ -82,6 +82,24 @@ pub struct Binding<'a> {
 }
 
 impl Binding<'_> {
+    /// Runs the plugin's event handler on one event, in a fresh instance
+    /// under the binding's limits and scope; `Err` when no instance slot was free.
+    pub async fn handle_event(
+        &self,
+        runtime: &Runtime,
+        event: &super::events::Event,
+    ) -> Result<super::HandlerRun, Overloaded> {
+        runtime
+            .handle_event(
+                self.plugin,
+                self.settings.clone(),
+                self.limits,
+                self.scope,
+                event,
+            )
+            .await
+    }
+
     /// Runs one request on the backend; `Err` when no instance slot was free.
     pub async fn invoke(
         &self,

@@ -50,6 +50,19 @@ struct RuntimeInner {
     cache: Option<Cache>,
     /// Warm (`reuse`) instances idle across all tenants, capped at half the pool.
     idle: Arc<IdleBudget>,
+    /// The pool's size (`engine.max_instances`).
+    slots: u32,
+}
+
+/// The engine's instance pool right now (see [`Runtime::pool`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    /// Instances serving a call (a fresh one, or a warm one taken for it).
+    pub busy: u64,
+    /// Warm (`reuse`) instances waiting for a request.
+    pub idle: u64,
+    /// The pool's size: busy + idle never exceeds it.
+    pub slots: u32,
 }
 
 impl Runtime {
@@ -89,6 +102,7 @@ impl Runtime {
                 fuel: config.fuel,
                 cache,
                 idle: IdleBudget::for_pool(config.max_instances),
+                slots: config.max_instances,
             }),
         })
     }
@@ -110,6 +124,25 @@ impl Runtime {
     /// The engine-wide budget of idle warm instances.
     pub(crate) fn idle_budget(&self) -> &Arc<IdleBudget> {
         &self.inner.idle
+    }
+
+    /// How the instance pool is used right now. Every live component
+    /// instance holds a slot of the pooling allocator; the idle ones are the
+    /// warm instances parked by `reuse` tenants, the rest serve calls. Read
+    /// from two counters that move independently, so a sample taken while an
+    /// instance changes hands may be off by one.
+    pub fn pool(&self) -> Pool {
+        let live = self
+            .inner
+            .engine
+            .pooling_allocator_metrics()
+            .map_or(0, |m| m.component_instances());
+        let idle = self.inner.idle.idle() as u64;
+        Pool {
+            busy: live.saturating_sub(idle),
+            idle,
+            slots: self.inner.slots,
+        }
     }
 
     pub(crate) fn cache(&self) -> Option<&Cache> {

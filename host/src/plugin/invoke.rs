@@ -16,7 +16,7 @@ use super::{Plugin, Runtime, StoreScope, wit};
 /// outright. The epoch check normally fires first (within one tick); this
 /// backstop only matters if a call were ever stuck where epochs are not
 /// checked, and guarantees the host never waits on a plugin forever.
-const BACKSTOP_GRACE: Duration = Duration::from_millis(100);
+pub(super) const BACKSTOP_GRACE: Duration = Duration::from_millis(100);
 
 /// Why a plugin produced no usable answer. Each kind has a fixed summary for
 /// Okta (no internals); the details go to the log.
@@ -270,7 +270,7 @@ impl Runtime {
     }
 }
 
-fn classify(e: &wasmtime::Error, state: &State) -> Failure {
+pub(super) fn classify(e: &wasmtime::Error, state: &State) -> Failure {
     // The limiter's record wins: a guest allocator that cannot grow memory
     // usually aborts with `unreachable`, which is a trap only in form.
     if state.limiter.exceeded {

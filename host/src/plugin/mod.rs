@@ -29,13 +29,14 @@ pub mod bindings;
 pub mod cache;
 mod claims;
 mod engine;
+mod handler;
 pub mod instances;
 mod invoke;
 mod limits;
 mod state;
 
 pub use binding::{Backend, Binding, NativeResolver};
-pub use engine::{EngineError, Runtime};
+pub use engine::{EngineError, Pool, Runtime};
 pub use instances::Instances;
 pub use invoke::{Failure, Invocation, Outcome, Overloaded};
 pub(crate) use limits::MIB;
@@ -58,6 +59,9 @@ use wasmtime::{Engine, Store};
 
 pub use self::bindings::v0_1::hookbox;
 pub use self::hookbox::okta_import::types as wit;
+/// The event types of WIT 0.2.0 (`interface events`), as the handler receives them.
+pub use self::bindings::v0_2::hookbox::okta_import::events;
+pub use handler::HandlerRun;
 pub use claims::{MAX_STORE_CALLS, StoreScope};
 
 use state::State;
@@ -95,16 +99,12 @@ pub enum PluginError {
          (its exports: {0})"
     )]
     World(String),
-    /// The component exports only the event handler: it answers no import hook.
-    /// (Event hooks, which would call it, are not served yet.)
-    #[error(
-        "the component exports only hookbox:okta-import/event-handler@0.2.0: it cannot answer \
-         the import hook (it needs hookbox:okta-import/resolver)"
-    )]
-    HandlerOnly,
     /// The interface is there, without its `resolve` function.
     #[error("the component does not export {0}#resolve")]
     NoResolve(&'static str),
+    /// The event handler interface is there, without its `handle` function.
+    #[error("the component does not export hookbox:okta-import/event-handler@0.2.0#handle")]
+    NoHandle,
 }
 
 /// Compiles component bytes: the one place hookbox turns `.wasm` into code.
@@ -124,11 +124,10 @@ struct PluginInner {
     pre: InstancePre<State>,
     /// The WIT version and exports, read from the component type at load.
     exports: Exports,
-    /// Where `resolve` is among the component's exports, found once at load.
-    resolve: ComponentExportIndex,
-    /// Where `handle` is, for a plugin exporting the event handler. Found and
-    /// kept, never called yet: event hooks (issue 14) plug in here.
-    #[allow(dead_code)]
+    /// Where `resolve` is among the component's exports, found once at load
+    /// (`None`: a plugin for event hooks only).
+    resolve: Option<ComponentExportIndex>,
+    /// Where `handle` is, for a plugin exporting the event handler.
     handle: Option<ComponentExportIndex>,
     /// Whether `resolve`'s signature matched the host's types, checked once
     /// on the first instance (a type check needs an instance); every later
@@ -264,16 +263,24 @@ impl Plugin {
             .linker()
             .instantiate_pre(&component)
             .map_err(PluginError::Imports)?;
-        let interface = exports
-            .resolver_interface()
-            .ok_or(PluginError::HandlerOnly)?;
-        let resolve = component
-            .get_export_index(None, interface)
-            .and_then(|i| component.get_export_index(Some(&i), "resolve"))
-            .ok_or(PluginError::NoResolve(interface))?;
-        let handle = component
-            .get_export_index(None, EVENT_HANDLER_0_2)
-            .and_then(|i| component.get_export_index(Some(&i), "handle"));
+        let resolve = match exports.resolver_interface() {
+            Some(interface) => Some(
+                component
+                    .get_export_index(None, interface)
+                    .and_then(|i| component.get_export_index(Some(&i), "resolve"))
+                    .ok_or(PluginError::NoResolve(interface))?,
+            ),
+            None => None,
+        };
+        let handle = match exports.event_handler {
+            true => Some(
+                component
+                    .get_export_index(None, EVENT_HANDLER_0_2)
+                    .and_then(|i| component.get_export_index(Some(&i), "handle"))
+                    .ok_or(PluginError::NoHandle)?,
+            ),
+            false => None,
+        };
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 digest,
@@ -311,9 +318,12 @@ impl Plugin {
     /// The first instance of a plugin type-checks `resolve` against the
     /// host's types; a mismatch fails this and every later instantiation.
     pub(crate) async fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Resolve> {
+        let resolve = self.inner.resolve.ok_or_else(|| {
+            wasmtime::format_err!("the plugin exports no resolver (it handles event hooks only)")
+        })?;
         let instance = self.inner.pre.instantiate_async(&mut *store).await?;
         let func = instance
-            .get_func(&mut *store, self.inner.resolve)
+            .get_func(&mut *store, resolve)
             .ok_or_else(|| {
                 wasmtime::format_err!(
                     "the instance lacks the resolver export its component declares"
@@ -328,6 +338,21 @@ impl Plugin {
             return Err(wasmtime::format_err!("{e}"));
         }
         Ok(Resolve(func))
+    }
+
+    /// A new instance of the plugin in `store`, as its event handler's
+    /// `handle` function (typed by the caller, which checks the signature).
+    pub(crate) async fn instantiate_handler(
+        &self,
+        store: &mut Store<State>,
+    ) -> wasmtime::Result<Func> {
+        let handle = self.inner.handle.ok_or_else(|| {
+            wasmtime::format_err!("the plugin exports no event handler")
+        })?;
+        let instance = self.inner.pre.instantiate_async(&mut *store).await?;
+        instance.get_func(&mut *store, handle).ok_or_else(|| {
+            wasmtime::format_err!("the instance lacks the event handler its component declares")
+        })
     }
 }
 

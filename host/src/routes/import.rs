@@ -14,6 +14,7 @@ use tracing::{Span, field};
 
 use super::{Answer, Ctx, Endpoint, Params, body};
 use crate::error::HttpError;
+use crate::metrics::UNKNOWN_TENANT;
 use crate::pipeline;
 use crate::tenant::Tenant;
 
@@ -24,10 +25,19 @@ pub(super) const PATH: &str = "/hooks/{tenant}/import";
 pub(super) struct Import;
 
 impl Endpoint for Import {
+    const NAME: &'static str = "import";
     const METHODS: &'static [Method] = &[Method::POST];
     const ALLOW: &'static str = "POST";
     /// The tenant, from one snapshot of the table kept for the whole request.
     type Caller = Arc<Tenant>;
+
+    fn tenant_label(ctx: &Ctx, params: &Params) -> Option<String> {
+        let id = params.get("tenant");
+        Some(match ctx.app.tenants().get(id) {
+            Some(_) => id.to_owned(),
+            None => UNKNOWN_TENANT.to_owned(),
+        })
+    }
 
     fn span(params: &Params) -> Span {
         tracing::info_span!(
@@ -47,6 +57,10 @@ impl Endpoint for Import {
             .app
             .tenant(params.get("tenant"))
             .ok_or(HttpError::UnknownTenant)?;
+        // A plugin for event hooks only answers no import hook: as if no tenant were here.
+        if !tenant.plugin().exports().resolver {
+            return Err(HttpError::UnknownTenant);
+        }
         Span::current().record("plugin", tenant.plugin().short_digest());
         if !tenant.auth().verify(headers) {
             return Err(HttpError::Unauthorized);
@@ -63,6 +77,7 @@ impl Endpoint for Import {
         let scope = ctx.app.scope(&tenant);
         let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
         handled.trace();
+        ctx.app.metrics().plugin_call(tenant.id(), &handled.figures);
         Ok(Answer::json(
             StatusCode::OK,
             handled.body,

@@ -7,6 +7,7 @@ mod bad_input;
 mod cache;
 mod claims;
 mod conformance;
+mod events;
 mod instance_mode;
 mod misbehave;
 mod okta;
