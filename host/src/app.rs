@@ -14,7 +14,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crate::auth::Auth;
 use crate::config::{Config, ServerConfig};
 use crate::plugin::{EngineError, Runtime};
-use crate::tenant::{Tenant, TenantError, Tenants};
+use crate::tenant::{self, Tenant, TenantError, Tenants, Verifiers};
 
 /// Why an [`App`] could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +22,12 @@ pub enum AppError {
     /// The engine could not start.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// A tenant's plugin could not be loaded.
+    /// A tenant's plugin could not be loaded, or its OAuth verifier set up.
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    /// The blocking load task failed.
+    #[error("loading the tenants failed: {0}")]
+    Task(String),
 }
 
 /// Everything a running server shares between requests.
@@ -38,10 +41,28 @@ pub struct App {
 }
 
 impl App {
+    /// How a server starts: fetches every OAuth tenant's issuer metadata and
+    /// keys (a failure names the tenant and the step), then builds the engine
+    /// and loads every plugin off the async runtime.
+    pub async fn start(config: &Config) -> Result<App, AppError> {
+        let verifiers = tenant::build_verifiers(&config.tenants).await?;
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || App::with_verifiers(&config, &verifiers))
+            .await
+            .map_err(|e| AppError::Task(e.to_string()))?
+    }
+
     /// Builds the engine and loads every tenant's plugin. Blocking (compiles).
+    /// Refuses a tenant with `auth.oauth` ([`TenantError::NoVerifier`]): use
+    /// [`App::start`].
     pub fn from_config(config: &Config) -> Result<App, AppError> {
+        App::with_verifiers(config, &Verifiers::default())
+    }
+
+    /// [`App::from_config`] with the OAuth tenants' verifiers already built. Blocking.
+    pub fn with_verifiers(config: &Config, verifiers: &Verifiers) -> Result<App, AppError> {
         let runtime = Runtime::new(&config.engine)?;
-        let tenants = Tenants::load(&runtime, &config.tenants)?;
+        let tenants = Tenants::load(&runtime, &config.tenants, verifiers)?;
         let app = App::new(runtime, tenants, config.server.clone());
         app.admin.store(config.admin.clone().map(Arc::new));
         Ok(app)

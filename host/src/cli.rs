@@ -1,8 +1,11 @@
-//! The command line: `hookbox serve --config FILE` and `hookbox serve --dev`.
+//! The command line: `hookbox serve --config FILE`, `hookbox serve --dev`,
+//! `hookbox check`, `hookbox run` and `hookbox check-auth`.
 //!
 //! Start-up order: telemetry, configuration (refused before anything binds,
-//! exit code 64), plugins compiled, bind, log the bound address, serve, drain
-//! on SIGTERM or Ctrl-C.
+//! exit code 64), each OAuth tenant's issuer metadata and keys fetched (a
+//! failure refuses to start, exit code 64, naming the tenant and the step),
+//! plugins compiled, bind, log the bound address, serve, drain on SIGTERM or
+//! Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +49,22 @@ enum Command {
     },
     /// Run one request through a plugin exactly as `serve` would, and show its cost.
     Run(RunArgs),
+    /// Check a tenant's OAuth setup: fetch the issuer's metadata and keys and,
+    /// given a token, verify it step by step (exit code 1 when a step fails).
+    CheckAuth(CheckAuthArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckAuthArgs {
+    /// The configuration file (TOML).
+    #[arg(long, env = "HOOKBOX_CONFIG")]
+    config: PathBuf,
+    /// The tenant whose `auth.oauth` to check.
+    #[arg(long)]
+    tenant: String,
+    /// An access token (bare or `Bearer ...`); `-` reads it from standard
+    /// input (keeps it out of the shell history and the process list).
+    token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -156,6 +175,51 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Run(args) => run(args),
+        Command::CheckAuth(args) => check_auth(args),
+    }
+}
+
+fn check_auth(args: CheckAuthArgs) -> ExitCode {
+    let config = match Config::load(&args.config, &Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    let Some(tenant) = config.tenants.iter().find(|t| t.id == args.tenant) else {
+        return fail(
+            EXIT_CONFIG,
+            format!("no tenant '{}' in {}", args.tenant, args.config.display()),
+        );
+    };
+    let Some(oauth) = &tenant.auth.oauth else {
+        return fail(
+            EXIT_CONFIG,
+            format!("tenant '{}' has no auth.oauth", args.tenant),
+        );
+    };
+    let token = match args.token.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                return fail(EXIT_CONFIG, format!("cannot read the token from stdin: {e}"));
+            }
+            Some(text.trim().to_owned())
+        }
+        other => other.map(str::to_owned),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
+    };
+    let report = runtime.block_on(hookbox_oauth::diagnose(oauth, token.as_deref()));
+    println!("tenant {}", args.tenant);
+    print!("{report}");
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -216,12 +280,7 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
 fn serve(args: ServeArgs) -> ExitCode {
     init_tracing(args.log_format);
 
-    // Everything that can be wrong with the configuration is found here, before binding.
-    let (app, reloader, tls_config, listen) = match prepare(&args) {
-        Ok(ready) => ready,
-        Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
-    };
-
+    // The runtime comes first: OAuth tenants' keys are fetched (async) before binding.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -230,6 +289,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
     };
     runtime.block_on(async move {
+        // Everything that can be wrong with the configuration is found here, before binding.
+        let (app, reloader, tls_config, listen) = match prepare(&args).await {
+            Ok(ready) => ready,
+            Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
+        };
         if let Err(e) = crate::reload::smoke_at_start(&app).await {
             return fail(SmokeError::EXIT_CODE, e);
         }
@@ -262,7 +326,7 @@ type Ready = (
     SocketAddr,
 );
 
-fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
+async fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
     let overrides = Overrides {
         listen: args.listen.clone(),
         cert: args.cert.clone(),
@@ -306,7 +370,7 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Ready> {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("--config or --dev is required"))?;
         let config = Config::load(&path, &overrides)?;
-        let app = Arc::new(App::from_config(&config)?);
+        let app = Arc::new(App::start(&config).await?);
         let reloader = Reloader::new(app.clone(), path, overrides, &config);
         (config, app, Some(Arc::new(reloader)))
     };

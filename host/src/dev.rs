@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use hyper::header::AUTHORIZATION;
 
-use crate::auth::{Auth, Secret};
+use crate::auth::{Auth, Secret, TenantAuth};
 use crate::config::{Config, ConfigError, ServerConfig, TenantConfig, TlsSource};
 use crate::plugin::{EngineConfig, Limits, hex};
 
@@ -74,7 +74,7 @@ pub fn setup(
     let tenant = TenantConfig {
         id: DEV_TENANT.to_owned(),
         plugin: plugin.unwrap_or_else(|| PathBuf::from("<embedded login-conflict>")),
-        auth,
+        auth: TenantAuth::secret(auth),
         limits: Limits::default(),
         settings: Default::default(),
         smoke: None,

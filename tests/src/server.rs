@@ -57,17 +57,16 @@ impl TestServer {
             ..Default::default()
         };
         let config = Config::load(&config_path, &overrides).unwrap();
-        // Compiling plugins blocks; keep it off the test's async workers.
-        let path = config_path.clone();
-        let (app, reloader, tls) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let app = Arc::new(App::from_config(&config)?);
-            let reloader = Arc::new(Reloader::new(app.clone(), path, overrides, &config));
-            let identity = hookbox::tls::Identity::load(&config.tls)?;
-            Ok((app, reloader, hookbox::tls::server_config(identity)?))
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        // As `serve` starts: OAuth keys fetched, then plugins compiled off the async workers.
+        let app = Arc::new(App::start(&config).await.unwrap());
+        let reloader = Arc::new(Reloader::new(
+            app.clone(),
+            config_path.clone(),
+            overrides,
+            &config,
+        ));
+        let identity = hookbox::tls::Identity::load(&config.tls).unwrap();
+        let tls = hookbox::tls::server_config(identity).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
@@ -91,6 +90,23 @@ impl TestServer {
             config_path,
             dir,
         }
+    }
+
+    /// Loads `setup` the way [`Setup::start`] would, up to the point where the
+    /// server would bind, and returns why it would refuse to start (`None`:
+    /// it would start). For start-up failures such as an unreachable issuer.
+    pub async fn start_error(setup: &Setup) -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new();
+        std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
+        let config_path = dir.path().join("hookbox.toml");
+        std::fs::write(&config_path, setup.toml(dir.path())).unwrap();
+        let config = match Config::load(&config_path, &Overrides::default()) {
+            Ok(c) => c,
+            Err(e) => return Some(e.to_string()),
+        };
+        App::start(&config).await.err().map(|e| e.to_string())
     }
 
     /// Where it listens.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, TenantAuth};
 use crate::plugin::{EngineConfig, Limits, MIB, Settings};
 
 pub use validate::{parse_duration, parse_listen, parse_size, validate_tenant_id};
@@ -129,8 +129,8 @@ pub struct TenantConfig {
     pub id: String,
     /// The component file, absolute.
     pub plugin: PathBuf,
-    /// How Okta authenticates to this tenant.
-    pub auth: Auth,
+    /// How Okta authenticates to this tenant (header secrets, OAuth, or both).
+    pub auth: TenantAuth,
     /// What one invocation may use.
     pub limits: Limits,
     /// What `config-get` answers the plugin.

@@ -169,7 +169,7 @@ fn validate_tenant(
         }
     };
 
-    let auth = secrets::auth(&key("auth"), t.auth, base, secret_files)?;
+    let auth = secrets::tenant_auth(&key("auth"), t.auth, base, secret_files)?;
 
     Ok(TenantConfig {
         id: t.id,

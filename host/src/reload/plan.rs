@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError, Overrides, ServerConfig, TenantConfig, 
 use crate::hook::decode::DecodeError;
 use crate::plugin::{Compiled, EngineConfig, Failure, Limits, Plugin, PluginError, Runtime};
 use crate::tenant::{Tenant, Tenants};
+use hookbox_oauth::Verifier;
 
 /// Why a tenant's new version does not go live (the report's `reason`).
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,10 @@ pub enum RejectReason {
     /// The plugin failed the smoke request.
     #[error("smoke: {0}")]
     SmokeFailed(Failure),
+    /// New `auth.oauth` settings, and the verifier could not be set up with
+    /// them (the step and URL that failed).
+    #[error("auth.oauth: {0}")]
+    OAuth(hookbox_oauth::SetupError),
 }
 
 /// Why a tenant's new version cannot go live, and which file version it was.
@@ -74,6 +79,9 @@ pub(super) struct Candidate {
     pub(super) smoke: Option<Result<Vec<u8>, RejectReason>>,
     /// The running tenant already is this version: nothing to smoke-test or rebuild.
     pub(super) unchanged: bool,
+    /// The verifier for `config.auth.oauth` (the running one when its
+    /// settings did not change), filled in before [`decide`].
+    pub(super) oauth: Option<Verifier>,
 }
 
 /// The sections fixed at start; a change to them needs a restart.
@@ -142,6 +150,7 @@ pub(super) fn prepare(
                     })
                 }),
                 unchanged,
+                oauth: None,
             }
         })
         .collect();
@@ -207,11 +216,12 @@ pub(super) fn decide(
                         Change::Unchanged
                     }
                     Some(o) => {
-                        next.push(Arc::new(Tenant::succeed(o, c.config, plugin)));
+                        let t = Tenant::succeed(o, c.config, plugin).with_oauth(c.oauth);
+                        next.push(Arc::new(t));
                         Change::Updated
                     }
                     None => {
-                        next.push(Arc::new(Tenant::new(c.config, plugin)));
+                        next.push(Arc::new(Tenant::new(c.config, plugin).with_oauth(c.oauth)));
                         Change::Added
                     }
                 };

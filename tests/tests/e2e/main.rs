@@ -8,5 +8,6 @@ mod cache;
 mod conformance;
 mod instance_mode;
 mod misbehave;
+mod oauth;
 mod okta;
 mod reload;
