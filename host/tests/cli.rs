@@ -503,7 +503,7 @@ async fn check_auth_reports_each_step_and_an_unreachable_issuer_refuses_to_start
     let config = config.to_str().unwrap().to_owned();
     let check = |tenant: &str, token: Option<&str>| {
         let mut cmd = hookbox();
-        cmd.args(["check-auth", "--config", &config, "--tenant", tenant]);
+        cmd.args(["check-auth", "--config", config.as_str(), "--tenant", tenant]);
         if let Some(t) = token {
             cmd.arg(t);
         }
