@@ -4,7 +4,14 @@
 //! The accept loop never awaits per-connection work: the TLS handshake (with
 //! a timeout) and HTTP serving run in each connection's own task, so one
 //! slow or hostile client cannot stall the others. On shutdown the loop stops
-//! accepting, and connections finish the requests they have in flight.
+//! accepting, and connections finish the requests they have in flight
+//! within `[server] shutdown_grace` (keep-alive connections are told to
+//! close after their current request). The delay before that, while
+//! `/readyz` fails but everything is still served, is the caller's
+//! (`shutdown` resolves only once it is over; see [`crate::drain`]).
+//!
+//! The ops listener (`[server] ops_listen`, [`serve_ops`]) is plain HTTP/1.1
+//! with the ops routing table, stops and drains with the same signal.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,8 +39,8 @@ pub enum ServeError {
     Watch(#[from] notify::Error),
 }
 
-/// How long connections get to finish in-flight requests after shutdown begins.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections the ops listener serves at once (probes and a scraper need a few).
+const OPS_MAX_CONNECTIONS: usize = 64;
 
 /// Serves `ctx`'s routes until `shutdown` resolves, then drains.
 pub(crate) async fn serve(
@@ -114,14 +121,78 @@ pub(crate) async fn serve(
     }
 
     drop(listener);
+    drain("main", graceful, server.shutdown_grace).await;
+}
+
+/// Tells every connection to finish its requests in flight and close, and
+/// waits for them at most `grace`.
+async fn drain(listener: &'static str, graceful: GracefulShutdown, grace: Duration) {
     tracing::info!(
+        listener,
         connections = graceful.count(),
-        "shutting down; draining connections"
+        grace_ms = grace.as_millis() as u64,
+        "stopped accepting; draining connections"
     );
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("drain timed out; closing remaining connections");
+        tracing::warn!(
+            listener,
+            "shutdown_grace is over; closing the connections still open"
+        );
     }
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` over plain HTTP/1.1 on the
+/// ops listener until `shutdown` resolves, then drains like [`serve`].
+pub(crate) async fn serve_ops(
+    ctx: Arc<Ctx>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let server = ctx.app.server().clone();
+    let connections = Arc::new(Semaphore::new(OPS_MAX_CONNECTIONS));
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(server.handshake_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ops accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let ctx = ctx.clone();
+        let service = service_fn(move |req| {
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(ctx.router.route(&ctx, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(tcp), service);
+        let watched = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = watched.await {
+                tracing::debug!(%peer, error = %e, "ops connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    drain("ops", graceful, server.shutdown_grace).await;
 }

@@ -15,7 +15,7 @@ use hookbox::plugin::cache::CacheStats;
 use hookbox::reload::{ReloadReport, Reloader};
 use hookbox::tenant::Tenant;
 
-use crate::{Client, Pki, Reply, Setup, TenantSpec, sample_request};
+use crate::{Client, Pki, Reply, Setup, TenantSpec, fresh_sample};
 
 /// The real hookbox server, on a loopback port the OS picked, started from
 /// a real config file it can reload. Read-only from the outside: tests see
@@ -57,8 +57,9 @@ impl TestServer {
             ..Default::default()
         };
         let config = Config::load(&config_path, &overrides).unwrap();
+        let store = hookbox::cli::open_store(&config.store).await.unwrap();
         // As `serve` starts: OAuth keys fetched, then plugins compiled off the async workers.
-        let app = Arc::new(App::start(&config).await.unwrap());
+        let app = Arc::new(App::start(&config, store).await.unwrap());
         let reloader = Arc::new(Reloader::new(
             app.clone(),
             config_path.clone(),
@@ -106,7 +107,14 @@ impl TestServer {
             Ok(c) => c,
             Err(e) => return Some(e.to_string()),
         };
-        App::start(&config).await.err().map(|e| e.to_string())
+        let store = match hookbox::cli::open_store(&config.store).await {
+            Ok(s) => s,
+            Err(e) => return Some(e.to_string()),
+        };
+        App::start(&config, store)
+            .await
+            .err()
+            .map(|e| e.to_string())
     }
 
     /// Where it listens.
@@ -175,6 +183,11 @@ impl TestServer {
             .expect("a cache is configured")
     }
 
+    /// The server's claim store (to count claims, list them, check answers).
+    pub fn store(&self) -> &hookbox_store::Store {
+        self.app.store()
+    }
+
     /// The cache file of the plugin with this digest (panics without `cache_dir`).
     pub fn cache_file(&self, digest: &str) -> PathBuf {
         self.app
@@ -193,7 +206,8 @@ impl TestServer {
         assert!(free > 0, "tenant {tenant} has no free permit to hold");
         let held = {
             let (client, tenant, secret) = (self.client(), tenant.to_owned(), secret.to_owned());
-            tokio::spawn(async move { client.hook(&tenant, &secret, &sample_request()).await })
+            // A fresh eventId: a repeated one may be answered from the store, without a permit.
+            tokio::spawn(async move { client.hook(&tenant, &secret, &fresh_sample()).await })
         };
         while self.tenant(tenant).free_permits() >= free {
             tokio::task::yield_now().await;

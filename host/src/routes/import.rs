@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use super::{Answer, Ctx, Endpoint, Params, body};
 use crate::auth::{self, Refusal};
 use crate::error::HttpError;
+use crate::metrics::UNKNOWN_TENANT;
 use crate::pipeline;
 use crate::tenant::Tenant;
 
@@ -29,10 +30,19 @@ pub(super) const PATH: &str = "/hooks/{tenant}/import";
 pub(super) struct Import;
 
 impl Endpoint for Import {
+    const NAME: &'static str = "import";
     const METHODS: &'static [Method] = &[Method::POST];
     const ALLOW: &'static str = "POST";
     /// The tenant, from one snapshot of the table kept for the whole request.
     type Caller = Arc<Tenant>;
+
+    fn tenant_label(ctx: &Ctx, params: &Params) -> Option<String> {
+        let id = params.get("tenant");
+        Some(match ctx.app.tenants().get(id) {
+            Some(_) => id.to_owned(),
+            None => UNKNOWN_TENANT.to_owned(),
+        })
+    }
 
     fn span(params: &Params) -> Span {
         tracing::info_span!(
@@ -54,6 +64,10 @@ impl Endpoint for Import {
             .app
             .tenant(params.get("tenant"))
             .ok_or(HttpError::UnknownTenant)?;
+        // A plugin for event hooks only answers no import hook: as if no tenant were here.
+        if !tenant.plugin().exports().resolver {
+            return Err(HttpError::UnknownTenant);
+        }
         Span::current().record("plugin", tenant.plugin().short_digest());
         match auth::authenticate(tenant.auth(), tenant.oauth(), headers, deadline).await {
             Ok(how) => {
@@ -78,8 +92,10 @@ impl Endpoint for Import {
         req: Request<Incoming>,
     ) -> Result<Answer, HttpError> {
         let body = body::read_json(ctx.app.server(), req).await?;
-        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(), &body).await?;
+        let scope = ctx.app.scope(&tenant);
+        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
         handled.trace();
+        ctx.app.metrics().plugin_call(tenant.id(), &handled.figures);
         Ok(Answer::json(
             StatusCode::OK,
             handled.body,

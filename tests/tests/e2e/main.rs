@@ -5,7 +5,9 @@
 
 mod bad_input;
 mod cache;
+mod claims;
 mod conformance;
+mod events;
 mod instance_mode;
 mod misbehave;
 mod oauth;

@@ -41,7 +41,12 @@ async fn with_bearer(client: &Client, tenant: &str, token: &str) -> Reply {
 
 /// The plugin's call count of an accepted request.
 fn calls(reply: &Reply) -> i64 {
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let body = reply.json();
     body["commands"][0]["value"]["calls"]
         .as_i64()
@@ -74,7 +79,10 @@ async fn a_valid_token_runs_the_plugin_and_every_bad_one_is_refused_before_it() 
     let client = server.client();
     let kid = issuer.current_kid();
     let valid = issuer.claims();
-    assert_eq!(calls(&with_bearer(&client, "acme", &issuer.mint(&valid, &kid)).await), 1);
+    assert_eq!(
+        calls(&with_bearer(&client, "acme", &issuer.mint(&valid, &kid)).await),
+        1
+    );
 
     let with = |patch: Value| {
         let mut claims = valid.clone();
@@ -87,17 +95,38 @@ async fn a_valid_token_runs_the_plugin_and_every_bad_one_is_refused_before_it() 
     let bad: Vec<(&str, String)> = vec![
         (
             "expired",
-            issuer.mint(&with(json!({"exp": now() - 3600, "nbf": now() - 7200})), &kid),
+            issuer.mint(
+                &with(json!({"exp": now() - 3600, "nbf": now() - 7200})),
+                &kid,
+            ),
         ),
         (
             "not yet valid",
-            issuer.mint(&with(json!({"nbf": now() + 3600, "exp": now() + 7200})), &kid),
+            issuer.mint(
+                &with(json!({"nbf": now() + 3600, "exp": now() + 7200})),
+                &kid,
+            ),
         ),
-        ("wrong audience", issuer.mint(&with(json!({"aud": "api://other"})), &kid)),
-        ("wrong issuer", issuer.mint(&with(json!({"iss": other.issuer()})), &kid)),
-        ("wrong cid", issuer.mint(&with(json!({"cid": "0oa-someone-else"})), &kid)),
-        ("missing scope", issuer.mint(&with(json!({"scp": ["other.scope"]})), &kid)),
-        ("tampered signature", tamper_signature(&issuer.mint(&valid, &kid))),
+        (
+            "wrong audience",
+            issuer.mint(&with(json!({"aud": "api://other"})), &kid),
+        ),
+        (
+            "wrong issuer",
+            issuer.mint(&with(json!({"iss": other.issuer()})), &kid),
+        ),
+        (
+            "wrong cid",
+            issuer.mint(&with(json!({"cid": "0oa-someone-else"})), &kid),
+        ),
+        (
+            "missing scope",
+            issuer.mint(&with(json!({"scp": ["other.scope"]})), &kid),
+        ),
+        (
+            "tampered signature",
+            tamper_signature(&issuer.mint(&valid, &kid)),
+        ),
         ("alg none", alg_none_token(&valid, &kid)),
         (
             "HS256 signed with the public key",
@@ -117,7 +146,10 @@ async fn a_valid_token_runs_the_plugin_and_every_bad_one_is_refused_before_it() 
         );
     }
     // Not a bearer token at all: an OAuth-only tenant has no secret to compare it with.
-    assert_refused(&client.hook("acme", "secret-acme", &request("ok")).await, "a secret");
+    assert_refused(
+        &client.hook("acme", "secret-acme", &request("ok")).await,
+        "a secret",
+    );
 
     // Refused before the body is read: a body that would be a 415 is never looked at.
     let mut conn = client.connect(Proto::H1).await;
@@ -131,7 +163,10 @@ async fn a_valid_token_runs_the_plugin_and_every_bad_one_is_refused_before_it() 
     assert_refused(&conn.send(req).await, "expired, with a non-JSON body");
 
     // The plugin's second call: none of the refused requests reached it.
-    assert_eq!(calls(&with_bearer(&client, "acme", &issuer.mint(&valid, &kid)).await), 2);
+    assert_eq!(
+        calls(&with_bearer(&client, "acme", &issuer.mint(&valid, &kid)).await),
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,10 +191,9 @@ async fn a_rotated_key_is_accepted_after_one_refresh() {
 async fn forged_kids_cost_the_issuer_at_most_the_configured_fetches() {
     let issuer = FakeIssuer::start().await.unwrap();
     // One unknown-kid refresh per hour: the run may cost the start-up fetch and one more.
-    let server = TestServer::start(&[
-        counter("acme", &issuer).oauth_key("min_refresh_interval", "1h")
-    ])
-    .await;
+    let server =
+        TestServer::start(&[counter("acme", &issuer).oauth_key("min_refresh_interval", "1h")])
+            .await;
     let client = server.client();
     let kid = issuer.current_kid();
     let claims = issuer.claims();
@@ -231,11 +265,18 @@ async fn keys_unavailable_is_a_503_within_the_deadline_and_known_keys_still_veri
         assert_eq!(reply.headers["retry-after"], "1");
         assert!(reply.error_summary().unwrap().contains("unavailable"));
         let health = server.tenant("acme").oauth().unwrap().health();
-        assert!(!health.is_ready(), "stall={stall}: health reports the failed fetch");
+        assert!(
+            !health.is_ready(),
+            "stall={stall}: health reports the failed fetch"
+        );
 
         // A token whose key is cached does not need the issuer.
         let cached = issuer.mint(&issuer.claims(), &old_kid);
-        assert_eq!(calls(&with_bearer(&client, "acme", &cached).await), 1, "stall={stall}");
+        assert_eq!(
+            calls(&with_bearer(&client, "acme", &cached).await),
+            1,
+            "stall={stall}"
+        );
     }
 }
 
@@ -248,7 +289,10 @@ async fn a_reload_that_changes_the_issuer_takes_effect_and_a_failing_one_keeps_t
     let from_a = a.mint(&a.claims(), &a.current_kid());
     let from_b = b.mint(&b.claims(), &b.current_kid());
     assert_eq!(calls(&with_bearer(&client, "acme", &from_a).await), 1);
-    assert_refused(&with_bearer(&client, "acme", &from_b).await, "b before the reload");
+    assert_refused(
+        &with_bearer(&client, "acme", &from_b).await,
+        "b before the reload",
+    );
 
     // Unchanged settings: the verifier is kept, keys and all (no new fetch).
     let fetched = a.fetch_count();
@@ -258,10 +302,17 @@ async fn a_reload_that_changes_the_issuer_takes_effect_and_a_failing_one_keeps_t
 
     server.rewrite_tenants(&[counter("acme", &b)]);
     let report = server.reload().await;
-    assert_eq!(report.tenant("acme").unwrap().change, Change::Updated, "{report:?}");
+    assert_eq!(
+        report.tenant("acme").unwrap().change,
+        Change::Updated,
+        "{report:?}"
+    );
     // A new tenant version: a fresh instance, so the count starts again.
     assert_eq!(calls(&with_bearer(&client, "acme", &from_b).await), 1);
-    assert_refused(&with_bearer(&client, "acme", &from_a).await, "a after the reload");
+    assert_refused(
+        &with_bearer(&client, "acme", &from_a).await,
+        "a after the reload",
+    );
 
     // An issuer that cannot be reached: the reload keeps the running version.
     let down = FakeIssuer::start().await.unwrap();
@@ -270,7 +321,10 @@ async fn a_reload_that_changes_the_issuer_takes_effect_and_a_failing_one_keeps_t
     let report = server.reload().await;
     let acme = report.tenant("acme").unwrap();
     assert_eq!(acme.change, Change::Rejected, "{report:?}");
-    assert!(acme.reason.as_deref().unwrap().contains("auth.oauth"), "{report:?}");
+    assert!(
+        acme.reason.as_deref().unwrap().contains("auth.oauth"),
+        "{report:?}"
+    );
     assert_eq!(calls(&with_bearer(&client, "acme", &from_b).await), 2);
 }
 
@@ -285,16 +339,28 @@ async fn a_migrating_tenant_accepts_its_secret_and_bearer_tokens() {
     let server = TestServer::start(std::slice::from_ref(&tenant)).await;
     let client = server.client();
     let token = issuer.mint(&issuer.claims(), &issuer.current_kid());
-    assert_eq!(calls(&client.hook("acme", tenant.secret(), &request("ok")).await), 1);
+    assert_eq!(
+        calls(&client.hook("acme", tenant.secret(), &request("ok")).await),
+        1
+    );
     assert_eq!(calls(&with_bearer(&client, "acme", &token).await), 2);
-    assert_refused(&client.hook("acme", "wrong", &request("ok")).await, "wrong secret");
+    assert_refused(
+        &client.hook("acme", "wrong", &request("ok")).await,
+        "wrong secret",
+    );
     let expired = {
         let mut c = issuer.claims();
         c["exp"] = json!(now() - 3600);
         issuer.mint(&c, &issuer.current_kid())
     };
-    assert_refused(&with_bearer(&client, "acme", &expired).await, "expired token");
-    assert_eq!(calls(&client.hook("acme", tenant.secret(), &request("ok")).await), 3);
+    assert_refused(
+        &with_bearer(&client, "acme", &expired).await,
+        "expired token",
+    );
+    assert_eq!(
+        calls(&client.hook("acme", tenant.secret(), &request("ok")).await),
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
