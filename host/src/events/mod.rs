@@ -110,7 +110,7 @@ pub async fn accept(
     let wanted: Vec<QueuedEvent> = delivery
         .events
         .iter()
-        .filter(|e| config.types.iter().any(|t| *t == e.event_type))
+        .filter(|e| config.types.contains(&e.event_type))
         .map(|e| QueuedEvent {
             uuid: e.uuid.clone(),
             payload: Payload::of(delivery, e).to_bytes(),
