@@ -27,11 +27,10 @@
 //! `cargo bench -p hookbox --bench claims` (needs `redis-server`).
 
 use std::collections::BTreeMap;
+use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hookbox::hook::{decode, encode};
@@ -136,7 +135,6 @@ fn claims(c: &mut Criterion) {
         let one = |body: Vec<u8>| {
             let (runtime, limits, settings, backend, permits) =
                 (&runtime, &limits, &settings, &backend, &permits);
-            let setup = setup;
             async move {
                 let scope = StoreScope::new("bench", &setup.store);
                 if setup.pipeline {

@@ -45,7 +45,9 @@ fn acknowledge(c: &mut Criterion) {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
     let store = rt
-        .block_on(Store::open(&StoreConfig::embedded(dir.path().join("store.redb"))))
+        .block_on(Store::open(&StoreConfig::embedded(
+            dir.path().join("store.redb"),
+        )))
         .expect("embedded store");
     let config = EventsConfig {
         max_queued: events::MAX_QUEUED,
@@ -58,7 +60,10 @@ fn acknowledge(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8))
         .warm_up_time(Duration::from_secs(1));
     let mut n = 0u64;
-    for (name, text, queued) in [("mixed, 3 of 5 queued", MIXED, 3), ("one sync event", SYNC, 1)] {
+    for (name, text, queued) in [
+        ("mixed, 3 of 5 queued", MIXED, 3),
+        ("one sync event", SYNC, 1),
+    ] {
         let template: Value = serde_json::from_str(text).expect("fixture");
         group.throughput(Throughput::Elements(queued));
         group.bench_function(name, |b| {

@@ -1,13 +1,16 @@
 //! The command line: `hookbox serve --config FILE`, `hookbox serve --dev`,
-//! `hookbox check`, `hookbox run`, `hookbox claims` and `hookbox events`.
+//! `hookbox check`, `hookbox run`, `hookbox check-auth`, `hookbox claims` and
+//! `hookbox events`.
 //!
 //! Start-up order: telemetry, configuration (refused before anything binds,
 //! exit code 64), the claim store opened (a bad `[store]` exits 64 naming
 //! it; an unreachable Redis does not stop the start), signal handlers, the
 //! ops listener (`[server] ops_listen`: `/healthz` answers and `/readyz`
-//! fails while plugins load), plugins compiled and smoke-tested (a failure
-//! exits 64), ready, bind the main listener, log the bound addresses, serve,
-//! drain on SIGTERM or Ctrl-C ([`crate::drain`]).
+//! fails while plugins load), each OAuth tenant's issuer metadata and keys
+//! fetched (a failure refuses to start, exit code 64, naming the tenant and
+//! the step), plugins compiled and smoke-tested (a failure exits 64), ready,
+//! bind the main listener, log the bound addresses, serve, drain on SIGTERM
+//! or Ctrl-C ([`crate::drain`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,7 +27,7 @@ use crate::drain::Drain;
 use crate::plugin::{DEFAULT_REUSE_MAX_REQUESTS, InstanceMode, Limits, Plugin, Runtime};
 use crate::reload::{Reloader, SmokeError};
 use crate::runner::{RunError, RunStore};
-use crate::tenant::{Tenant, Tenants};
+use crate::tenant::{self, Tenant, Tenants};
 use crate::{App, dev, runner, tls};
 
 /// Exit code for a configuration or usage error (BSD `EX_USAGE`).
@@ -54,6 +57,9 @@ enum Command {
     },
     /// Run one request through a plugin exactly as `serve` would, and show its cost.
     Run(RunArgs),
+    /// Check a tenant's OAuth setup: fetch the issuer's metadata and keys and,
+    /// given a token, verify it step by step (exit code 1 when a step fails).
+    CheckAuth(CheckAuthArgs),
     /// See and undo login claims in the configured claim store.
     ///
     /// The embedded store is one process's at a time: stop `hookbox serve`
@@ -145,6 +151,19 @@ enum EventsCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct CheckAuthArgs {
+    /// The configuration file (TOML).
+    #[arg(long, env = "HOOKBOX_CONFIG")]
+    config: PathBuf,
+    /// The tenant whose `auth.oauth` to check.
+    #[arg(long)]
+    tenant: String,
+    /// An access token (bare or `Bearer ...`); `-` reads it from standard
+    /// input (keeps it out of the shell history and the process list).
+    token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -286,6 +305,51 @@ where
         Command::Run(args) => run(args),
         Command::Claims(command) => claims(command),
         Command::Events(command) => events(command),
+        Command::CheckAuth(args) => check_auth(args),
+    }
+}
+
+fn check_auth(args: CheckAuthArgs) -> ExitCode {
+    let config = match Config::load(&args.config, &Overrides::default()) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    let Some(tenant) = config.tenants.iter().find(|t| t.id == args.tenant) else {
+        return fail(
+            EXIT_CONFIG,
+            format!("no tenant '{}' in {}", args.tenant, args.config.display()),
+        );
+    };
+    let Some(oauth) = &tenant.auth.oauth else {
+        return fail(
+            EXIT_CONFIG,
+            format!("tenant '{}' has no auth.oauth", args.tenant),
+        );
+    };
+    let token = match args.token.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                return fail(
+                    EXIT_CONFIG,
+                    format!("cannot read the token from stdin: {e}"),
+                );
+            }
+            Some(text.trim().to_owned())
+        }
+        other => other.map(str::to_owned),
+    };
+    let runtime = match small_runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let report = runtime.block_on(hookbox_oauth::diagnose(oauth, token.as_deref()));
+    println!("tenant {}", args.tenant);
+    print!("{report}");
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -627,7 +691,6 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(loaded) => loaded,
         Err(e) => return fail(EXIT_CONFIG, format!("{e:#}")),
     };
-    let server = app.server().clone();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -670,8 +733,14 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         if let Some(config) = to_load {
+            // Each OAuth tenant's issuer metadata and keys, before its plugin
+            // is built: a server that could only answer 503 is not started.
+            let verifiers = match tenant::build_verifiers(&config.tenants).await {
+                Ok(v) => v,
+                Err(e) => return fail(EXIT_CONFIG, e),
+            };
             let loading = app.clone();
-            match tokio::task::spawn_blocking(move || loading.load(&config)).await {
+            match tokio::task::spawn_blocking(move || loading.load(&config, &verifiers)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return fail(EXIT_CONFIG, e),
                 Err(e) => return fail(1, format!("loading the plugins failed: {e}")),
@@ -729,7 +798,6 @@ struct Prepared {
     tls: Arc<rustls::ServerConfig>,
     to_load: Option<Config>,
 }
-
 
 /// The configuration, validated, before anything is opened or compiled.
 struct Loaded {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use hyper::header::AUTHORIZATION;
 
-use crate::auth::{Auth, Secret};
+use crate::auth::{Auth, Secret, TenantAuth};
 use hookbox_store::StoreConfig;
 
 use crate::config::{Config, ConfigError, ServerConfig, TenantConfig, TlsSource};
@@ -95,7 +95,7 @@ pub fn setup(
     let tenant = TenantConfig {
         id: DEV_TENANT.to_owned(),
         plugin: plugin.unwrap_or_else(|| PathBuf::from("<embedded login-conflict>")),
-        auth,
+        auth: TenantAuth::secret(auth),
         limits: Limits::default(),
         settings: Default::default(),
         smoke: None,

@@ -454,7 +454,11 @@ pub async fn run_events(
     };
     let scope = StoreScope::new(&tenant, &store);
     let mut out = Vec::new();
-    let mut text = format!("plugin:   {} ({})\n", plugin.short_digest(), plugin.digest());
+    let mut text = format!(
+        "plugin:   {} ({})\n",
+        plugin.short_digest(),
+        plugin.digest()
+    );
     let mut ok = true;
     for event in &delivery.events {
         let payload = crate::events::delivery::Payload::of(&delivery, event);

@@ -2,8 +2,10 @@
 //!
 //! A [`Tenant`] keeps its [`TenantConfig`] whole, as the one source of its
 //! identity, auth, plugin file, limits and settings; beside it only what a
-//! running tenant adds: the loaded plugin, what answers (its warm instances)
-//! and its concurrency permits. Whether a reload leaves a tenant unchanged is
+//! running tenant adds: the loaded plugin, what answers (its warm instances),
+//! its concurrency permits and, with `auth.oauth`, its token verifier (whose
+//! key cache lives as long as the tenant's OAuth settings do: a reload that
+//! keeps them keeps the verifier, keys and all). Whether a reload leaves a tenant unchanged is
 //! decided in one place, [`Tenant::is_unchanged`].
 //!
 //! The tenant table ([`Tenants`]) is immutable once built and is published
@@ -17,7 +19,9 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::auth::Auth;
+use hookbox_oauth::Verifier;
+
+use crate::auth::TenantAuth;
 use crate::config::TenantConfig;
 use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime, StoreScope};
 
@@ -42,6 +46,53 @@ pub enum TenantError {
         /// Why it was refused.
         error: PluginError,
     },
+    /// The tenant's OAuth verifier could not be set up (the step that failed
+    /// and its URL: metadata, JWKS, CA file).
+    #[error("tenant '{tenant}': auth.oauth: {error}")]
+    OAuth {
+        /// The tenant's id.
+        tenant: String,
+        /// What failed.
+        error: hookbox_oauth::SetupError,
+    },
+    /// A tenant with `auth.oauth` was loaded without its verifier (use
+    /// [`crate::App::start`], which fetches the keys first).
+    #[error("tenant '{0}': auth.oauth needs its keys fetched before the tenant is built")]
+    NoVerifier(String),
+}
+
+/// Each OAuth tenant's verifier, by tenant id.
+pub type Verifiers = HashMap<String, Verifier>;
+
+/// Builds the verifier of every tenant with `auth.oauth`, all at once (each
+/// fetches its issuer's metadata and keys, bounded by its `fetch_timeout`).
+/// The first failure in `configs` order is returned.
+pub async fn build_verifiers(configs: &[TenantConfig]) -> Result<Verifiers, TenantError> {
+    let tasks: Vec<_> = configs
+        .iter()
+        .filter_map(|c| {
+            let oauth = c.auth.oauth.clone()?;
+            let task = tokio::spawn(async move { Verifier::from_config(&oauth).await });
+            Some((c.id.clone(), task))
+        })
+        .collect();
+    let mut verifiers = Verifiers::with_capacity(tasks.len());
+    for (tenant, task) in tasks {
+        let verifier = match task.await {
+            Ok(result) => result.map_err(|error| TenantError::OAuth {
+                tenant: tenant.clone(),
+                error,
+            })?,
+            Err(e) => {
+                return Err(TenantError::OAuth {
+                    tenant,
+                    error: hookbox_oauth::SetupError::Discovery(format!("setup task failed: {e}")),
+                });
+            }
+        };
+        verifiers.insert(tenant, verifier);
+    }
+    Ok(verifiers)
 }
 
 /// One tenant, as requests see it.
@@ -55,6 +106,8 @@ pub struct Tenant {
     backend: Backend,
     /// Invocations in flight for this tenant; one tenant's flood cannot take every pool slot.
     permits: Arc<Semaphore>,
+    /// Verifies bearer tokens when the tenant has `auth.oauth` (built from exactly that).
+    oauth: Option<Verifier>,
 }
 
 /// The tenant table: tenant id → tenant.
@@ -65,11 +118,26 @@ pub struct Tenants {
 
 impl Tenants {
     /// Builds the table, compiling each distinct plugin file once (tenants
-    /// sharing a file, by content, share the compiled plugin). Blocking.
-    pub fn load(runtime: &Runtime, configs: &[TenantConfig]) -> Result<Tenants, TenantError> {
+    /// sharing a file, by content, share the compiled plugin); each tenant
+    /// with `auth.oauth` takes its verifier from `verifiers` (see
+    /// [`build_verifiers`]). Blocking.
+    pub fn load(
+        runtime: &Runtime,
+        configs: &[TenantConfig],
+        verifiers: &Verifiers,
+    ) -> Result<Tenants, TenantError> {
         let mut compiled = Compiled::default();
         let mut by_id = HashMap::with_capacity(configs.len());
         for c in configs {
+            let oauth = match &c.auth.oauth {
+                Some(_) => Some(
+                    verifiers
+                        .get(&c.id)
+                        .cloned()
+                        .ok_or_else(|| TenantError::NoVerifier(c.id.clone()))?,
+                ),
+                None => None,
+            };
             let bytes = std::fs::read(&c.plugin).map_err(|error| TenantError::Read {
                 tenant: c.id.clone(),
                 error: PluginError::Read {
@@ -84,7 +152,8 @@ impl Tenants {
                     path: c.plugin.clone(),
                     error: refusal.error,
                 })?;
-            by_id.insert(c.id.clone(), Arc::new(Tenant::new(c.clone(), plugin)));
+            let tenant = Tenant::new(c.clone(), plugin).with_oauth(oauth);
+            by_id.insert(c.id.clone(), Arc::new(tenant));
         }
         Ok(Tenants { by_id })
     }
@@ -140,7 +209,15 @@ impl Tenant {
             plugin,
             backend: Backend::default(),
             permits,
+            oauth: None,
         }
+    }
+
+    /// The same tenant verifying bearer tokens with `verifier`, which must
+    /// have been built from this tenant's `auth.oauth`.
+    pub fn with_oauth(mut self, verifier: Option<Verifier>) -> Tenant {
+        self.oauth = verifier;
+        self
     }
 
     /// The same tenant answered by `backend` instead (the benchmarks' seam:
@@ -203,8 +280,14 @@ impl Tenant {
     }
 
     /// How Okta authenticates to it.
-    pub fn auth(&self) -> &Auth {
+    pub fn auth(&self) -> &TenantAuth {
         &self.config.auth
+    }
+
+    /// Its bearer-token verifier (with `auth.oauth`): for readiness
+    /// ([`Verifier::health`]) and metrics ([`Verifier::fetch_count`]) too.
+    pub fn oauth(&self) -> Option<&Verifier> {
+        self.oauth.as_ref()
     }
 
     /// What one invocation may use.

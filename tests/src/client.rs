@@ -155,16 +155,28 @@ impl Client {
     /// [`Client::events`] with a body as given (e.g. malformed).
     pub async fn events_raw(&self, tenant: &str, secret: &str, body: String) -> Reply {
         let mut req = self.hook_request(tenant, Some(("authorization", secret)), body);
-        *req.uri_mut() = format!("https://127.0.0.1:{}/hooks/{tenant}/events", self.addr.port())
-            .parse()
-            .unwrap();
+        *req.uri_mut() = format!(
+            "https://127.0.0.1:{}/hooks/{tenant}/events",
+            self.addr.port()
+        )
+        .parse()
+        .unwrap();
         self.connect(Proto::H1).await.send(req).await
     }
 
     /// Okta's one-time verification `GET /hooks/{tenant}/events`, with the
     /// challenge header if given and `Authorization: secret`.
-    pub async fn verify_events(&self, tenant: &str, secret: &str, challenge: Option<&str>) -> Reply {
-        let mut req = self.request(Method::GET, &format!("/hooks/{tenant}/events"), Bytes::new());
+    pub async fn verify_events(
+        &self,
+        tenant: &str,
+        secret: &str,
+        challenge: Option<&str>,
+    ) -> Reply {
+        let mut req = self.request(
+            Method::GET,
+            &format!("/hooks/{tenant}/events"),
+            Bytes::new(),
+        );
         req.headers_mut()
             .insert("authorization", HeaderValue::from_str(secret).unwrap());
         if let Some(c) = challenge {

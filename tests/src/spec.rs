@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use hookbox_oauth::testing::FakeIssuer;
+
 use crate::Pki;
 use crate::server::TestServer;
 
@@ -16,7 +18,19 @@ pub struct TenantSpec {
     limits: LimitsSpec,
     settings: Vec<(String, String)>,
     smoke: Option<PathBuf>,
+    oauth: Option<OAuthSpec>,
     events: EventsSpec,
+}
+
+/// A tenant's `auth.oauth` table: an issuer, its CA (written to a file beside
+/// the config, named by a relative `ca_file`), and optional keys.
+#[derive(Clone)]
+struct OAuthSpec {
+    issuer: String,
+    audience: String,
+    ca_pem: String,
+    /// Further keys, each a TOML string value (`client_id`, `scope`, `leeway`, ...).
+    keys: Vec<(String, String)>,
 }
 
 /// A tenant's `events` table; unset values take hookbox's defaults.
@@ -100,8 +114,40 @@ impl TenantSpec {
             limits: LimitsSpec::default(),
             settings: Vec::new(),
             smoke: None,
+            oauth: None,
             events: EventsSpec::default(),
         }
+    }
+
+    /// `auth.oauth` for `issuer` (its issuer URL, audience `api://default`,
+    /// its CA as a relative `ca_file`), beside the header secrets: a
+    /// migrating tenant. Add [`TenantSpec::no_secrets`] for OAuth only.
+    pub fn oauth(mut self, issuer: &FakeIssuer) -> Self {
+        let keys = self.oauth.take().map(|o| o.keys).unwrap_or_default();
+        self.oauth = Some(OAuthSpec {
+            issuer: issuer.issuer().to_owned(),
+            audience: hookbox_oauth::testing::AUDIENCE.to_owned(),
+            ca_pem: issuer.ca_pem().to_owned(),
+            keys,
+        });
+        self
+    }
+
+    /// One more key of `auth.oauth` (after [`TenantSpec::oauth`]), as a TOML
+    /// string: e.g. `("client_id", "0oa1")`, `("min_refresh_interval", "1h")`.
+    pub fn oauth_key(mut self, key: &str, value: &str) -> Self {
+        let oauth = self
+            .oauth
+            .as_mut()
+            .expect("oauth_key needs TenantSpec::oauth first");
+        oauth.keys.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// No header secrets (with [`TenantSpec::oauth`]: OAuth only).
+    pub fn no_secrets(mut self) -> Self {
+        self.secrets.clear();
+        self
     }
 
     /// `events.enabled = false`: the tenant's event hook answers 404.
@@ -386,16 +432,30 @@ impl Setup {
                 std::fs::write(dir.join(&name), format!("{secret}\n")).unwrap();
                 secret_files.push(format!("{name:?}"));
             }
-            let header = t
-                .header
-                .as_ref()
-                .map(|h| format!("header = {h:?}, "))
-                .unwrap_or_default();
+            let mut auth = Vec::new();
+            if let Some(h) = &t.header {
+                auth.push(format!("header = {h:?}"));
+            }
+            if !secret_files.is_empty() {
+                auth.push(format!("secrets_file = [{}]", secret_files.join(", ")));
+            }
+            if let Some(o) = &t.oauth {
+                // Relative, as an operator would write it: resolved against the config's directory.
+                let ca_file = format!("{}-issuer-ca.pem", t.id);
+                std::fs::write(dir.join(&ca_file), &o.ca_pem).unwrap();
+                let mut keys = vec![
+                    format!("issuer = {:?}", o.issuer),
+                    format!("audience = {:?}", o.audience),
+                    format!("ca_file = {ca_file:?}"),
+                ];
+                keys.extend(o.keys.iter().map(|(k, v)| format!("{k} = {v:?}")));
+                auth.push(format!("oauth = {{ {} }}", keys.join(", ")));
+            }
             s += &format!(
-                "\n[[tenants]]\nid = {:?}\nplugin = {:?}\nauth = {{ {header}secrets_file = [{}] }}\nlimits = {{ {} }}\n",
+                "\n[[tenants]]\nid = {:?}\nplugin = {:?}\nauth = {{ {} }}\nlimits = {{ {} }}\n",
                 t.id,
                 t.plugin.display().to_string(),
-                secret_files.join(", "),
+                auth.join(", "),
                 t.limits.toml(),
             );
             if let Some(smoke) = &t.smoke {

@@ -97,6 +97,8 @@ pub struct AuthFile {
     pub secrets_env: Vec<String>,
     #[serde(default)]
     pub secrets_file: Vec<PathBuf>,
+    /// OAuth 2.0 (tenants only; `[admin]` refuses it).
+    pub oauth: Option<hookbox_oauth::OAuthConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]

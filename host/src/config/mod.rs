@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use hookbox_store::StoreConfig;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, TenantAuth};
 use crate::plugin::{EngineConfig, Limits, MIB, Settings};
 
 pub use validate::{parse_duration, parse_listen, parse_size, validate_tenant_id};
@@ -163,8 +163,8 @@ pub struct TenantConfig {
     pub id: String,
     /// The component file, absolute.
     pub plugin: PathBuf,
-    /// How Okta authenticates to this tenant.
-    pub auth: Auth,
+    /// How Okta authenticates to this tenant (header secrets, OAuth, or both).
+    pub auth: TenantAuth,
     /// What one invocation may use.
     pub limits: Limits,
     /// What `config-get` answers the plugin.

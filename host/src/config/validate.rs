@@ -216,7 +216,7 @@ fn validate_tenant(
         }
     };
 
-    let auth = secrets::auth(&key("auth"), t.auth, base, secret_files)?;
+    let auth = secrets::tenant_auth(&key("auth"), t.auth, base, secret_files)?;
     let events = events(t.events.unwrap_or_default(), &key)?;
 
     Ok(TenantConfig {

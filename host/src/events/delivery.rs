@@ -305,7 +305,11 @@ mod tests {
             "unknown fields are kept in raw"
         );
         let keys: Vec<_> = third.raw.keys().take(3).map(String::as_str).collect();
-        assert_eq!(keys, ["uuid", "published", "eventType"], "Okta's order kept");
+        assert_eq!(
+            keys,
+            ["uuid", "published", "eventType"],
+            "Okta's order kept"
+        );
     }
 
     #[test]
@@ -318,11 +322,22 @@ mod tests {
             let app = e.target_of("AppInstance").expect("an AppInstance target");
             assert_eq!(app.id.as_deref(), Some("0oa7ey7aLRuBvcYUD0g4"));
             let app_user = e.target_of("AppUser").expect("an AppUser target");
-            assert!(app_user.id.as_deref().is_some_and(|id| id.starts_with("csv-")));
+            assert!(
+                app_user
+                    .id
+                    .as_deref()
+                    .is_some_and(|id| id.starts_with("csv-"))
+            );
         }
         let session = log_event(&Value::Object(d.events[3].raw.clone()), "e").expect("typed");
         assert!(session.target.is_empty(), "target: null is none");
-        assert!(session.debug_context.expect("present").debug_data.is_empty());
+        assert!(
+            session
+                .debug_context
+                .expect("present")
+                .debug_data
+                .is_empty()
+        );
     }
 
     #[test]
@@ -357,11 +372,7 @@ mod tests {
                 "data.events[1].uuid",
             ),
             (
-                &MIXED.replacen(
-                    "\"uuid\": \"7c9b5a1e-11f0-11ef-9c3a-7b1f0b0a0003\",",
-                    "",
-                    1,
-                ),
+                &MIXED.replacen("\"uuid\": \"7c9b5a1e-11f0-11ef-9c3a-7b1f0b0a0003\",", "", 1),
                 "data.events[2]: missing field `uuid`",
             ),
             (

@@ -140,7 +140,11 @@ mod tests {
                 panic!("a sync event")
             };
             assert_eq!(s.okta_user.as_ref().map(|a| a.type_.as_str()), Some("User"));
-            assert!(s.okta_user.as_ref().is_some_and(|a| a.id.starts_with("00u")));
+            assert!(
+                s.okta_user
+                    .as_ref()
+                    .is_some_and(|a| a.id.starts_with("00u"))
+            );
             assert_eq!(
                 s.app_user.as_ref().map(|a| a.type_.as_str()),
                 Some("AppUser")
@@ -158,7 +162,11 @@ mod tests {
                 .debug_data
                 .contains(&("syncedAttributes".into(), "12".into()))
         );
-        assert!(third.debug_data.contains(&("fullSync".into(), "true".into())));
+        assert!(
+            third
+                .debug_data
+                .contains(&("fullSync".into(), "true".into()))
+        );
         let raw: Value = serde_json::from_str(&third.raw).expect("raw is JSON");
         assert_eq!(
             raw["oktaAddedThisLater"]["note"],

@@ -166,7 +166,9 @@ async fn settle(app: &App, tenant: &Tenant, event: &Delivery, outcome: Result<()
             match store.ack(id, event.id).await {
                 Ok(_) => tracing::info!(outcome = "handled", "event handled"),
                 // The lease runs out and the event is handled again: at least once.
-                Err(e) => tracing::warn!(kind = e.kind(), error = %e, "event handled, but not acknowledged; it will be handled again"),
+                Err(e) => {
+                    tracing::warn!(kind = e.kind(), error = %e, "event handled, but not acknowledged; it will be handled again")
+                }
             }
             return;
         }

@@ -133,9 +133,8 @@ impl IdleBudget {
         })
     }
 
-    /// Warm instances idle right now, across all tenants.
-    #[cfg(test)]
-    fn idle(&self) -> usize {
+    /// Warm instances idle right now, across all tenants (sampled by the metrics).
+    pub(super) fn idle(&self) -> usize {
         self.idle.load(Ordering::Relaxed)
     }
 

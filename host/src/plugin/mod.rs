@@ -58,11 +58,11 @@ use wasmtime::component::{Component, ComponentExportIndex, Func, InstancePre, Ty
 use wasmtime::{Engine, Store};
 
 pub use self::bindings::v0_1::hookbox;
-pub use self::hookbox::okta_import::types as wit;
 /// The event types of WIT 0.2.0 (`interface events`), as the handler receives them.
 pub use self::bindings::v0_2::hookbox::okta_import::events;
-pub use handler::HandlerRun;
+pub use self::hookbox::okta_import::types as wit;
 pub use claims::{MAX_STORE_CALLS, StoreScope};
+pub use handler::HandlerRun;
 
 use state::State;
 pub(crate) use state::truncate;
@@ -322,13 +322,9 @@ impl Plugin {
             wasmtime::format_err!("the plugin exports no resolver (it handles event hooks only)")
         })?;
         let instance = self.inner.pre.instantiate_async(&mut *store).await?;
-        let func = instance
-            .get_func(&mut *store, resolve)
-            .ok_or_else(|| {
-                wasmtime::format_err!(
-                    "the instance lacks the resolver export its component declares"
-                )
-            })?;
+        let func = instance.get_func(&mut *store, resolve).ok_or_else(|| {
+            wasmtime::format_err!("the instance lacks the resolver export its component declares")
+        })?;
         let checked = self.inner.checked.get_or_init(|| {
             func.typed::<(&wit::ImportRequest,), (Result<wit::Response, String>,)>(&*store)
                 .map(|_| ())
@@ -346,9 +342,10 @@ impl Plugin {
         &self,
         store: &mut Store<State>,
     ) -> wasmtime::Result<Func> {
-        let handle = self.inner.handle.ok_or_else(|| {
-            wasmtime::format_err!("the plugin exports no event handler")
-        })?;
+        let handle = self
+            .inner
+            .handle
+            .ok_or_else(|| wasmtime::format_err!("the plugin exports no event handler"))?;
         let instance = self.inner.pre.instantiate_async(&mut *store).await?;
         instance.get_func(&mut *store, handle).ok_or_else(|| {
             wasmtime::format_err!("the instance lacks the event handler its component declares")

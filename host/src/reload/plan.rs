@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError, Overrides, ServerConfig, TenantConfig, 
 use crate::hook::decode::DecodeError;
 use crate::plugin::{Compiled, EngineConfig, Failure, Limits, Plugin, PluginError, Runtime};
 use crate::tenant::{Tenant, Tenants};
+use hookbox_oauth::Verifier;
 
 /// Why a tenant's new version does not go live (the report's `reason`).
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,10 @@ pub enum RejectReason {
     /// The plugin failed the smoke request.
     #[error("smoke: {0}")]
     SmokeFailed(Failure),
+    /// New `auth.oauth` settings, and the verifier could not be set up with
+    /// them (the step and URL that failed).
+    #[error("auth.oauth: {0}")]
+    OAuth(hookbox_oauth::SetupError),
 }
 
 /// Why a tenant's new version cannot go live, and which file version it was.
@@ -79,6 +84,9 @@ pub(super) struct Candidate {
     pub(super) smoke: Option<Result<Vec<u8>, RejectReason>>,
     /// The running tenant already is this version: nothing to smoke-test or rebuild.
     pub(super) unchanged: bool,
+    /// The verifier for `config.auth.oauth` (the running one when its
+    /// settings did not change), filled in before [`decide`].
+    pub(super) oauth: Option<Verifier>,
 }
 
 /// The sections fixed at start; a change to them needs a restart.
@@ -154,6 +162,7 @@ pub(super) fn prepare(
                     })
                 }),
                 unchanged,
+                oauth: None,
             }
         })
         .collect();
@@ -219,11 +228,12 @@ pub(super) fn decide(
                         Change::Unchanged
                     }
                     Some(o) => {
-                        next.push(Arc::new(Tenant::succeed(o, c.config, plugin)));
+                        let t = Tenant::succeed(o, c.config, plugin).with_oauth(c.oauth);
+                        next.push(Arc::new(t));
                         Change::Updated
                     }
                     None => {
-                        next.push(Arc::new(Tenant::new(c.config, plugin)));
+                        next.push(Arc::new(Tenant::new(c.config, plugin).with_oauth(c.oauth)));
                         Change::Added
                     }
                 };

@@ -20,7 +20,12 @@ impl Endpoint for Healthz {
     const ALLOW: &'static str = "GET";
     type Caller = ();
 
-    fn authenticate(_: &Ctx, _: &Params, _: &HeaderMap) -> Result<(), HttpError> {
+    async fn authenticate(
+        _: &Ctx,
+        _: &Params,
+        _: &HeaderMap,
+        _: tokio::time::Instant,
+    ) -> Result<(), HttpError> {
         Ok(())
     }
 

@@ -1,4 +1,5 @@
-//! `POST /hooks/{tenant}/import`: Okta's import hook. The tenant's secret is
+//! `POST /hooks/{tenant}/import`: Okta's import hook. The tenant's
+//! credentials (header secret or OAuth bearer token, [`crate::auth`]) are
 //! checked before the body is looked at; the body goes through the request
 //! pipeline ([`crate::pipeline`]). Every request is logged once, in a span
 //! with tenant, event id and plugin digest, with its status, outcome and
@@ -12,7 +13,11 @@ use hyper::header::HeaderMap;
 use hyper::{Method, Request, StatusCode};
 use tracing::{Span, field};
 
+use hookbox_oauth::Rejection;
+use tokio::time::Instant;
+
 use super::{Answer, Ctx, Endpoint, Params, body};
+use crate::auth::{self, Refusal};
 use crate::error::HttpError;
 use crate::metrics::UNKNOWN_TENANT;
 use crate::pipeline;
@@ -45,13 +50,15 @@ impl Endpoint for Import {
             tenant = %params.get("tenant"),
             event_id = field::Empty,
             plugin = field::Empty,
+            auth = field::Empty,
         )
     }
 
-    fn authenticate(
+    async fn authenticate(
         ctx: &Ctx,
         params: &Params,
         headers: &HeaderMap,
+        deadline: Instant,
     ) -> Result<Arc<Tenant>, HttpError> {
         let tenant = ctx
             .app
@@ -62,10 +69,21 @@ impl Endpoint for Import {
             return Err(HttpError::UnknownTenant);
         }
         Span::current().record("plugin", tenant.plugin().short_digest());
-        if !tenant.auth().verify(headers) {
-            return Err(HttpError::Unauthorized);
+        match auth::authenticate(tenant.auth(), tenant.oauth(), headers, deadline).await {
+            Ok(how) => {
+                Span::current().record("auth", how.method());
+                Ok(tenant)
+            }
+            Err(refusal) => {
+                // Which check failed, never the credential.
+                tracing::info!(check = refusal.check(), "hook refused: {refusal}");
+                Err(match refusal {
+                    Refusal::Secret => HttpError::Unauthorized,
+                    Refusal::OAuth(Rejection::KeysUnavailable) => HttpError::AuthUnavailable,
+                    Refusal::OAuth(_) => HttpError::InvalidToken,
+                })
+            }
         }
-        Ok(tenant)
     }
 
     async fn handle(

@@ -27,7 +27,12 @@ impl Endpoint for Metrics {
         ctx.ops || ctx.app.server().ops_listen.is_none()
     }
 
-    fn authenticate(_: &Ctx, _: &Params, _: &HeaderMap) -> Result<(), HttpError> {
+    async fn authenticate(
+        _: &Ctx,
+        _: &Params,
+        _: &HeaderMap,
+        _: tokio::time::Instant,
+    ) -> Result<(), HttpError> {
         Ok(())
     }
 

@@ -7,8 +7,10 @@
 //! 2. an endpoint that does not exist right now ([`Endpoint::exists`], e.g.
 //!    `/admin/reload` without `[admin]`) is the same 404, saying nothing more;
 //! 3. a method the endpoint does not answer is a 405 with `Allow`;
-//! 4. the caller is authenticated ([`Endpoint::authenticate`]; a 401 or 404)
-//!    before anything of the request is looked at;
+//! 4. the caller is authenticated ([`Endpoint::authenticate`]; a 401, 404,
+//!    or 503 when an OAuth issuer's keys are unavailable) before anything of
+//!    the request but its headers is looked at, within the request's
+//!    deadline (`server.request_timeout` from the request's start);
 //! 5. the endpoint handles the request.
 //!
 //! Steps 4 and 5 run in the endpoint's span, and the endpoint is told how
@@ -216,12 +218,14 @@ pub(crate) trait Endpoint {
         Span::none()
     }
 
-    /// Who is calling; `Err` ends the request before anything of it is read.
+    /// Who is calling; `Err` ends the request before its body is read. Waits
+    /// (for an OAuth issuer's keys) at most until `deadline`.
     fn authenticate(
         ctx: &Ctx,
         params: &Params,
         headers: &HeaderMap,
-    ) -> Result<Self::Caller, HttpError>;
+        deadline: tokio::time::Instant,
+    ) -> impl Future<Output = Result<Self::Caller, HttpError>> + Send;
 
     /// Answers an authenticated request.
     fn handle(
@@ -261,7 +265,8 @@ async fn dispatch<E: Endpoint>(
     let span = E::span(&params);
     let tenant = E::tenant_label(ctx, &params);
     async move {
-        let result = match E::authenticate(ctx, &params, req.headers()) {
+        let deadline = tokio::time::Instant::now() + ctx.app.server().request_timeout;
+        let result = match E::authenticate(ctx, &params, req.headers(), deadline).await {
             Ok(caller) => E::handle(ctx, caller, req).await,
             Err(e) => Err(e),
         };

@@ -1,11 +1,13 @@
 //! The `hookbox` binary itself: bad configuration is refused with exit code
 //! 64 before anything binds, and `serve --dev` serves the embedded reference
 //! plugin and announces where (`serve`); `check` and `run`, a plugin author's
-//! tools (`tools`). One test binary, a module per command.
+//! tools (`tools`); `check-auth` and an unreachable OAuth issuer at start
+//! (`oauth`). One test binary, a module per command.
 
 #![allow(clippy::unwrap_used)]
 
 mod claims;
+mod oauth;
 mod serve;
 mod tools;
 

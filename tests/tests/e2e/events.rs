@@ -400,9 +400,10 @@ async fn killed_after_acknowledging_the_event_is_handled_after_restart() {
         .start()
         .await;
     let syncs = uuids_of(&body, SYNC);
-    wait_until("the events acknowledged before the kill are handled", || async {
-        handled(server.store(), "crash").await.len() == syncs.len()
-    })
+    wait_until(
+        "the events acknowledged before the kill are handled",
+        || async { handled(server.store(), "crash").await.len() == syncs.len() },
+    )
     .await;
     wait_until("the queue is empty", || async {
         server.store().queued("crash").await.unwrap() == 0
@@ -433,7 +434,12 @@ async fn dead_events_are_listed_and_replayed_by_the_operator() {
     let reply = server.client().events("ops", failing.secret(), &body).await;
     assert_eq!(reply.status, StatusCode::OK);
     wait_until("the event is dead", || async {
-        !server.store().dead("ops", None, 10).await.unwrap().is_empty()
+        !server
+            .store()
+            .dead("ops", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
     })
     .await;
     server.stop().await.unwrap();
@@ -474,7 +480,14 @@ async fn dead_events_are_listed_and_replayed_by_the_operator() {
         handled(server.store(), "ops").await.contains_key(&uuid)
     })
     .await;
-    assert!(server.store().dead("ops", None, 10).await.unwrap().is_empty());
+    assert!(
+        server
+            .store()
+            .dead("ops", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         handled(server.store(), "ops").await,
         BTreeMap::from([(uuid, 1)])

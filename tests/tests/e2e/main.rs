@@ -10,5 +10,6 @@ mod conformance;
 mod events;
 mod instance_mode;
 mod misbehave;
+mod oauth;
 mod okta;
 mod reload;
