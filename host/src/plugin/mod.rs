@@ -163,7 +163,7 @@ pub struct Exports {
     pub version: WitVersion,
     /// It exports `resolver` (answers the import hook).
     pub resolver: bool,
-    /// It exports `event-handler@0.2.0` (for event hooks; not called yet).
+    /// It exports `event-handler@0.2.0` (called for event hooks).
     pub event_handler: bool,
 }
 
@@ -357,7 +357,7 @@ impl Plugin {
 pub(crate) const RESOLVER_0_1: &str = "hookbox:okta-import/resolver@0.1.0";
 /// The resolver export of WIT 0.2.0.
 pub(crate) const RESOLVER_0_2: &str = "hookbox:okta-import/resolver@0.2.0";
-/// The event handler export of WIT 0.2.0 (detected, not called yet).
+/// The event handler export of WIT 0.2.0 (called for event hooks).
 pub(crate) const EVENT_HANDLER_0_2: &str = "hookbox:okta-import/event-handler@0.2.0";
 /// The newest WIT version this host implements (what new plugins should target).
 pub(crate) const WORLD_VERSION: &str = "0.2.0";
