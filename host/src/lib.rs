@@ -6,7 +6,8 @@
 //! table, one module per endpoint; [`auth`] before anything is read) →
 //! [`pipeline`] (decode → permit → invoke → encode, with [`hook`]'s wire
 //! format) → [`plugin`] (engine, load, invoke, limits), with [`tenant`]
-//! holding each tenant and [`App`] the state they share. [`reload`] plans
+//! holding each tenant and [`App`] the state they share, and [`log`] bounding
+//! what reaches the log. [`reload`] plans
 //! and publishes new tenant tables, and watches for reasons to.
 //!
 //! [`serve`] runs the real server on a listener the caller bound, which is
@@ -19,6 +20,7 @@ pub mod config;
 pub mod dev;
 mod error;
 pub mod hook;
+pub mod log;
 #[cfg(feature = "native-resolver")]
 pub mod native;
 pub mod pipeline;

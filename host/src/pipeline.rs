@@ -15,13 +15,15 @@
 //! - nothing is logged here except the event id on the current span: the
 //!   caller decides what to log ([`Handled::trace`] for the server's log).
 
-use std::time::Duration;
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
 
 use tracing::Span;
 
 use crate::error::HttpError;
 use crate::hook::decode::{self, DecodeError};
 use crate::hook::encode;
+use crate::log::{Admit, LogBudget};
 use crate::plugin::hookbox::okta_import::host::Level;
 use crate::plugin::{Binding, Failure, Outcome, Overloaded, PluginLog, Runtime};
 
@@ -109,7 +111,10 @@ pub async fn handle(
     body: &[u8],
 ) -> Result<Handled, Refused> {
     let request = decode::decode(body).map_err(Refused::BadRequest)?;
-    Span::current().record("event_id", request.event_id.as_str());
+    Span::current().record(
+        "event_id",
+        crate::log::client_text(&request.event_id, crate::log::MAX_CLIENT_TEXT).as_ref(),
+    );
 
     // Held until the answer is encoded; beyond the tenant's share, Okta's one retry is the remedy.
     let _permit = binding
@@ -140,11 +145,45 @@ pub async fn handle(
 
 impl Handled {
     /// Logs what the plugin logged (inside the request's span, so its lines
-    /// carry the tenant and event id), its failure if any, and its figures.
-    /// Never a profile value: the plugin's own lines are its responsibility.
-    pub fn trace(&self) {
+    /// carry the tenant and event id) within the tenant's `budget`, its
+    /// failure if any, and its figures. Never a profile value: the plugin's
+    /// own lines are its responsibility.
+    pub fn trace(&self, budget: &LogBudget) {
+        if let Some(dropped) = budget.roll(Instant::now()) {
+            tracing::warn!(
+                target: "hookbox::plugin",
+                dropped_lines = dropped.lines,
+                dropped_bytes = dropped.bytes,
+                window_s = budget.window().as_secs_f64(),
+                "plugin log over its volume: lines were dropped in the last window"
+            );
+        }
+        let mut admit = |bytes: usize| match budget.admit(bytes) {
+            Admit::Log => true,
+            Admit::DropFirst => {
+                tracing::warn!(
+                    target: "hookbox::plugin",
+                    log_volume = budget.volume(),
+                    window_s = budget.window().as_secs_f64(),
+                    "plugin log over its volume: dropping its lines until the window ends"
+                );
+                false
+            }
+            Admit::Drop => false,
+        };
         for line in &self.log.lines {
-            let m = line.message.as_str();
+            let m = inert(&line.message);
+            // Only lines the filter lets through count against the budget.
+            let enabled = match line.level {
+                Level::Trace => tracing::enabled!(target: "hookbox::plugin", tracing::Level::TRACE),
+                Level::Debug => tracing::enabled!(target: "hookbox::plugin", tracing::Level::DEBUG),
+                Level::Info => tracing::enabled!(target: "hookbox::plugin", tracing::Level::INFO),
+                Level::Warn => tracing::enabled!(target: "hookbox::plugin", tracing::Level::WARN),
+                Level::Error => tracing::enabled!(target: "hookbox::plugin", tracing::Level::ERROR),
+            };
+            if !enabled || !admit(m.len()) {
+                continue;
+            }
             match line.level {
                 Level::Trace => tracing::trace!(target: "hookbox::plugin", "{m}"),
                 Level::Debug => tracing::debug!(target: "hookbox::plugin", "{m}"),
@@ -153,8 +192,8 @@ impl Handled {
                 Level::Error => tracing::error!(target: "hookbox::plugin", "{m}"),
             }
         }
-        if self.log.dropped > 0 {
-            tracing::warn!(target: "hookbox::plugin", dropped = self.log.dropped, "plugin log lines over the cap were dropped");
+        if self.log.dropped > 0 && admit(0) {
+            tracing::warn!(target: "hookbox::plugin", dropped = self.log.dropped, "plugin log lines over the per-request cap were dropped");
         }
         if let Verdict::Failed(failure) = &self.verdict {
             tracing::warn!(
@@ -169,5 +208,20 @@ impl Handled {
             fuel = self.figures.fuel_consumed,
             "plugin ran"
         );
+    }
+}
+
+/// A plugin's line with its control characters (newlines included) shown
+/// as `?`: one plugin line is one log line, whatever the plugin wrote.
+fn inert(message: &str) -> Cow<'_, str> {
+    if message.chars().any(char::is_control) {
+        Cow::Owned(
+            message
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(message)
     }
 }

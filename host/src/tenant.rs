@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Auth;
 use crate::config::TenantConfig;
+use crate::log::LogBudget;
 use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime};
 
 /// A tenant's plugin could not be loaded at start.
@@ -55,6 +56,8 @@ pub struct Tenant {
     backend: Backend,
     /// Invocations in flight for this tenant; one tenant's flood cannot take every pool slot.
     permits: Arc<Semaphore>,
+    /// How much its plugin may log per window (a new version starts a new window).
+    log_budget: LogBudget,
 }
 
 /// The tenant table: tenant id → tenant.
@@ -135,11 +138,13 @@ impl Tenant {
     /// (in `reuse` mode) its own warm instances.
     pub fn new(config: TenantConfig, plugin: Plugin) -> Tenant {
         let permits = Arc::new(Semaphore::new(config.limits.max_concurrency as usize));
+        let log_budget = LogBudget::new(config.limits.log_volume, config.limits.log_window);
         Tenant {
             config,
             plugin,
             backend: Backend::default(),
             permits,
+            log_budget,
         }
     }
 
@@ -210,6 +215,11 @@ impl Tenant {
     /// What one invocation may use.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    /// Its plugin's log budget.
+    pub fn log_budget(&self) -> &LogBudget {
+        &self.log_budget
     }
 
     /// The plugin version serving it.

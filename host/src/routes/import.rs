@@ -32,7 +32,8 @@ impl Endpoint for Import {
     fn span(params: &Params) -> Span {
         tracing::info_span!(
             "hook",
-            tenant = %params.get("tenant"),
+            // Recorded once the table knows it: never the raw path text.
+            tenant = field::Empty,
             event_id = field::Empty,
             plugin = field::Empty,
         )
@@ -43,10 +44,12 @@ impl Endpoint for Import {
         params: &Params,
         headers: &HeaderMap,
     ) -> Result<Arc<Tenant>, HttpError> {
-        let tenant = ctx
-            .app
-            .tenant(params.get("tenant"))
-            .ok_or(HttpError::UnknownTenant)?;
+        let Some(tenant) = ctx.app.tenant(params.get("tenant")) else {
+            // Parentheses cannot appear in a tenant id: never mistaken for one.
+            Span::current().record("tenant", "(unknown)");
+            return Err(HttpError::UnknownTenant);
+        };
+        Span::current().record("tenant", tenant.id());
         Span::current().record("plugin", tenant.plugin().short_digest());
         if !tenant.auth().verify(headers) {
             return Err(HttpError::Unauthorized);
@@ -61,7 +64,7 @@ impl Endpoint for Import {
     ) -> Result<Answer, HttpError> {
         let body = body::read_json(ctx.app.server(), req).await?;
         let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(), &body).await?;
-        handled.trace();
+        handled.trace(tenant.log_budget());
         Ok(Answer::json(
             StatusCode::OK,
             handled.body,

@@ -6,7 +6,9 @@
 mod bad_input;
 mod cache;
 mod conformance;
+mod deadlines;
 mod instance_mode;
+mod logs;
 mod misbehave;
 mod okta;
 mod reload;
