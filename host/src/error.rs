@@ -35,6 +35,14 @@ pub(crate) enum HttpError {
     /// Okta retries a 503 once; `Retry-After` says when.
     #[error("too many concurrent requests; retry shortly")]
     Overloaded,
+    /// An event hook delivery would take the tenant's queue past its bound:
+    /// nothing was queued (a 503, which Okta retries once).
+    #[error("the event queue is full; retry later")]
+    QueueFull,
+    /// An event hook delivery could not be durably queued: nothing was
+    /// acknowledged (a 503, which Okta retries once).
+    #[error("events cannot be stored right now; retry later")]
+    StoreUnavailable,
 }
 
 impl HttpError {
@@ -47,7 +55,9 @@ impl HttpError {
             HttpError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HttpError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             HttpError::BodyRead | HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            HttpError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Overloaded | HttpError::QueueFull | HttpError::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -64,6 +74,8 @@ impl HttpError {
             HttpError::BodyRead => "body_read",
             HttpError::BadRequest(_) => "bad_request",
             HttpError::Overloaded => "overloaded",
+            HttpError::QueueFull => "queue_full",
+            HttpError::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -79,6 +91,12 @@ impl HttpError {
                 response
                     .headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // The queue drains at the handler's pace: give it a little longer.
+            HttpError::QueueFull | HttpError::StoreUnavailable => {
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             HttpError::Unauthorized => {
                 // Okta's header auth is not an HTTP auth scheme; the header only tells a

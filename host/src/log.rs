@@ -15,6 +15,9 @@ use std::borrow::Cow;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::plugin::PluginLog;
+use crate::plugin::hookbox::okta_import::host::Level;
+
 /// Longest client-supplied value written to the log, in bytes.
 pub const MAX_CLIENT_TEXT: usize = 64;
 
@@ -143,6 +146,75 @@ impl LogBudget {
     }
 }
 
+/// Logs a plugin's `log` (one request's or one event's) within its tenant's
+/// `budget`, in the caller's span: each line made inert ([`inert`]), only
+/// lines the filter lets through counted, the budget's drops reported (see
+/// the module docs), and the per-call cap's drops said once if the budget
+/// allows.
+pub fn plugin_lines(budget: &LogBudget, log: &PluginLog) {
+    if let Some(dropped) = budget.roll(Instant::now()) {
+        tracing::warn!(
+            target: "hookbox::plugin",
+            dropped_lines = dropped.lines,
+            dropped_bytes = dropped.bytes,
+            window_s = budget.window().as_secs_f64(),
+            "plugin log over its volume: lines were dropped in the last window"
+        );
+    }
+    let admit = |bytes: usize| match budget.admit(bytes) {
+        Admit::Log => true,
+        Admit::DropFirst => {
+            tracing::warn!(
+                target: "hookbox::plugin",
+                log_volume = budget.volume(),
+                window_s = budget.window().as_secs_f64(),
+                "plugin log over its volume: dropping its lines until the window ends"
+            );
+            false
+        }
+        Admit::Drop => false,
+    };
+    for line in &log.lines {
+        let m = inert(&line.message);
+        // Only lines the filter lets through count against the budget.
+        let enabled = match line.level {
+            Level::Trace => tracing::enabled!(target: "hookbox::plugin", tracing::Level::TRACE),
+            Level::Debug => tracing::enabled!(target: "hookbox::plugin", tracing::Level::DEBUG),
+            Level::Info => tracing::enabled!(target: "hookbox::plugin", tracing::Level::INFO),
+            Level::Warn => tracing::enabled!(target: "hookbox::plugin", tracing::Level::WARN),
+            Level::Error => tracing::enabled!(target: "hookbox::plugin", tracing::Level::ERROR),
+        };
+        if !enabled || !admit(m.len()) {
+            continue;
+        }
+        match line.level {
+            Level::Trace => tracing::trace!(target: "hookbox::plugin", "{m}"),
+            Level::Debug => tracing::debug!(target: "hookbox::plugin", "{m}"),
+            Level::Info => tracing::info!(target: "hookbox::plugin", "{m}"),
+            Level::Warn => tracing::warn!(target: "hookbox::plugin", "{m}"),
+            Level::Error => tracing::error!(target: "hookbox::plugin", "{m}"),
+        }
+    }
+    if log.dropped > 0 && admit(0) {
+        tracing::warn!(target: "hookbox::plugin", dropped = log.dropped, "plugin log lines over the per-call cap were dropped");
+    }
+}
+
+/// A plugin's line with its control characters (newlines included) shown
+/// as `?`: one plugin line is one log line, whatever the plugin wrote.
+fn inert(message: &str) -> Cow<'_, str> {
+    if message.chars().any(char::is_control) {
+        Cow::Owned(
+            message
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(message)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,7 +227,8 @@ mod tests {
         );
         assert_eq!(client_text("a\nb\r\x1b[31mc", 64), "a?b??[31mc");
         assert_eq!(client_text("é", 64), "?");
-        let long = client_text(&"x".repeat(1000), 64);
+        let text = "x".repeat(1000);
+        let long = client_text(&text, 64);
         assert_eq!(long, format!("{}…", "x".repeat(64)));
     }
 

@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use crate::auth::Auth;
 use crate::config::TenantConfig;
 use crate::log::LogBudget;
-use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime};
+use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime, StoreScope};
 
 /// A tenant's plugin could not be loaded at start.
 #[derive(Debug, thiserror::Error)]
@@ -233,19 +233,30 @@ impl Tenant {
         self.permits.available_permits()
     }
 
+    /// Whether it serves Okta event hooks: its plugin exports the event
+    /// handler, `events.enabled` is on, and the plugin (not a bench's
+    /// native resolver) answers it.
+    pub fn handles_events(&self) -> bool {
+        self.config.events.enabled
+            && self.plugin.exports().event_handler
+            && matches!(self.backend, Backend::Plugin(_))
+    }
+
     /// Warm instances waiting for a request (always 0 in `fresh` mode).
     pub fn idle_instances(&self) -> usize {
         self.backend.idle()
     }
 
-    /// What the request pipeline runs this tenant's requests with.
-    pub fn binding(&self) -> Binding<'_> {
+    /// What the request pipeline runs this tenant's requests with, in
+    /// `scope` (the tenant's space of the claim store: [`crate::App::scope`]).
+    pub fn binding<'a>(&'a self, scope: &'a StoreScope) -> Binding<'a> {
         Binding {
             plugin: &self.plugin,
             settings: &self.config.settings,
             limits: &self.config.limits,
             backend: &self.backend,
             permits: &self.permits,
+            scope,
         }
     }
 }

@@ -161,6 +161,48 @@ impl Client {
             .await
     }
 
+    /// POSTs an event hook delivery to the tenant's `/hooks/{tenant}/events`
+    /// with `Authorization: secret`.
+    pub async fn events(&self, tenant: &str, secret: &str, body: &Value) -> Reply {
+        self.events_raw(tenant, secret, body.to_string()).await
+    }
+
+    /// [`Client::events`] with a body as given (e.g. malformed).
+    pub async fn events_raw(&self, tenant: &str, secret: &str, body: String) -> Reply {
+        let mut req = self.hook_request(tenant, Some(("authorization", secret)), body);
+        *req.uri_mut() = format!(
+            "https://127.0.0.1:{}/hooks/{tenant}/events",
+            self.addr.port()
+        )
+        .parse()
+        .unwrap();
+        self.connect(Proto::H1).await.send(req).await
+    }
+
+    /// Okta's one-time verification `GET /hooks/{tenant}/events`, with the
+    /// challenge header if given and `Authorization: secret`.
+    pub async fn verify_events(
+        &self,
+        tenant: &str,
+        secret: &str,
+        challenge: Option<&str>,
+    ) -> Reply {
+        let mut req = self.request(
+            Method::GET,
+            &format!("/hooks/{tenant}/events"),
+            Bytes::new(),
+        );
+        req.headers_mut()
+            .insert("authorization", HeaderValue::from_str(secret).unwrap());
+        if let Some(c) = challenge {
+            req.headers_mut().insert(
+                "x-okta-verification-challenge",
+                HeaderValue::from_str(c).unwrap(),
+            );
+        }
+        self.connect(Proto::H1).await.send(req).await
+    }
+
     /// A hook request with JSON content type and, if given, one auth header.
     pub fn hook_request(
         &self,

@@ -15,7 +15,7 @@ use hookbox::plugin::cache::CacheStats;
 use hookbox::reload::{ReloadReport, Reloader};
 use hookbox::tenant::Tenant;
 
-use crate::{Client, Pki, Reply, Setup, TenantSpec, sample_request};
+use crate::{Client, Pki, Reply, Setup, TenantSpec, fresh_sample};
 
 /// The real hookbox server, on a loopback port the OS picked, started from
 /// a real config file it can reload. Read-only from the outside: tests see
@@ -57,10 +57,11 @@ impl TestServer {
             ..Default::default()
         };
         let config = Config::load(&config_path, &overrides).unwrap();
+        let store = hookbox::cli::open_store(&config.store).await.unwrap();
         // Compiling plugins blocks; keep it off the test's async workers.
         let path = config_path.clone();
         let (app, reloader, tls) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let app = Arc::new(App::from_config(&config)?);
+            let app = Arc::new(App::from_config(&config, store)?);
             let reloader = Arc::new(Reloader::new(app.clone(), path, overrides, &config));
             let identity = hookbox::tls::Identity::load(&config.tls)?;
             Ok((app, reloader, hookbox::tls::server_config(identity)?))
@@ -159,6 +160,11 @@ impl TestServer {
             .expect("a cache is configured")
     }
 
+    /// The server's claim store (to count claims, list them, check answers).
+    pub fn store(&self) -> &hookbox_store::Store {
+        self.app.store()
+    }
+
     /// The cache file of the plugin with this digest (panics without `cache_dir`).
     pub fn cache_file(&self, digest: &str) -> PathBuf {
         self.app
@@ -177,7 +183,8 @@ impl TestServer {
         assert!(free > 0, "tenant {tenant} has no free permit to hold");
         let held = {
             let (client, tenant, secret) = (self.client(), tenant.to_owned(), secret.to_owned());
-            tokio::spawn(async move { client.hook(&tenant, &secret, &sample_request()).await })
+            // A fresh eventId: a repeated one may be answered from the store, without a permit.
+            tokio::spawn(async move { client.hook(&tenant, &secret, &fresh_sample()).await })
         };
         while self.tenant(tenant).free_permits() >= free {
             tokio::task::yield_now().await;

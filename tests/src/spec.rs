@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Pki;
 use crate::server::TestServer;
 
 /// One `[[tenants]]` entry of the test config.
@@ -15,6 +16,41 @@ pub struct TenantSpec {
     limits: LimitsSpec,
     settings: Vec<(String, String)>,
     smoke: Option<PathBuf>,
+    events: EventsSpec,
+}
+
+/// A tenant's `events` table; unset values take hookbox's defaults.
+#[derive(Clone, Default)]
+struct EventsSpec {
+    enabled: Option<bool>,
+    types: Option<Vec<String>>,
+    max_queued: Option<usize>,
+    max_attempts: Option<u32>,
+    retry_backoff: Option<String>,
+}
+
+impl EventsSpec {
+    /// The body of the TOML inline table.
+    fn toml(&self) -> String {
+        let mut fields = Vec::new();
+        if let Some(v) = self.enabled {
+            fields.push(format!("enabled = {v}"));
+        }
+        if let Some(types) = &self.types {
+            let list: Vec<_> = types.iter().map(|t| format!("{t:?}")).collect();
+            fields.push(format!("types = [{}]", list.join(", ")));
+        }
+        if let Some(n) = self.max_queued {
+            fields.push(format!("max_queued = {n}"));
+        }
+        if let Some(n) = self.max_attempts {
+            fields.push(format!("max_attempts = {n}"));
+        }
+        if let Some(v) = &self.retry_backoff {
+            fields.push(format!("retry_backoff = {v:?}"));
+        }
+        fields.join(", ")
+    }
 }
 
 /// A tenant's `limits` table; unset values take hookbox's defaults.
@@ -68,7 +104,38 @@ impl TenantSpec {
             limits: LimitsSpec::default(),
             settings: Vec::new(),
             smoke: None,
+            events: EventsSpec::default(),
         }
+    }
+
+    /// `events.enabled = false`: the tenant's event hook answers 404.
+    pub fn events_disabled(mut self) -> Self {
+        self.events.enabled = Some(false);
+        self
+    }
+
+    /// `events.types`: the event types handed to the handler.
+    pub fn event_types(mut self, types: &[&str]) -> Self {
+        self.events.types = Some(types.iter().map(|t| (*t).to_owned()).collect());
+        self
+    }
+
+    /// `events.max_queued`.
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.events.max_queued = Some(n);
+        self
+    }
+
+    /// `events.max_attempts`.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.events.max_attempts = Some(n);
+        self
+    }
+
+    /// `events.retry_backoff`, e.g. `"100ms"`.
+    pub fn retry_backoff(mut self, duration: &str) -> Self {
+        self.events.retry_backoff = Some(duration.to_owned());
+        self
     }
 
     /// `smoke`: a request file a new plugin version must answer before a reload makes it live.
@@ -172,6 +239,17 @@ pub struct Setup {
     cache_dir: Option<PathBuf>,
     cache_max_size: Option<String>,
     admin_secret: Option<String>,
+    store: Option<StoreSpec>,
+    answer_ttl: Option<String>,
+}
+
+/// Where the test server's claim store is (`[store]`).
+#[derive(Clone)]
+pub enum StoreSpec {
+    /// An embedded store at this file (e.g. shared by two servers started one after the other).
+    Embedded(PathBuf),
+    /// A Redis store at this URL (e.g. `RedisServer::url()`).
+    Redis(String),
 }
 
 impl Setup {
@@ -267,6 +345,32 @@ impl Setup {
         self
     }
 
+    /// `[store]`: where claims and idempotent answers live (default: an
+    /// embedded store in the server's own directory).
+    pub fn store(mut self, store: StoreSpec) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// `[store] answer_ttl`, e.g. `"200ms"` (needs a `store`).
+    pub fn answer_ttl(mut self, ttl: &str) -> Self {
+        self.answer_ttl = Some(ttl.to_owned());
+        self
+    }
+
+    /// Writes the config file (`hookbox.toml`), its secret files and a
+    /// certificate into `dir`, as `hookbox serve --config` reads them; the
+    /// certificate's CA is returned for a client. For a server in another
+    /// process (e.g. one a test kills).
+    pub fn write_files(&self, dir: &Path) -> (PathBuf, Pki) {
+        let pki = Pki::new();
+        std::fs::write(dir.join("cert.pem"), &pki.server_cert_pem).unwrap();
+        std::fs::write(dir.join("key.pem"), &pki.server_key_pem).unwrap();
+        let config_path = dir.join("hookbox.toml");
+        std::fs::write(&config_path, self.toml(dir)).unwrap();
+        (config_path, pki)
+    }
+
     /// Writes the config file, loads it as `hookbox serve --config` would,
     /// binds 127.0.0.1:0 and serves.
     pub async fn start(self) -> TestServer {
@@ -305,6 +409,20 @@ impl Setup {
                 s += &format!("cache_max_size = {size:?}\n");
             }
         }
+        if let Some(store) = &self.store {
+            s += &match store {
+                StoreSpec::Embedded(path) => format!(
+                    "[store]\nbackend = \"embedded\"\npath = {:?}\n",
+                    path.display().to_string()
+                ),
+                StoreSpec::Redis(url) => format!(
+                    "[store]\nbackend = \"redis\"\nurl = {url:?}\ncall_timeout = \"250ms\"\nconnect_timeout = \"250ms\"\n"
+                ),
+            };
+            if let Some(ttl) = &self.answer_ttl {
+                s += &format!("answer_ttl = {ttl:?}\n");
+            }
+        }
         if let Some(secret) = &self.admin_secret {
             std::fs::write(dir.join("admin-secret"), format!("{secret}\n")).unwrap();
             s += "[admin]\nsecrets_file = [\"admin-secret\"]\n";
@@ -331,6 +449,7 @@ impl Setup {
             if let Some(smoke) = &t.smoke {
                 s += &format!("smoke = {:?}\n", smoke.display().to_string());
             }
+            s += &format!("events = {{ {} }}\n", t.events.toml());
             s += "[tenants.settings]\n";
             for (k, v) in &t.settings {
                 s += &format!("{k:?} = {v:?}\n");

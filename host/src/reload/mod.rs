@@ -17,8 +17,8 @@
 //!   the next one sees the new table; tenants added, removed or re-keyed
 //!   change in that same store;
 //! - an invalid configuration file changes nothing;
-//! - `[server]`, `[tls]` and `[engine]` are fixed at start: their changes are
-//!   reported as needing a restart, never half-applied;
+//! - `[server]`, `[tls]`, `[engine]` and `[store]` are fixed at start: their
+//!   changes are reported as needing a restart, never half-applied;
 //! - reloads run one at a time, so an older table can never be published last.
 
 mod plan;
@@ -75,8 +75,15 @@ impl Reloader {
     }
 
     /// Re-reads the configuration file and swaps in what loads; see the module docs.
-    /// Never fails as a whole: the report says what happened.
+    /// Never fails as a whole: the report says what happened (and the
+    /// metrics count it: `hookbox_reloads_total`).
     pub async fn reload(&self) -> ReloadReport {
+        let report = self.reload_once().await;
+        self.app.metrics().reload(&report);
+        report
+    }
+
+    async fn reload_once(&self) -> ReloadReport {
         let start = Instant::now();
         let _one_at_a_time = self.lock.lock().await;
         let current = self.app.tenants();

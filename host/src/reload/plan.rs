@@ -7,6 +7,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hookbox_store::StoreConfig;
+
 use super::report::{Change, TenantReport};
 use crate::config::{Config, ConfigError, Overrides, ServerConfig, TenantConfig, TlsSource};
 use crate::hook::decode::DecodeError;
@@ -48,6 +50,9 @@ pub enum RejectReason {
     /// The smoke request file is not a valid request.
     #[error("smoke: the smoke file is not a valid request: {0}")]
     SmokeInvalid(DecodeError),
+    /// No scratch claim store could be made for the smoke request.
+    #[error("smoke: cannot make a scratch claim store: {0}")]
+    SmokeStore(hookbox_store::StoreError),
     /// No instance slot was free to run the smoke request.
     #[error("smoke: no free instance slot to run it")]
     SmokeOverloaded,
@@ -81,6 +86,7 @@ pub(super) struct Fixed {
     pub(super) server: ServerConfig,
     pub(super) tls: TlsSource,
     pub(super) engine: EngineConfig,
+    pub(super) store: StoreConfig,
 }
 
 impl Fixed {
@@ -89,6 +95,7 @@ impl Fixed {
             server: config.server.clone(),
             tls: config.tls.clone(),
             engine: config.engine.clone(),
+            store: config.store.clone(),
         }
     }
 
@@ -108,6 +115,11 @@ impl Fixed {
         };
         if engine != self.engine || (config.engine.fuel && !self.engine.fuel) {
             sections.push("engine".to_owned());
+        }
+        // The store is opened once, at start: claims must never be split
+        // between two stores by a half-applied change.
+        if config.store != self.store {
+            sections.push("store".to_owned());
         }
         sections
     }

@@ -17,6 +17,7 @@ pub const ADMIN_RELOAD_PATH: &str = "/admin/reload";
 pub(super) struct AdminReload;
 
 impl Endpoint for AdminReload {
+    const NAME: &'static str = "admin_reload";
     const METHODS: &'static [Method] = &[Method::POST];
     const ALLOW: &'static str = "POST";
     type Caller = ();

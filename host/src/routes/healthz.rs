@@ -15,6 +15,7 @@ pub(super) const PATH: &str = "/healthz";
 pub(super) struct Healthz;
 
 impl Endpoint for Healthz {
+    const NAME: &'static str = "healthz";
     const METHODS: &'static [Method] = &[Method::GET, Method::HEAD];
     const ALLOW: &'static str = "GET";
     type Caller = ();

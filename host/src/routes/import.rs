@@ -14,6 +14,7 @@ use tracing::{Span, field};
 
 use super::{Answer, Ctx, Endpoint, Params, body};
 use crate::error::HttpError;
+use crate::metrics::UNKNOWN_TENANT;
 use crate::pipeline;
 use crate::tenant::Tenant;
 
@@ -24,12 +25,21 @@ pub(super) const PATH: &str = "/hooks/{tenant}/import";
 pub(super) struct Import;
 
 impl Endpoint for Import {
+    const NAME: &'static str = "import";
     const METHODS: &'static [Method] = &[Method::POST];
     const ALLOW: &'static str = "POST";
     /// The tenant, from one snapshot of the table kept for the whole request.
     type Caller = Arc<Tenant>;
 
-    fn span(params: &Params) -> Span {
+    fn tenant_label(ctx: &Ctx, params: &Params) -> Option<String> {
+        let id = params.get("tenant");
+        Some(match ctx.app.tenants().get(id) {
+            Some(_) => id.to_owned(),
+            None => UNKNOWN_TENANT.to_owned(),
+        })
+    }
+
+    fn span(_params: &Params) -> Span {
         tracing::info_span!(
             "hook",
             // Recorded once the table knows it: never the raw path text.
@@ -46,10 +56,14 @@ impl Endpoint for Import {
     ) -> Result<Arc<Tenant>, HttpError> {
         let Some(tenant) = ctx.app.tenant(params.get("tenant")) else {
             // Parentheses cannot appear in a tenant id: never mistaken for one.
-            Span::current().record("tenant", "(unknown)");
+            Span::current().record("tenant", UNKNOWN_TENANT);
             return Err(HttpError::UnknownTenant);
         };
         Span::current().record("tenant", tenant.id());
+        // A plugin for event hooks only answers no import hook: as if no tenant were here.
+        if !tenant.plugin().exports().resolver {
+            return Err(HttpError::UnknownTenant);
+        }
         Span::current().record("plugin", tenant.plugin().short_digest());
         if !tenant.auth().verify(headers) {
             return Err(HttpError::Unauthorized);
@@ -63,8 +77,10 @@ impl Endpoint for Import {
         req: Request<Incoming>,
     ) -> Result<Answer, HttpError> {
         let body = body::read_json(ctx.app.server(), req).await?;
-        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(), &body).await?;
+        let scope = ctx.app.scope(&tenant);
+        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
         handled.trace(tenant.log_budget());
+        ctx.app.metrics().plugin_call(tenant.id(), &handled.figures);
         Ok(Answer::json(
             StatusCode::OK,
             handled.body,

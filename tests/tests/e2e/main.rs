@@ -5,8 +5,10 @@
 
 mod bad_input;
 mod cache;
+mod claims;
 mod conformance;
 mod deadlines;
+mod events;
 mod instance_mode;
 mod logs;
 mod misbehave;
