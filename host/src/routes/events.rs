@@ -70,10 +70,11 @@ impl Endpoint for Events {
         headers: &HeaderMap,
     ) -> Result<Arc<Tenant>, HttpError> {
         let Some(tenant) = ctx.app.tenant(params.get("tenant")) else {
-            Span::current().record("tenant", UNKNOWN_TENANT);
+            Span::current().record("tenant", field::display(UNKNOWN_TENANT));
             return Err(HttpError::UnknownTenant);
         };
-        Span::current().record("tenant", tenant.id());
+        // Displayed, as the id was before it was looked up: `tenant=acme`.
+        Span::current().record("tenant", field::display(tenant.id()));
         if !tenant.handles_events() {
             return Err(HttpError::UnknownTenant);
         }

@@ -56,10 +56,11 @@ impl Endpoint for Import {
     ) -> Result<Arc<Tenant>, HttpError> {
         let Some(tenant) = ctx.app.tenant(params.get("tenant")) else {
             // Parentheses cannot appear in a tenant id: never mistaken for one.
-            Span::current().record("tenant", UNKNOWN_TENANT);
+            Span::current().record("tenant", field::display(UNKNOWN_TENANT));
             return Err(HttpError::UnknownTenant);
         };
-        Span::current().record("tenant", tenant.id());
+        // Displayed, as the id was before it was looked up: `tenant=acme`.
+        Span::current().record("tenant", field::display(tenant.id()));
         // A plugin for event hooks only answers no import hook: as if no tenant were here.
         if !tenant.plugin().exports().resolver {
             return Err(HttpError::UnknownTenant);

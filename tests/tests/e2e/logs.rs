@@ -54,7 +54,7 @@ async fn plugin_log_volume_is_capped_per_tenant_and_the_drop_reported_once() {
     assert_eq!(over("noisy"), 1, "reported once per window");
     assert_eq!(over("other"), 1);
     // Once over budget, not even the per-request cap's warning is written.
-    let capped = log.lines_with("over the per-request cap");
+    let capped = log.lines_with("over the per-call cap");
     assert!(capped.is_empty(), "{capped:?}");
 }
 
