@@ -135,7 +135,6 @@ fn claims(c: &mut Criterion) {
         let one = |body: Vec<u8>| {
             let (runtime, limits, settings, backend, permits) =
                 (&runtime, &limits, &settings, &backend, &permits);
-            let setup = setup;
             async move {
                 let scope = StoreScope::new("bench", &setup.store);
                 if setup.pipeline {

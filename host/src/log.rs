@@ -147,7 +147,8 @@ impl LogBudget {
 }
 
 /// Logs a plugin's `log` (one request's or one event's) within its tenant's
-/// `budget`, in the caller's span: each line made inert ([`inert`]), only
+/// `budget`, in the caller's span: each line made inert (control characters
+/// shown as `?`, so one plugin line is one log line), only
 /// lines the filter lets through counted, the budget's drops reported (see
 /// the module docs), and the per-call cap's drops said once if the budget
 /// allows.

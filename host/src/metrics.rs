@@ -13,7 +13,7 @@
 //! - what is measured where: the routing table records every request
 //!   ([`Metrics::request`]), the import endpoint records what the plugin
 //!   cost ([`Metrics::plugin_call`]), a reload records its report
-//!   ([`Metrics::reload`]), [`crate::App::publish`] the live plugin digests
+//!   ([`Metrics::reload`]), `App::publish` the live plugin digests
 //!   ([`Metrics::plugins`]); values that are read rather than counted (the
 //!   instance pool) are sampled when scraped ([`Metrics::render`]).
 //!

@@ -11,7 +11,7 @@
 //!    retries, replicas sharing a Redis store, and restarts). Only then does
 //!    Okta get its 200. A full queue or an unreachable store is a 503 (Okta
 //!    retries once): an event Okta was told is received is never lost.
-//! 2. The [`worker`] (one per process, spawned with the server, stopped by
+//! 2. The `worker` (one per process, spawned with the server, stopped by
 //!    its shutdown) leases each tenant's due events one at a time, in enqueue
 //!    order, and calls the plugin's `handle` in a fresh instance under the
 //!    tenant's limits. `ok` → the event is acknowledged (gone); `err`, a
@@ -110,7 +110,7 @@ pub async fn accept(
     let wanted: Vec<QueuedEvent> = delivery
         .events
         .iter()
-        .filter(|e| config.types.iter().any(|t| *t == e.event_type))
+        .filter(|e| config.types.contains(&e.event_type))
         .map(|e| QueuedEvent {
             uuid: e.uuid.clone(),
             payload: Payload::of(delivery, e).to_bytes(),

@@ -78,7 +78,7 @@ const NAMES: [(&str, &str, &str); 5] = [
 impl User {
     /// Even-numbered users have a middle name, odd-numbered ones do not.
     fn has_middle(&self) -> bool {
-        self.n % 2 == 0
+        self.n.is_multiple_of(2)
     }
 
     fn external_id(&self) -> String {

@@ -86,7 +86,7 @@ async fn an_unknown_tenant_is_logged_as_such_and_client_values_are_bounded() {
 
     // An event id that tries to forge a line, and one that is long.
     for event_id in [
-        format!("evt\n2099-01-01T00:00:00Z  INFO forged: FORGED-LINE"),
+        "evt\n2099-01-01T00:00:00Z  INFO forged: FORGED-LINE".to_owned(),
         "E".repeat(10_000),
     ] {
         let mut req = sample_request();
