@@ -6,11 +6,11 @@
 //! table, one module per endpoint; [`auth`] before anything is read) →
 //! [`pipeline`] (decode → permit → invoke → encode, with [`hook`]'s wire
 //! format) → [`plugin`] (engine, load, invoke, limits), with [`tenant`]
-//! holding each tenant and [`App`] the state they share. [`reload`] plans
-//! and publishes new tenant tables, and watches for reasons to. Okta event
-//! hooks take a second path: `routes` → [`events`] (decode, queue durably,
-//! acknowledge) and, off the request path, the events worker → the plugin's
-//! event handler.
+//! holding each tenant and [`App`] the state they share, and [`log`] bounding
+//! what reaches the log. [`reload`] plans and publishes new tenant tables,
+//! and watches for reasons to. Okta event hooks take a second path: `routes`
+//! → [`events`] (decode, queue durably, acknowledge) and, off the request
+//! path, the events worker → the plugin's event handler.
 //!
 //! [`serve`] runs the real server on a listener the caller bound, which is
 //! how the end-to-end tests start it on port 0; [`serve_ops`] the plain-HTTP
@@ -26,6 +26,7 @@ pub mod drain;
 mod error;
 pub mod events;
 pub mod hook;
+pub mod log;
 pub mod metrics;
 #[cfg(feature = "native-resolver")]
 pub mod native;

@@ -39,7 +39,7 @@ use tracing::Span;
 use crate::error::HttpError;
 use crate::hook::decode::{self, DecodeError};
 use crate::hook::encode;
-use crate::plugin::hookbox::okta_import::host::Level;
+use crate::log::LogBudget;
 use crate::plugin::{Binding, Failure, Outcome, Overloaded, PluginLog, Runtime};
 
 /// Why a request did not reach the plugin.
@@ -168,7 +168,10 @@ pub async fn handle(
     body: &[u8],
 ) -> Result<Handled, Refused> {
     let request = decode::decode(body).map_err(Refused::BadRequest)?;
-    Span::current().record("event_id", request.event_id.as_str());
+    Span::current().record(
+        "event_id",
+        crate::log::client_text(&request.event_id, crate::log::MAX_CLIENT_TEXT).as_ref(),
+    );
     let (store, tenant) = (binding.scope.store(), binding.scope.tenant());
     let budget = store_budget(binding.limits.deadline);
     let digest: [u8; 32] = Sha256::digest(body).into();
@@ -251,22 +254,11 @@ impl Handled {
     }
 
     /// Logs what the plugin logged (inside the request's span, so its lines
-    /// carry the tenant and event id), its failure if any, and its figures.
-    /// Never a profile value: the plugin's own lines are its responsibility.
-    pub fn trace(&self) {
-        for line in &self.log.lines {
-            let m = line.message.as_str();
-            match line.level {
-                Level::Trace => tracing::trace!(target: "hookbox::plugin", "{m}"),
-                Level::Debug => tracing::debug!(target: "hookbox::plugin", "{m}"),
-                Level::Info => tracing::info!(target: "hookbox::plugin", "{m}"),
-                Level::Warn => tracing::warn!(target: "hookbox::plugin", "{m}"),
-                Level::Error => tracing::error!(target: "hookbox::plugin", "{m}"),
-            }
-        }
-        if self.log.dropped > 0 {
-            tracing::warn!(target: "hookbox::plugin", dropped = self.log.dropped, "plugin log lines over the cap were dropped");
-        }
+    /// carry the tenant and event id) within the tenant's `budget`, its
+    /// failure if any, and its figures. Never a profile value: the plugin's
+    /// own lines are its responsibility.
+    pub fn trace(&self, budget: &LogBudget) {
+        crate::log::plugin_lines(budget, &self.log);
         if self.verdict == Verdict::Replayed {
             tracing::info!(
                 "replayed the stored answer (a retry: same eventId, same body); the plugin did not run"

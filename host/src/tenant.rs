@@ -23,6 +23,7 @@ use hookbox_oauth::Verifier;
 
 use crate::auth::TenantAuth;
 use crate::config::TenantConfig;
+use crate::log::LogBudget;
 use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime, StoreScope};
 
 /// A tenant's plugin could not be loaded at start.
@@ -108,6 +109,8 @@ pub struct Tenant {
     permits: Arc<Semaphore>,
     /// Verifies bearer tokens when the tenant has `auth.oauth` (built from exactly that).
     oauth: Option<Verifier>,
+    /// How much its plugin may log per window (a new version starts a new window).
+    log_budget: LogBudget,
 }
 
 /// The tenant table: tenant id → tenant.
@@ -204,12 +207,14 @@ impl Tenant {
     /// (in `reuse` mode) its own warm instances.
     pub fn new(config: TenantConfig, plugin: Plugin) -> Tenant {
         let permits = Arc::new(Semaphore::new(config.limits.max_concurrency as usize));
+        let log_budget = LogBudget::new(config.limits.log_volume, config.limits.log_window);
         Tenant {
             config,
             plugin,
             backend: Backend::default(),
             permits,
             oauth: None,
+            log_budget,
         }
     }
 
@@ -293,6 +298,11 @@ impl Tenant {
     /// What one invocation may use.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    /// Its plugin's log budget.
+    pub fn log_budget(&self) -> &LogBudget {
+        &self.log_budget
     }
 
     /// The plugin version serving it.

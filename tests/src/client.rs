@@ -94,9 +94,24 @@ impl Client {
 
     /// A TLS connection to the server offering only `alpn`.
     async fn tls(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
+        self.connect_tls(&[alpn], None).await
+    }
+
+    /// A TLS connection offering these ALPN protocols (none: no ALPN at
+    /// all), its socket's receive buffer set to `recv_buffer` bytes if
+    /// given (a client that reads slowly, or not at all, fills it fast).
+    pub async fn connect_tls(
+        &self,
+        alpn: &[&[u8]],
+        recv_buffer: Option<u32>,
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
         let mut config = (*self.tls).clone();
-        config.alpn_protocols = vec![alpn.to_vec()];
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let tcp = socket.connect(self.addr).await.unwrap();
         TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
             .await

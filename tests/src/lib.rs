@@ -7,11 +7,13 @@
 #![allow(clippy::unwrap_used)] // test support: a failed setup step should stop the test loudly
 
 mod client;
+mod logs;
 mod pki;
 mod server;
 mod spec;
 
 pub use client::{Client, Conn, Proto, Reply};
+pub use logs::LogCapture;
 pub use pki::Pki;
 pub use server::TestServer;
 pub use spec::{Setup, StoreSpec, TenantSpec};

@@ -76,6 +76,8 @@ struct LimitsSpec {
     max_concurrency: Option<u32>,
     instance_mode: Option<String>,
     reuse_max_requests: Option<u32>,
+    log_volume: Option<String>,
+    log_window: Option<String>,
 }
 
 impl LimitsSpec {
@@ -90,6 +92,8 @@ impl LimitsSpec {
         text("memory", &self.memory);
         text("deadline", &self.deadline);
         text("instance_mode", &self.instance_mode);
+        text("log_volume", &self.log_volume);
+        text("log_window", &self.log_window);
         for (key, v) in [
             ("fuel", self.fuel),
             ("max_concurrency", self.max_concurrency.map(u64::from)),
@@ -228,6 +232,18 @@ impl TenantSpec {
         self
     }
 
+    /// `limits.log_volume`, e.g. `"4KiB"`.
+    pub fn log_volume(mut self, size: &str) -> Self {
+        self.limits.log_volume = Some(size.to_owned());
+        self
+    }
+
+    /// `limits.log_window`, e.g. `"1m"`.
+    pub fn log_window(mut self, duration: &str) -> Self {
+        self.limits.log_window = Some(duration.to_owned());
+        self
+    }
+
     /// The secrets the tenant accepts (in place of `secret-{id}`).
     pub fn secrets(mut self, secrets: &[&str]) -> Self {
         self.secrets = secrets.iter().map(|s| (*s).to_owned()).collect();
@@ -260,6 +276,10 @@ pub struct Setup {
     body_limit: Option<String>,
     request_timeout: Option<String>,
     handshake_timeout: Option<String>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    write_timeout: Option<String>,
+    max_header_size: Option<String>,
     max_connections: Option<usize>,
     watch: bool,
     cache_dir: Option<PathBuf>,
@@ -314,6 +334,30 @@ impl Setup {
     /// `server.handshake_timeout`, e.g. `"300ms"`.
     pub fn handshake_timeout(mut self, duration: &str) -> Self {
         self.handshake_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.header_timeout`, e.g. `"300ms"`.
+    pub fn header_timeout(mut self, duration: &str) -> Self {
+        self.header_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.idle_timeout`, e.g. `"300ms"`.
+    pub fn idle_timeout(mut self, duration: &str) -> Self {
+        self.idle_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.write_timeout`, e.g. `"300ms"`.
+    pub fn write_timeout(mut self, duration: &str) -> Self {
+        self.write_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.max_header_size`, e.g. `"32KiB"`.
+    pub fn max_header_size(mut self, size: &str) -> Self {
+        self.max_header_size = Some(size.to_owned());
         self
     }
 
@@ -386,6 +430,10 @@ impl Setup {
             ("body_limit", &self.body_limit),
             ("request_timeout", &self.request_timeout),
             ("handshake_timeout", &self.handshake_timeout),
+            ("header_timeout", &self.header_timeout),
+            ("idle_timeout", &self.idle_timeout),
+            ("write_timeout", &self.write_timeout),
+            ("max_header_size", &self.max_header_size),
         ] {
             if let Some(v) = v {
                 s += &format!("{key} = {v:?}\n");

@@ -33,6 +33,10 @@ pub struct ServerFile {
     pub body_limit: Option<String>,
     pub request_timeout: Option<String>,
     pub handshake_timeout: Option<String>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub max_header_size: Option<String>,
     pub max_connections: Option<usize>,
     pub watch: Option<bool>,
     /// Plain-HTTP address of `/healthz`, `/readyz`, `/metrics`.
@@ -112,4 +116,8 @@ pub struct LimitsFile {
     pub instance_mode: Option<String>,
     /// In `reuse` mode, requests one instance serves before it is dropped.
     pub reuse_max_requests: Option<u32>,
+    /// Plugin log bytes per `log_window` (e.g. `"256KiB"`).
+    pub log_volume: Option<String>,
+    /// The window `log_volume` is counted over (e.g. `"10s"`).
+    pub log_window: Option<String>,
 }

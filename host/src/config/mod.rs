@@ -36,6 +36,10 @@ pub const MAX_DEADLINE: Duration = Duration::from_millis(2500);
 /// Default size limit of a request body (Okta's requests are a few KB).
 pub const DEFAULT_BODY_LIMIT: u64 = MIB;
 
+/// Default limit of a request head, in both HTTP versions (HTTP/2's own
+/// default in hyper; Okta's headers are well under 1 KiB).
+pub const DEFAULT_MAX_HEADER_SIZE: u32 = 16 * 1024;
+
 /// Without `[store]`, the embedded store is this file, relative to the
 /// configuration file's directory (like every relative path in it):
 /// `hookbox-data/store.redb` beside `hookbox.toml`. Its directory is created
@@ -99,7 +103,22 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Budget for one TLS handshake.
     pub handshake_timeout: Duration,
-    /// Connections served at once; the accept loop waits beyond it.
+    /// Budget for a request's head: from the end of the handshake to a new
+    /// connection's first complete request, and on an HTTP/1.1 keep-alive
+    /// connection from the first byte of the next request to its last header.
+    pub header_timeout: Duration,
+    /// How long a connection may stay open with no request in flight
+    /// (HTTP/1.1 keep-alive and HTTP/2 alike, PINGs or not).
+    pub idle_timeout: Duration,
+    /// How long a write to the client may make no progress (a client that
+    /// does not read its answers) before the connection is closed.
+    pub write_timeout: Duration,
+    /// Largest request head: the request line and headers in HTTP/1.1 (431
+    /// beyond), the header list in HTTP/2 (as HTTP/2 counts it).
+    pub max_header_size: u32,
+    /// Connections served at once; at the cap, the connection idle the
+    /// longest (no request in flight) is closed to make room, and when every
+    /// connection has a request in flight the accept loop waits.
     pub max_connections: usize,
     /// Reload when the config file or a plugin file changes on disk.
     pub watch: bool,
@@ -131,6 +150,10 @@ impl Default for ServerConfig {
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: Duration::from_millis(2800),
             handshake_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(5),
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
             max_connections: 4096,
             watch: false,
             ops_listen: None,

@@ -230,3 +230,38 @@ fn bad_oauth_values_name_their_key() {
     let e = parse(&admin).expect_err("admin oauth");
     assert!(e.to_string().contains("admin.oauth"), "{e}");
 }
+
+#[test]
+fn connection_deadlines_and_header_size_are_read_and_checked() {
+    let c = parse(&minimal()).expect("valid");
+    assert_eq!(c.server.header_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(30));
+    assert_eq!(c.server.write_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.max_header_size, DEFAULT_MAX_HEADER_SIZE);
+    let text = format!(
+        "[server]\nheader_timeout = \"2s\"\nidle_timeout = \"1m\"\nwrite_timeout = \"750ms\"\n\
+         max_header_size = \"32KiB\"\n{}",
+        minimal()
+    );
+    let c = parse(&text).expect("valid");
+    assert_eq!(c.server.header_timeout, Duration::from_secs(2));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.write_timeout, Duration::from_millis(750));
+    assert_eq!(c.server.max_header_size, 32 * 1024);
+    for (line, needle) in [
+        (
+            "idle_timeout = \"0s\"",
+            "server.idle_timeout must be above 0",
+        ),
+        ("write_timeout = \"soon\"", "server.write_timeout"),
+        ("header_timeout = \"0ms\"", "server.header_timeout"),
+        ("max_header_size = \"100\"", "server.max_header_size"),
+        ("max_header_size = \"2MiB\"", "server.max_header_size"),
+    ] {
+        let e = parse(&format!("[server]\n{line}\n{}", minimal())).expect_err(needle);
+        assert!(
+            e.to_string().contains(needle),
+            "expected '{needle}' in: {e}"
+        );
+    }
+}

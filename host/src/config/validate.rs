@@ -37,6 +37,48 @@ pub(super) fn config(
     if let Some(v) = &file.server.handshake_timeout {
         server.handshake_timeout = parse_duration("server.handshake_timeout", v)?;
     }
+    for (key, value, slot) in [
+        (
+            "server.header_timeout",
+            &file.server.header_timeout,
+            &mut server.header_timeout,
+        ),
+        (
+            "server.idle_timeout",
+            &file.server.idle_timeout,
+            &mut server.idle_timeout,
+        ),
+        (
+            "server.write_timeout",
+            &file.server.write_timeout,
+            &mut server.write_timeout,
+        ),
+    ] {
+        if let Some(v) = value {
+            *slot = parse_duration(key, v)?;
+        }
+    }
+    for (key, d) in [
+        ("server.request_timeout", server.request_timeout),
+        ("server.handshake_timeout", server.handshake_timeout),
+        ("server.header_timeout", server.header_timeout),
+        ("server.idle_timeout", server.idle_timeout),
+        ("server.write_timeout", server.write_timeout),
+    ] {
+        // Zero would cut every connection at once: there is no "off".
+        if d.is_zero() {
+            return err(format!("{key} must be above 0"));
+        }
+    }
+    if let Some(v) = &file.server.max_header_size {
+        let n = parse_size("server.max_header_size", v)?;
+        // hyper reads a head into a buffer of at least 8 KiB; a limit below
+        // 1 KiB would refuse ordinary requests, above 1 MiB it protects nothing.
+        if !(1024..=MIB).contains(&n) {
+            return err("server.max_header_size must be between 1KiB and 1MiB");
+        }
+        server.max_header_size = u32::try_from(n).unwrap_or(u32::MAX);
+    }
     if let Some(n) = file.server.max_connections {
         if n == 0 {
             return err("server.max_connections must be at least 1");
@@ -186,6 +228,15 @@ fn validate_tenant(
             ));
         }
         limits.max_concurrency = n;
+    }
+    if let Some(v) = &t.limits.log_volume {
+        limits.log_volume = parse_size(&key("limits.log_volume"), v)?;
+    }
+    if let Some(v) = &t.limits.log_window {
+        limits.log_window = parse_duration(&key("limits.log_window"), v)?;
+        if limits.log_window.is_zero() {
+            return err(format!("{} must be above 0", key("limits.log_window")));
+        }
     }
     limits.instance_mode = match (
         t.limits.instance_mode.as_deref(),

@@ -128,7 +128,7 @@ async fn handle(app: &App, tenant: &Tenant, event: Delivery) {
     async {
         let outcome = match run_handler(app, tenant, &event).await {
             Ok(run) => {
-                run.trace();
+                run.trace(tenant.log_budget());
                 run.verdict()
             }
             Err(reason) => Err(reason),

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use wasmtime::PoolConcurrencyLimitError;
 
-use super::hookbox::okta_import::host::Level;
 use super::invoke::{BACKSTOP_GRACE, Failure, Overloaded, classify};
 use super::limits::{Limits, Settings};
 use super::state::PluginLog;
@@ -59,21 +58,10 @@ impl HandlerRun {
         }
     }
 
-    /// Logs what the handler logged (in the caller's span), and its figures.
-    pub fn trace(&self) {
-        for line in &self.log.lines {
-            let m = line.message.as_str();
-            match line.level {
-                Level::Trace => tracing::trace!(target: "hookbox::plugin", "{m}"),
-                Level::Debug => tracing::debug!(target: "hookbox::plugin", "{m}"),
-                Level::Info => tracing::info!(target: "hookbox::plugin", "{m}"),
-                Level::Warn => tracing::warn!(target: "hookbox::plugin", "{m}"),
-                Level::Error => tracing::error!(target: "hookbox::plugin", "{m}"),
-            }
-        }
-        if self.log.dropped > 0 {
-            tracing::warn!(target: "hookbox::plugin", dropped = self.log.dropped, "plugin log lines over the cap were dropped");
-        }
+    /// Logs what the handler logged (in the caller's span) within the
+    /// tenant's `budget` ([`crate::log::plugin_lines`]), and its figures.
+    pub fn trace(&self, budget: &crate::log::LogBudget) {
+        crate::log::plugin_lines(budget, &self.log);
         tracing::debug!(
             plugin_us = self.elapsed.as_micros() as u64,
             peak_memory = self.peak_memory,

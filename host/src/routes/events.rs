@@ -54,10 +54,11 @@ impl Endpoint for Events {
         })
     }
 
-    fn span(params: &Params) -> Span {
+    fn span(_params: &Params) -> Span {
         tracing::info_span!(
             "event_hook",
-            tenant = %params.get("tenant"),
+            // Recorded once the table knows it: never the raw path text.
+            tenant = field::Empty,
             event_id = field::Empty,
             plugin = field::Empty,
         )
@@ -69,10 +70,12 @@ impl Endpoint for Events {
         headers: &HeaderMap,
         _: tokio::time::Instant,
     ) -> Result<Arc<Tenant>, HttpError> {
-        let tenant = ctx
-            .app
-            .tenant(params.get("tenant"))
-            .ok_or(HttpError::UnknownTenant)?;
+        let Some(tenant) = ctx.app.tenant(params.get("tenant")) else {
+            Span::current().record("tenant", field::display(UNKNOWN_TENANT));
+            return Err(HttpError::UnknownTenant);
+        };
+        // Displayed, as the id was before it was looked up: `tenant=acme`.
+        Span::current().record("tenant", field::display(tenant.id()));
         if !tenant.handles_events() {
             return Err(HttpError::UnknownTenant);
         }
@@ -95,7 +98,10 @@ impl Endpoint for Events {
         }
         let body = body::read_json(ctx.app.server(), req).await?;
         let delivery = delivery::decode(&body).map_err(|e| HttpError::BadRequest(e.to_string()))?;
-        Span::current().record("event_id", delivery.event_id.as_str());
+        Span::current().record(
+            "event_id",
+            crate::log::client_text(&delivery.event_id, crate::log::MAX_CLIENT_TEXT).as_ref(),
+        );
         let config = &tenant.config().events;
         match events::accept(ctx.app.store(), tenant.id(), config, &delivery).await {
             Ok(accepted) => {

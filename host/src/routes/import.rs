@@ -44,10 +44,11 @@ impl Endpoint for Import {
         })
     }
 
-    fn span(params: &Params) -> Span {
+    fn span(_params: &Params) -> Span {
         tracing::info_span!(
             "hook",
-            tenant = %params.get("tenant"),
+            // Recorded once the table knows it: never the raw path text.
+            tenant = field::Empty,
             event_id = field::Empty,
             plugin = field::Empty,
             auth = field::Empty,
@@ -60,10 +61,13 @@ impl Endpoint for Import {
         headers: &HeaderMap,
         deadline: Instant,
     ) -> Result<Arc<Tenant>, HttpError> {
-        let tenant = ctx
-            .app
-            .tenant(params.get("tenant"))
-            .ok_or(HttpError::UnknownTenant)?;
+        let Some(tenant) = ctx.app.tenant(params.get("tenant")) else {
+            // Parentheses cannot appear in a tenant id: never mistaken for one.
+            Span::current().record("tenant", field::display(UNKNOWN_TENANT));
+            return Err(HttpError::UnknownTenant);
+        };
+        // Displayed, as the id was before it was looked up: `tenant=acme`.
+        Span::current().record("tenant", field::display(tenant.id()));
         // A plugin for event hooks only answers no import hook: as if no tenant were here.
         if !tenant.plugin().exports().resolver {
             return Err(HttpError::UnknownTenant);
@@ -94,7 +98,7 @@ impl Endpoint for Import {
         let body = body::read_json(ctx.app.server(), req).await?;
         let scope = ctx.app.scope(&tenant);
         let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
-        handled.trace();
+        handled.trace(tenant.log_budget());
         ctx.app.metrics().plugin_call(tenant.id(), &handled.figures);
         Ok(Answer::json(
             StatusCode::OK,
