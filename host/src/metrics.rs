@@ -490,7 +490,7 @@ impl Metrics {
             .filter(|t| t.handles_events())
             .map(|t| t.id())
             .collect();
-        let depths = futures::future::join_all(ids.iter().map(|id| async move {
+        let depths = futures::future::join_all(ids.iter().map(|&id| async move {
             match tokio::time::timeout(SAMPLE_TIMEOUT, app.store().queued(id)).await {
                 Ok(Ok(n)) => Some(n),
                 Ok(Err(e)) => {
