@@ -135,6 +135,9 @@ struct TenantOutcome {
     outcome: &'static str,
 }
 
+/// An OAuth tenant's verifier as last sampled, with its `(ok, failed)` fetch counts then.
+type Sampled = (hookbox_oauth::Verifier, (u64, u64));
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Seconds, 100 µs to 2.5 s: a Rust plugin call is tens of µs, an
@@ -181,7 +184,7 @@ pub struct Metrics {
     store: StoreMetrics,
     oauth_fetches: Family<TenantOutcome, Counter>,
     /// Per tenant: the verifier last sampled and its `(ok, failed)` counts then.
-    oauth_seen: Mutex<HashMap<String, (hookbox_oauth::Verifier, (u64, u64))>>,
+    oauth_seen: Mutex<HashMap<String, Sampled>>,
     events_queued: Family<TenantLabel, Gauge>,
     event_outcomes: Family<TenantOutcome, Counter>,
     /// The digests `plugin_info` shows, to remove those a publication replaced.
