@@ -14,7 +14,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use hookbox_tests::{Client, Pki, login_conflict_wasm, misbehave_wasm, sample_request};
+use hookbox_tests::{
+    Client, Pki, fresh_sample, login_conflict_wasm, misbehave_wasm, sample_request,
+};
 
 fn hookbox() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbox"));
@@ -207,11 +209,15 @@ fn metrics_count_a_mix_of_traffic() {
     let body = sample_request();
 
     rt.block_on(async {
+        // Three imports, then Okta's retry of the last: answered from the store.
+        let mut last = body.clone();
         for _ in 0..3 {
-            let r = client.hook("good", "secret-good", &body).await;
+            last = fresh_sample();
+            let r = client.hook("good", "secret-good", &last).await;
             assert_eq!(r.status, 200);
             assert!(r.new_login().is_some(), "{:?}", r.body);
         }
+        assert_eq!(client.hook("good", "secret-good", &last).await.status, 200);
         for _ in 0..2 {
             assert_eq!(client.hook("good", "wrong", &body).await.status, 401);
         }
@@ -254,6 +260,7 @@ fn metrics_count_a_mix_of_traffic() {
     let m = scrape(ops);
     let expect = [
         (requests("good", "2xx", "commands"), 3.0),
+        (requests("good", "2xx", "replay"), 1.0),
         (requests("good", "4xx", "unauthorized"), 2.0),
         (requests("(unknown)", "4xx", "unknown_tenant"), 1.0),
         (requests("trap", "2xx", "trap"), 1.0),
@@ -261,7 +268,7 @@ fn metrics_count_a_mix_of_traffic() {
         (requests("slow", "5xx", "overloaded"), 1.0),
         (
             "hookbox_request_duration_seconds_count{tenant=\"good\"}".into(),
-            5.0,
+            6.0,
         ),
         (
             "hookbox_request_duration_seconds_count{tenant=\"slow\"}".into(),
@@ -504,9 +511,13 @@ fn an_unprivileged_user_with_read_only_config_serves() {
     std::fs::create_dir(&data).unwrap();
     chown(&data, Some(10001), Some(10001)).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // As in the image: the claim store and the compiled-plugin cache live in
+    // the writable data volume, never beside the read-only config.
     let server = format!(
-        "listen = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:0\"\n[engine]\ncache_dir = {:?}",
-        data.join("cwasm").display().to_string()
+        "listen = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:0\"\n[engine]\ncache_dir = {:?}\n\
+         [store]\nbackend = \"embedded\"\npath = {:?}",
+        data.join("cwasm").display().to_string(),
+        data.join("store.redb").display().to_string()
     );
     write_config(&etc, &server, &[("acme", plugin.as_path(), "")]);
     for entry in std::fs::read_dir(&etc).unwrap() {

@@ -99,7 +99,10 @@ impl Endpoint for Import {
         let scope = ctx.app.scope(&tenant);
         let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
         handled.trace(tenant.log_budget());
-        ctx.app.metrics().plugin_call(tenant.id(), &handled.figures);
+        // A replayed answer ran no plugin: nothing to add to the plugin's series.
+        if !matches!(handled.verdict, pipeline::Verdict::Replayed) {
+            ctx.app.metrics().plugin_call(tenant.id(), &handled.figures);
+        }
         Ok(Answer::json(
             StatusCode::OK,
             handled.body,
