@@ -24,8 +24,8 @@
 //!   tenant's [`Directory::find_user_in`] with the plugin call's
 //!   [`RequestBudget`] (reset by `State::begin`: `max_lookups_per_request`
 //!   lookups per call, cache hits included) and the plugin's deadline minus
-//!   the same reserve as a store call, so a plugin told `timed-out` still has
-//!   time to answer. Its errors map one to one onto the WIT's
+//!   twice the reserve of a store call, so a plugin told `timed-out` still
+//!   has time for its claims and its answer. Its errors map one to one onto the WIT's
 //!   `directory-error`. Neither the login nor the token is ever logged (the
 //!   crate's own log lines name neither; the host logs only the error kind).
 
@@ -250,9 +250,11 @@ async fn find_user(state: &mut State, login: &str) -> Result<Option<String>, Dir
     let Some(directory) = state.scope.directory().cloned() else {
         return Err(DirectoryError::NotConfigured);
     };
+    // Twice the reserve: one for the claim-store calls the plugin makes
+    // after a lookup that timed out, one for its answer.
     let deadline = state
         .deadline
-        .checked_sub(state.reserve)
+        .checked_sub(state.reserve * 2)
         .unwrap_or(state.deadline);
     let budget = state
         .lookups
@@ -294,7 +296,10 @@ mod tests {
         use hookbox_directory::DirectoryError as E;
         for (from, kind) in [
             (E::NotConfigured, "not-configured"),
-            (E::Unavailable("Okta answered HTTP 503".into()), "unavailable"),
+            (
+                E::Unavailable("Okta answered HTTP 503".into()),
+                "unavailable",
+            ),
             (E::RateLimited, "rate-limited"),
             (E::TimedOut, "timed-out"),
             (E::Denied, "denied"),

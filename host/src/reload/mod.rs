@@ -163,18 +163,19 @@ impl Reloader {
                 .and_then(|t| t.directory().cloned());
             c.directory = match running {
                 Some(d) => Some(d),
-                None => match crate::tenant::build_directory(&c.config, self.app.directory_clients())
-                {
-                    Ok(d) => d,
-                    Err(e) => {
-                        let digest = Some(plugin.digest().to_owned());
-                        c.plugin = Err(plan::Rejection {
-                            digest,
-                            reason: RejectReason::Directory(e),
-                        });
-                        None
+                None => {
+                    match crate::tenant::build_directory(&c.config, self.app.directory_clients()) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            let digest = Some(plugin.digest().to_owned());
+                            c.plugin = Err(plan::Rejection {
+                                digest,
+                                reason: RejectReason::Directory(e),
+                            });
+                            None
+                        }
                     }
-                },
+                }
             };
         }
 
