@@ -124,7 +124,7 @@ async fn an_unknown_tenant_is_logged_as_such_and_client_values_are_bounded() {
 async fn a_wrong_directory_token_is_denied_and_neither_token_nor_login_is_logged() {
     use hookbox_directory::testing::{FakeOkta, TOKEN};
     let log = LogCapture::start();
-    let okta = FakeOkta::start().await.unwrap();
+    let okta = FakeOkta::start().await.expect("the fake Okta starts");
     // Okta expects another token than the one the tenant has: 401.
     okta.set_token("00sOmE-oThEr-tOkEn");
     let t = TenantSpec::new("acme", hookbox_tests::login_conflict_wasm())
@@ -144,7 +144,7 @@ async fn a_wrong_directory_token_is_denied_and_neither_token_nor_login_is_logged
         1,
         "one lookup, then the plugin stops asking"
     );
-    let login = reply.new_login().unwrap();
+    let login = reply.new_login().expect("a login");
 
     let text = log.text();
     // Okta's refusal is logged, for the operator, by the directory and the plugin.
@@ -166,5 +166,5 @@ async fn a_wrong_directory_token_is_denied_and_neither_token_nor_login_is_logged
     for needle in ["sally2.quentin.admin2", login.as_str()] {
         assert!(!text.contains(needle), "{needle} in the log: {text}");
     }
-    server.stop().await.unwrap();
+    server.stop().await.expect("the server stops");
 }
