@@ -20,12 +20,19 @@
 //! asks the tenant's current verifier (whichever the last reload left) and
 //! passes once the tenant is gone or has no OAuth any more (checks cannot be
 //! unregistered).
+//! The tenants' Okta directories get no readiness check: a directory that is
+//! down, slow or rate-limited degrades the requests that look a login up
+//! (the plugin gets the error and decides), it does not make the process
+//! unfit to serve. The [`DirectoryClients`] (HTTPS clients per org,
+//! rate-limit gates per org and token) live here for the process's lifetime,
+//! so a reload keeps pooled connections and a closed gate closed.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use hookbox_directory::DirectoryClients;
 use hookbox_store::Store;
 use tokio::sync::watch;
 
@@ -71,6 +78,8 @@ pub struct App {
     events_wake: watch::Sender<u64>,
     /// The tenants whose `oauth:{tenant}` readiness check is registered.
     oauth_checks: Mutex<HashSet<String>>,
+    /// Every tenant directory's HTTPS clients and rate-limit gates.
+    directory_clients: DirectoryClients,
 }
 
 impl App {
@@ -123,7 +132,12 @@ impl App {
     /// admin credentials; each tenant with `auth.oauth` takes its verifier
     /// from `verifiers` ([`tenant::build_verifiers`]). Blocking (compiles).
     pub fn load(&self, config: &Config, verifiers: &Verifiers) -> Result<(), TenantError> {
-        let tenants = Tenants::load(&self.runtime, &config.tenants, verifiers)?;
+        let tenants = Tenants::load(
+            &self.runtime,
+            &config.tenants,
+            verifiers,
+            &self.directory_clients,
+        )?;
         self.publish(tenants, config.admin.clone());
         Ok(())
     }
@@ -149,6 +163,7 @@ impl App {
             store,
             events_wake: watch::Sender::new(0),
             oauth_checks: Mutex::new(HashSet::new()),
+            directory_clients: DirectoryClients::new(),
         };
         app.readiness
             .register(Arc::new(StorePing(app.store.clone())));
@@ -173,9 +188,18 @@ impl App {
         &self.store
     }
 
-    /// `tenant`'s space of the claim store: what its requests run with.
+    /// `tenant`'s space of the claim store, and its Okta directory: what
+    /// its requests run with.
     pub fn scope(&self, tenant: &Tenant) -> StoreScope {
-        StoreScope::new(tenant.id(), &self.store).with_metrics(self.metrics.store())
+        StoreScope::new(tenant.id(), &self.store)
+            .with_metrics(self.metrics.store())
+            .with_directory(tenant.directory().cloned())
+    }
+
+    /// The HTTPS clients and rate-limit gates every tenant's directory is
+    /// built on (a reload builds new directories on them).
+    pub fn directory_clients(&self) -> &DirectoryClients {
+        &self.directory_clients
     }
 
     /// The engine every tenant's plugin runs on.

@@ -100,6 +100,7 @@ pub fn setup(
         settings: Default::default(),
         smoke: None,
         events: Default::default(),
+        directory: None,
     };
     let data_dir = match data_dir {
         Some(dir) => dir,

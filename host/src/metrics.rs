@@ -34,7 +34,12 @@
 //!   scraped (a bounded, O(1) call per tenant with an event handler; a
 //!   tenant whose depth could not be read has no sample on that page);
 //!   handler outcomes (`handled`, `retrying`, `dead`, `unsettled`) are
-//!   counted by the worker when it settles an event.
+//!   counted by the worker when it settles an event;
+//! - **directory**: each tenant's lookups by outcome, cache hits, calls to
+//!   Okta, lookups refused by the per-call cap and rate-limit pauses, read
+//!   from the tenant's [`hookbox_directory::Directory::stats`] when scraped
+//!   and added as differences, like OAuth (a directory a reload replaced
+//!   does not make them go down). Never a login.
 //!
 //! Adding a feature's series (the claim store, OAuth, event hooks): add a
 //! field to [`Metrics`] below, register it in [`Metrics::new`] next to the
@@ -44,7 +49,7 @@
 //! sampled in [`Metrics::render`] instead.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -138,6 +143,24 @@ struct TenantOutcome {
 /// An OAuth tenant's verifier as last sampled, with its `(ok, failed)` fetch counts then.
 type Sampled = (hookbox_oauth::Verifier, (u64, u64));
 
+/// A tenant's directory as last sampled, with its counters then.
+type SampledDirectory = (
+    Arc<hookbox_directory::Directory>,
+    hookbox_directory::DirectoryStats,
+);
+
+/// The directory series (all counters, by tenant), sampled when scraped.
+#[derive(Default)]
+struct DirectorySeries {
+    lookups: Family<TenantOutcome, Counter>,
+    cache_hits: Family<TenantLabel, Counter>,
+    okta_calls: Family<TenantLabel, Counter>,
+    budget_exhausted: Family<TenantLabel, Counter>,
+    rate_limit_pauses: Family<TenantLabel, Counter>,
+    /// Per tenant: the directory last sampled and its counters then.
+    seen: Mutex<HashMap<String, SampledDirectory>>,
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Seconds, 100 µs to 2.5 s: a Rust plugin call is tens of µs, an
@@ -187,6 +210,7 @@ pub struct Metrics {
     oauth_seen: Mutex<HashMap<String, Sampled>>,
     events_queued: Family<TenantLabel, Gauge>,
     event_outcomes: Family<TenantOutcome, Counter>,
+    directory: DirectorySeries,
     /// The digests `plugin_info` shows, to remove those a publication replaced.
     shown: Mutex<Vec<PluginLabels>>,
 }
@@ -314,6 +338,32 @@ impl Metrics {
             "Event-handler runs this process settled, by tenant and outcome: handled, retrying, dead (moved to the dead list), unsettled (the store did not record it)",
             event_outcomes.clone(),
         );
+        let directory = DirectorySeries::default();
+        registry.register(
+            "directory_lookups",
+            "Directory lookups of each tenant's plugins, by outcome: found, free, rate_limited (Okta's limit or the per-call cap), timed_out, unavailable, denied",
+            directory.lookups.clone(),
+        );
+        registry.register(
+            "directory_cache_hits",
+            "Directory lookups answered from the tenant's cache, by tenant",
+            directory.cache_hits.clone(),
+        );
+        registry.register(
+            "directory_okta_calls",
+            "Requests sent to the tenant's Okta Users API, by tenant",
+            directory.okta_calls.clone(),
+        );
+        registry.register(
+            "directory_budget_exhausted",
+            "Directory lookups answered rate_limited because the plugin call used up max_lookups_per_request, by tenant",
+            directory.budget_exhausted.clone(),
+        );
+        registry.register(
+            "directory_rate_limit_pauses",
+            "Times Okta's rate limit (a 429, or X-Rate-Limit-Remaining 0) closed the tenant's directory until the reset, by tenant",
+            directory.rate_limit_pauses.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -332,6 +382,7 @@ impl Metrics {
             oauth_seen: Mutex::new(HashMap::new()),
             events_queued,
             event_outcomes,
+            directory,
             shown: Mutex::new(Vec::new()),
         }
     }
@@ -484,6 +535,71 @@ impl Metrics {
         seen.retain(|id, _| tenants.get(id).is_some_and(|t| t.oauth().is_some()));
     }
 
+    /// Adds each tenant directory's counts since the last scrape.
+    fn sample_directories(&self, tenants: &Tenants) {
+        let series = &self.directory;
+        let mut seen = series.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for tenant in tenants.iter() {
+            let Some(directory) = tenant.directory() else {
+                continue;
+            };
+            let now = directory.stats();
+            let before = match seen.get(tenant.id()) {
+                Some((last, stats)) if Arc::ptr_eq(last, directory) => *stats,
+                // New tenant or a new directory (new settings): all its counts are new.
+                _ => hookbox_directory::DirectoryStats::default(),
+            };
+            let id = tenant.id();
+            let tenant_label = TenantLabel {
+                tenant: id.to_owned(),
+            };
+            let rate_limited = now.rate_limited.saturating_sub(before.rate_limited);
+            for (outcome, n) in [
+                ("found", now.found.saturating_sub(before.found)),
+                ("free", now.free.saturating_sub(before.free)),
+                ("rate_limited", rate_limited),
+                ("timed_out", now.timed_out.saturating_sub(before.timed_out)),
+                (
+                    "unavailable",
+                    now.unavailable.saturating_sub(before.unavailable),
+                ),
+                ("denied", now.denied.saturating_sub(before.denied)),
+            ] {
+                series
+                    .lookups
+                    .get_or_create(&TenantOutcome {
+                        tenant: id.to_owned(),
+                        outcome,
+                    })
+                    .inc_by(n);
+            }
+            for (family, n) in [
+                (
+                    &series.cache_hits,
+                    now.cache_hits.saturating_sub(before.cache_hits),
+                ),
+                (
+                    &series.okta_calls,
+                    now.okta_calls.saturating_sub(before.okta_calls),
+                ),
+                (
+                    &series.budget_exhausted,
+                    now.budget_exhausted.saturating_sub(before.budget_exhausted),
+                ),
+                (
+                    &series.rate_limit_pauses,
+                    now.rate_limit_pauses
+                        .saturating_sub(before.rate_limit_pauses),
+                ),
+            ] {
+                family.get_or_create(&tenant_label).inc_by(n);
+            }
+            seen.insert(id.to_owned(), (directory.clone(), now));
+        }
+        // A removed tenant's directory is let go; its counters stay.
+        seen.retain(|id, _| tenants.get(id).is_some_and(|t| t.directory().is_some()));
+    }
+
     /// Reads the queue depth of each tenant with an event handler, at once,
     /// each bounded by [`SAMPLE_TIMEOUT`].
     async fn sample_events(&self, app: &App) {
@@ -522,9 +638,12 @@ impl Metrics {
     }
 
     /// The text `GET /metrics` answers, with the values that are read rather
-    /// than counted (instance pool, OAuth fetches, event queues) read now.
+    /// than counted (instance pool, OAuth fetches, directories, event
+    /// queues) read now.
     pub async fn render(&self, app: &App) -> String {
-        self.sample_oauth(&app.tenants());
+        let tenants = app.tenants();
+        self.sample_oauth(&tenants);
+        self.sample_directories(&tenants);
         self.sample_events(app).await;
         let pool = app.runtime().pool();
         self.instances

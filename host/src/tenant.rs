@@ -5,7 +5,10 @@
 //! running tenant adds: the loaded plugin, what answers (its warm instances),
 //! its concurrency permits and, with `auth.oauth`, its token verifier (whose
 //! key cache lives as long as the tenant's OAuth settings do: a reload that
-//! keeps them keeps the verifier, keys and all). Whether a reload leaves a tenant unchanged is
+//! keeps them keeps the verifier, keys and all) and, with `directory`, its
+//! Okta directory (likewise kept, cache and counters, by a reload that keeps
+//! its settings; the HTTPS clients and rate-limit gates under it live in
+//! [`crate::App`]'s [`DirectoryClients`] for the process's lifetime). Whether a reload leaves a tenant unchanged is
 //! decided in one place, [`Tenant::is_unchanged`].
 //!
 //! The tenant table ([`Tenants`]) is immutable once built and is published
@@ -19,6 +22,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use hookbox_directory::{Directory, DirectoryClients};
 use hookbox_oauth::Verifier;
 
 use crate::auth::TenantAuth;
@@ -55,6 +59,14 @@ pub enum TenantError {
         tenant: String,
         /// What failed.
         error: hookbox_oauth::SetupError,
+    },
+    /// The tenant's directory could not be set up (its `ca_file`).
+    #[error("tenant '{tenant}': {error}")]
+    Directory {
+        /// The tenant's id.
+        tenant: String,
+        /// What failed.
+        error: hookbox_directory::SetupError,
     },
     /// A tenant with `auth.oauth` was loaded without its verifier (use
     /// [`crate::App::start`], which fetches the keys first).
@@ -96,6 +108,18 @@ pub async fn build_verifiers(configs: &[TenantConfig]) -> Result<Verifiers, Tena
     Ok(verifiers)
 }
 
+/// The directory for `config`'s `directory` settings (`None` without them),
+/// on `clients`' shared HTTPS clients and rate-limit gates.
+pub fn build_directory(
+    config: &TenantConfig,
+    clients: &DirectoryClients,
+) -> Result<Option<Arc<Directory>>, hookbox_directory::SetupError> {
+    let Some(settings) = &config.directory else {
+        return Ok(None);
+    };
+    Directory::new(settings.clone(), clients).map(|d| Some(Arc::new(d)))
+}
+
 /// One tenant, as requests see it.
 #[derive(Debug)]
 pub struct Tenant {
@@ -111,6 +135,8 @@ pub struct Tenant {
     oauth: Option<Verifier>,
     /// How much its plugin may log per window (a new version starts a new window).
     log_budget: LogBudget,
+    /// Its Okta directory, when `directory` is configured (built from exactly that).
+    directory: Option<Arc<Directory>>,
 }
 
 /// The tenant table: tenant id → tenant.
@@ -123,11 +149,13 @@ impl Tenants {
     /// Builds the table, compiling each distinct plugin file once (tenants
     /// sharing a file, by content, share the compiled plugin); each tenant
     /// with `auth.oauth` takes its verifier from `verifiers` (see
-    /// [`build_verifiers`]). Blocking.
+    /// [`build_verifiers`]), each with `directory` gets its directory on
+    /// `clients`. Blocking.
     pub fn load(
         runtime: &Runtime,
         configs: &[TenantConfig],
         verifiers: &Verifiers,
+        clients: &DirectoryClients,
     ) -> Result<Tenants, TenantError> {
         let mut compiled = Compiled::default();
         let mut by_id = HashMap::with_capacity(configs.len());
@@ -155,7 +183,14 @@ impl Tenants {
                     path: c.plugin.clone(),
                     error: refusal.error,
                 })?;
-            let tenant = Tenant::new(c.clone(), plugin).with_oauth(oauth);
+            let directory =
+                build_directory(c, clients).map_err(|error| TenantError::Directory {
+                    tenant: c.id.clone(),
+                    error,
+                })?;
+            let tenant = Tenant::new(c.clone(), plugin)
+                .with_oauth(oauth)
+                .with_directory(directory);
             by_id.insert(c.id.clone(), Arc::new(tenant));
         }
         Ok(Tenants { by_id })
@@ -215,6 +250,7 @@ impl Tenant {
             permits,
             oauth: None,
             log_budget,
+            directory: None,
         }
     }
 
@@ -222,6 +258,13 @@ impl Tenant {
     /// have been built from this tenant's `auth.oauth`.
     pub fn with_oauth(mut self, verifier: Option<Verifier>) -> Tenant {
         self.oauth = verifier;
+        self
+    }
+
+    /// The same tenant looking logins up in `directory`, which must have
+    /// been built from this tenant's `directory` settings.
+    pub fn with_directory(mut self, directory: Option<Arc<Directory>>) -> Tenant {
+        self.directory = directory;
         self
     }
 
@@ -293,6 +336,13 @@ impl Tenant {
     /// ([`Verifier::health`]) and metrics ([`Verifier::fetch_count`]) too.
     pub fn oauth(&self) -> Option<&Verifier> {
         self.oauth.as_ref()
+    }
+
+    /// Its Okta directory (with `directory`): for its plugin's
+    /// `directory.find-user` ([`crate::App::scope`]) and metrics
+    /// ([`Directory::stats`]).
+    pub fn directory(&self) -> Option<&Arc<Directory>> {
+        self.directory.as_ref()
     }
 
     /// What one invocation may use.

@@ -20,6 +20,19 @@ pub struct TenantSpec {
     smoke: Option<PathBuf>,
     oauth: Option<OAuthSpec>,
     events: EventsSpec,
+    directory: Option<DirectorySpec>,
+}
+
+/// A tenant's `directory` table: an Okta org, its API token and CA (written
+/// to files beside the config, named by relative `token_file` and `ca_file`),
+/// and optional keys.
+#[derive(Clone)]
+struct DirectorySpec {
+    url: String,
+    token: String,
+    ca_pem: String,
+    /// Further keys, each with its value as TOML text (`found_ttl = "0s"`, `cache_entries = 0`).
+    keys: Vec<(String, String)>,
 }
 
 /// A tenant's `auth.oauth` table: an issuer, its CA (written to a file beside
@@ -120,7 +133,33 @@ impl TenantSpec {
             smoke: None,
             oauth: None,
             events: EventsSpec::default(),
+            directory: None,
         }
+    }
+
+    /// `directory` for the Okta org at `url` (e.g. `FakeOkta::url()`), with
+    /// `token` in a token file and `ca_pem` as a CA file (both relative
+    /// paths, as an operator would write them).
+    pub fn directory(mut self, url: &str, token: &str, ca_pem: &str) -> Self {
+        let keys = self.directory.take().map(|d| d.keys).unwrap_or_default();
+        self.directory = Some(DirectorySpec {
+            url: url.to_owned(),
+            token: token.to_owned(),
+            ca_pem: ca_pem.to_owned(),
+            keys,
+        });
+        self
+    }
+
+    /// One more key of `directory` (after [`TenantSpec::directory`]), its
+    /// value as TOML text: e.g. `("cache_entries", "0")`, `("call_timeout", "\"200ms\"")`.
+    pub fn directory_key(mut self, key: &str, toml_value: &str) -> Self {
+        let directory = self
+            .directory
+            .as_mut()
+            .expect("directory_key needs TenantSpec::directory first");
+        directory.keys.push((key.to_owned(), toml_value.to_owned()));
+        self
     }
 
     /// `auth.oauth` for `issuer` (its issuer URL, audience `api://default`,
@@ -510,6 +549,21 @@ impl Setup {
                 s += &format!("smoke = {:?}\n", smoke.display().to_string());
             }
             s += &format!("events = {{ {} }}\n", t.events.toml());
+            if let Some(d) = &t.directory {
+                let (token_file, ca_file) = (
+                    format!("{}-okta-token", t.id),
+                    format!("{}-okta-ca.pem", t.id),
+                );
+                std::fs::write(dir.join(&token_file), format!("{}\n", d.token)).unwrap();
+                std::fs::write(dir.join(&ca_file), &d.ca_pem).unwrap();
+                let mut keys = vec![
+                    format!("url = {:?}", d.url),
+                    format!("token_file = {token_file:?}"),
+                    format!("ca_file = {ca_file:?}"),
+                ];
+                keys.extend(d.keys.iter().map(|(k, v)| format!("{k} = {v}")));
+                s += &format!("directory = {{ {} }}\n", keys.join(", "));
+            }
             s += "[tenants.settings]\n";
             for (k, v) in &t.settings {
                 s += &format!("{k:?} = {v:?}\n");

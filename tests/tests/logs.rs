@@ -119,3 +119,52 @@ async fn an_unknown_tenant_is_logged_as_such_and_client_values_are_bounded() {
         "the event id is still logged, cut"
     );
 }
+
+#[tokio::test]
+async fn a_wrong_directory_token_is_denied_and_neither_token_nor_login_is_logged() {
+    use hookbox_directory::testing::{FakeOkta, TOKEN};
+    let log = LogCapture::start();
+    let okta = FakeOkta::start().await.expect("the fake Okta starts");
+    // Okta expects another token than the one the tenant has: 401.
+    okta.set_token("00sOmE-oThEr-tOkEn");
+    let t = TenantSpec::new("acme", hookbox_tests::login_conflict_wasm())
+        .directory(&okta.url(), TOKEN, okta.ca_pem())
+        .deadline("2s");
+    let server = TestServer::start(std::slice::from_ref(&t)).await;
+    let mut req = sample_request();
+    req["eventId"] = "directory-denied".into();
+    req["data"]["appUser"]["profile"]["middleName"] = "Quentin".into();
+    let reply = server.client().hook("acme", t.secret(), &req).await;
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert_eq!(body["debugContext"]["directory"], "denied", "{body}");
+    assert_eq!(body["debugContext"]["rule"], "hashed-suffix", "{body}");
+    assert_eq!(
+        okta.request_count(),
+        1,
+        "one lookup, then the plugin stops asking"
+    );
+    let login = reply.new_login().expect("a login");
+
+    let text = log.text();
+    // Okta's refusal is logged, for the operator, by the directory and the plugin.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains("401") && l.contains("E0000011")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("tenant=acme") && l.contains("directory lookup failed (denied)")),
+        "{text}"
+    );
+    for secret in [TOKEN, "00sOmE-oThEr-tOkEn"] {
+        assert!(!text.contains(secret), "a token in the log: {text}");
+    }
+    // Neither the login looked up (Sally2 Quentin Admin2's name-only login)
+    // nor the one answered.
+    for needle in ["sally2.quentin.admin2", login.as_str()] {
+        assert!(!text.contains(needle), "{needle} in the log: {text}");
+    }
+    server.stop().await.expect("the server stops");
+}

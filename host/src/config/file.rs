@@ -75,6 +75,9 @@ pub struct TenantFile {
     pub smoke: Option<PathBuf>,
     /// Okta event hooks: which events reach the plugin's event handler, and how they are retried.
     pub events: Option<EventsFile>,
+    /// The tenant's Okta directory (`directory.find-user`), as `hookbox-directory` reads it
+    /// (`url`, `token_env` or `token_file`, `ca_file`, cache and rate keys; unknown keys refused).
+    pub directory: Option<hookbox_directory::DirectoryConfig>,
 }
 
 /// A tenant's `events` table (all keys optional).

@@ -196,6 +196,9 @@ pub struct TenantConfig {
     pub smoke: Option<PathBuf>,
     /// Okta event hooks: which events reach the plugin's event handler.
     pub events: EventsConfig,
+    /// The tenant's Okta directory for `directory.find-user`, validated and
+    /// its token read; `None`: every lookup answers `not-configured`.
+    pub directory: Option<hookbox_directory::DirectorySettings>,
 }
 
 /// A tenant's `events`: its event hook (`/hooks/{id}/events`), served when

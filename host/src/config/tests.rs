@@ -265,3 +265,52 @@ fn connection_deadlines_and_header_size_are_read_and_checked() {
         );
     }
 }
+
+#[test]
+fn a_tenant_directory_is_validated_with_paths_resolved_and_its_token_file_watched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("okta-token"), "00tOkEn\n").expect("write token");
+    let text = format!(
+        "{}directory = {{ url = \"https://acme.okta.com/\", token_file = \"okta-token\", ca_file = \"ca.pem\", max_lookups_per_request = 3 }}\n",
+        minimal()
+    );
+    let c = Config::parse(&text, dir.path(), &Overrides::default()).expect("valid");
+    let d = c.tenants[0].directory.as_ref().expect("a directory");
+    assert_eq!(d.url, "https://acme.okta.com");
+    assert_eq!(
+        d.ca_file.as_deref(),
+        Some(dir.path().join("ca.pem").as_path())
+    );
+    assert_eq!(d.max_lookups_per_request, 3);
+    assert!(!format!("{c:?}").contains("00tOkEn"), "the token in Debug");
+    assert!(c.secret_files.contains(&dir.path().join("okta-token")));
+
+    // Without the table: no directory (not-configured).
+    assert!(
+        parse(&minimal()).expect("valid").tenants[0]
+            .directory
+            .is_none()
+    );
+    // Errors name the tenant's key and never show the token.
+    for (table, needle) in [
+        (
+            "{ url = \"http://acme.okta.com\", token_file = \"okta-token\" }",
+            "tenants.acme.directory.url",
+        ),
+        (
+            "{ url = \"https://acme.okta.com\" }",
+            "tenants.acme.directory.token_env or token_file",
+        ),
+        (
+            "{ url = \"https://acme.okta.com\", token_file = \"okta-token\", cache = 1 }",
+            "cache",
+        ),
+    ] {
+        let text = format!("{}directory = {table}\n", minimal());
+        let e = Config::parse(&text, dir.path(), &Overrides::default())
+            .expect_err(table)
+            .to_string();
+        assert!(e.contains(needle), "{e}");
+        assert!(!e.contains("00tOkEn"), "{e}");
+    }
+}

@@ -269,6 +269,10 @@ fn validate_tenant(
 
     let auth = secrets::tenant_auth(&key("auth"), t.auth, base, secret_files)?;
     let events = events(t.events.unwrap_or_default(), &key)?;
+    let directory = match t.directory {
+        None => None,
+        Some(d) => Some(directory(d, base, &key, secret_files)?),
+    };
 
     Ok(TenantConfig {
         id: t.id,
@@ -278,7 +282,30 @@ fn validate_tenant(
         settings: Arc::new(t.settings),
         smoke: t.smoke.map(|p| base.join(p)),
         events,
+        directory,
     })
+}
+
+/// A tenant's `directory` table: relative `token_file` and `ca_file` resolved
+/// against `base` like every other path, every value checked and the token
+/// read (`hookbox-directory`'s own validation, whose errors never contain
+/// it). The token file is watched like the auth secrets, so rotating it
+/// reloads the tenant.
+fn directory(
+    mut file: hookbox_directory::DirectoryConfig,
+    base: &Path,
+    key: &dyn Fn(&str) -> String,
+    secret_files: &mut Vec<PathBuf>,
+) -> Result<hookbox_directory::DirectorySettings, ConfigError> {
+    file.token_file = file.token_file.map(|p| base.join(p));
+    file.ca_file = file.ca_file.map(|p| base.join(p));
+    let settings = file
+        .validate()
+        .map_err(|e| ConfigError::new(key(&e.to_string())))?;
+    if let Some(path) = file.token_file {
+        secret_files.push(path);
+    }
+    Ok(settings)
 }
 
 /// A tenant's `events` table; `key` names a key of this tenant.

@@ -18,12 +18,21 @@
 //! - **No secrets or personal data in errors**: the texts the guest gets are
 //!   fixed per kind of failure; the store's own error is logged by the host
 //!   (its kind, never a key or an owner).
-//! - `directory.find-user` answers `not-configured` (issue 16 adds the real
-//!   lookup: [`find_user`] is the one seam).
+//! - **Directory**: `directory.find-user` answers `not-configured` at once,
+//!   with no I/O, for a tenant without a `directory` table (and for smoke
+//!   requests and `hookbox run`, whose scopes have none). Otherwise it is the
+//!   tenant's [`Directory::find_user_in`] with the plugin call's
+//!   [`RequestBudget`] (reset by `State::begin`: `max_lookups_per_request`
+//!   lookups per call, cache hits included) and the plugin's deadline minus
+//!   twice the reserve of a store call, so a plugin told `timed-out` still
+//!   has time for its claims and its answer. Its errors map one to one onto the WIT's
+//!   `directory-error`. Neither the login nor the token is ever logged (the
+//!   crate's own log lines name neither; the host logs only the error kind).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hookbox_directory::{Directory, RequestBudget};
 use hookbox_store::{ClaimOutcome, MAX_CLAIM_KEY, MAX_CLAIM_OWNER, Store, StoreError};
 
 use super::bindings::v0_2::hookbox::okta_import::claims::{self, ClaimResult};
@@ -48,14 +57,17 @@ pub(crate) fn reserve(deadline: Duration) -> Duration {
 }
 
 /// One tenant's view of the claim store: the store and the tenant id every
-/// key is scoped by. Built by the host per request (or per reused instance,
-/// always for one tenant); the guest never chooses the tenant.
+/// key is scoped by, and the tenant's Okta directory if it has one. Built by
+/// the host per request (or per reused instance, always for one tenant); the
+/// guest never chooses the tenant.
 #[derive(Clone)]
 pub struct StoreScope {
     tenant: Arc<str>,
     store: Store,
     /// Where its calls are recorded (`App::scope`'s scopes); `None`: not recorded.
     metrics: Option<StoreMetrics>,
+    /// What `directory.find-user` asks; `None`: `not-configured`.
+    directory: Option<Arc<Directory>>,
 }
 
 impl StoreScope {
@@ -65,7 +77,20 @@ impl StoreScope {
             tenant: Arc::from(tenant),
             store: store.clone(),
             metrics: None,
+            directory: None,
         }
+    }
+
+    /// The same scope, answering `directory.find-user` from `directory`
+    /// (`None`: `not-configured`).
+    pub fn with_directory(mut self, directory: Option<Arc<Directory>>) -> StoreScope {
+        self.directory = directory;
+        self
+    }
+
+    /// The tenant's directory, if it has one.
+    pub fn directory(&self) -> Option<&Arc<Directory>> {
+        self.directory.as_ref()
     }
 
     /// The same scope, recording every call made through [`StoreScope::call`]
@@ -220,10 +245,77 @@ impl directory::Host for State {
     }
 }
 
-/// The directory lookup. Issue 16 replaces this body with the tenant's Okta
-/// Users API lookup (cached, rate-limited, bounded like a store call); until
-/// then no tenant has a directory, and the WIT says to answer
-/// `not-configured` at once, with no I/O.
-async fn find_user(_state: &mut State, _login: &str) -> Result<Option<String>, DirectoryError> {
-    Err(DirectoryError::NotConfigured)
+/// The directory lookup: see the module docs.
+async fn find_user(state: &mut State, login: &str) -> Result<Option<String>, DirectoryError> {
+    let Some(directory) = state.scope.directory().cloned() else {
+        return Err(DirectoryError::NotConfigured);
+    };
+    // Twice the reserve: one for the claim-store calls the plugin makes
+    // after a lookup that timed out, one for its answer.
+    let deadline = state
+        .deadline
+        .checked_sub(state.reserve * 2)
+        .unwrap_or(state.deadline);
+    let budget = state
+        .lookups
+        .get_or_insert_with(|| directory.request_budget());
+    let result = directory.find_user_in(login, deadline, budget).await;
+    result.map_err(|e| {
+        // The kind only: never the login (nor the token, which no error holds).
+        tracing::debug!(
+            target: "hookbox::directory",
+            tenant = state.scope.tenant(),
+            kind = e.kind(),
+            "directory lookup failed"
+        );
+        wit_error(e)
+    })
+}
+
+/// The crate's error as the WIT's `directory-error`, one to one.
+fn wit_error(e: hookbox_directory::DirectoryError) -> DirectoryError {
+    use hookbox_directory::DirectoryError as E;
+    match e {
+        E::NotConfigured => DirectoryError::NotConfigured,
+        E::Unavailable(text) => DirectoryError::Unavailable(text),
+        E::RateLimited => DirectoryError::RateLimited,
+        E::TimedOut => DirectoryError::TimedOut,
+        E::Denied => DirectoryError::Denied,
+    }
+}
+
+/// The per-call lookup cap, for `State`: `None` until the call's first lookup.
+pub(crate) type Lookups = Option<RequestBudget>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_errors_map_one_to_one() {
+        use hookbox_directory::DirectoryError as E;
+        for (from, kind) in [
+            (E::NotConfigured, "not-configured"),
+            (
+                E::Unavailable("Okta answered HTTP 503".into()),
+                "unavailable",
+            ),
+            (E::RateLimited, "rate-limited"),
+            (E::TimedOut, "timed-out"),
+            (E::Denied, "denied"),
+        ] {
+            let wit = wit_error(from.clone());
+            let wit_kind = match &wit {
+                DirectoryError::NotConfigured => "not-configured",
+                DirectoryError::Unavailable(text) => {
+                    assert_eq!(text, "Okta answered HTTP 503");
+                    "unavailable"
+                }
+                DirectoryError::RateLimited => "rate-limited",
+                DirectoryError::TimedOut => "timed-out",
+                DirectoryError::Denied => "denied",
+            };
+            assert_eq!((from.kind(), wit_kind), (kind, kind));
+        }
+    }
 }

@@ -22,7 +22,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::v0_2::hookbox::okta_import as v0_2;
-use super::claims::{StoreCalls, StoreScope, reserve};
+use super::claims::{Lookups, StoreCalls, StoreScope, reserve};
 use super::hookbox::okta_import::host::{self, Level};
 use super::hookbox::okta_import::types;
 use super::limits::Limits;
@@ -55,8 +55,11 @@ pub struct State {
     pub(super) scope: StoreScope,
     /// Store calls made during the current request.
     pub(super) calls: StoreCalls,
-    /// What a store call leaves of the deadline for the plugin itself.
+    /// What a store call (or a directory lookup) leaves of the deadline for
+    /// the plugin itself.
     pub(super) reserve: Duration,
+    /// Directory lookups left in the current request (made at its first lookup).
+    pub(super) lookups: Lookups,
 }
 
 impl State {
@@ -92,13 +95,14 @@ impl State {
             scope,
             calls: StoreCalls::default(),
             reserve: reserve(limits.deadline),
+            lookups: None,
         }
     }
 
     /// Resets what belongs to one request, so nothing of the previous request
     /// of a reused store leaks into this one's figures or log: the deadline,
-    /// the log, captured stdio, the store-call count and the limiter's
-    /// `exceeded` flag. The settings
+    /// the log, captured stdio, the store-call count, the directory lookup
+    /// budget and the limiter's `exceeded` flag. The settings
     /// and the memory limit are the tenant's and stay. The limiter's `peak`
     /// stays too: linear memory never shrinks, so the instance's largest
     /// memory so far is also the largest it has during this request.
@@ -110,6 +114,7 @@ impl State {
         }
         self.limiter.exceeded = false;
         self.calls = StoreCalls::default();
+        self.lookups = None;
     }
 
     /// Store calls made since [`State::begin`], and calls refused by the cap.

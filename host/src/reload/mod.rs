@@ -22,6 +22,11 @@
 //!   which fetches the issuer's metadata and keys before the tenant goes
 //!   live; when that fails the tenant keeps its old version, like a plugin
 //!   that fails;
+//! - likewise a tenant whose `directory` settings are unchanged keeps its
+//!   directory (cache, counters); changed settings build a new one on the
+//!   app's shared clients, and when that fails (its `ca_file`) the tenant
+//!   keeps its old version; smoke requests run without a directory
+//!   (`not-configured`: a reload never calls Okta);
 //! - `[server]`, `[tls]`, `[engine]` and `[store]` are fixed at start: their
 //!   changes are reported as needing a restart, never half-applied;
 //! - reloads run one at a time, so an older table can never be published last.
@@ -143,6 +148,34 @@ impl Reloader {
                         None
                     }
                 },
+            };
+        }
+
+        // Directories: the running one when the settings are the same (its cache and
+        // counters carry over), else a new one on the app's shared clients.
+        for c in candidates.iter_mut() {
+            let Ok(plugin) = &c.plugin else {
+                continue;
+            };
+            let running = current
+                .get(&c.config.id)
+                .filter(|t| t.config().directory == c.config.directory)
+                .and_then(|t| t.directory().cloned());
+            c.directory = match running {
+                Some(d) => Some(d),
+                None => {
+                    match crate::tenant::build_directory(&c.config, self.app.directory_clients()) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            let digest = Some(plugin.digest().to_owned());
+                            c.plugin = Err(plan::Rejection {
+                                digest,
+                                reason: RejectReason::Directory(e),
+                            });
+                            None
+                        }
+                    }
+                }
             };
         }
 

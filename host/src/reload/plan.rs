@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError, Overrides, ServerConfig, TenantConfig, 
 use crate::hook::decode::DecodeError;
 use crate::plugin::{Compiled, EngineConfig, Failure, Limits, Plugin, PluginError, Runtime};
 use crate::tenant::{Tenant, Tenants};
+use hookbox_directory::Directory;
 use hookbox_oauth::Verifier;
 
 /// Why a tenant's new version does not go live (the report's `reason`).
@@ -67,6 +68,10 @@ pub enum RejectReason {
     /// them (the step and URL that failed).
     #[error("auth.oauth: {0}")]
     OAuth(hookbox_oauth::SetupError),
+    /// New `directory` settings, and the directory could not be set up with
+    /// them (its `ca_file`).
+    #[error("{0}")]
+    Directory(hookbox_directory::SetupError),
 }
 
 /// Why a tenant's new version cannot go live, and which file version it was.
@@ -87,6 +92,9 @@ pub(super) struct Candidate {
     /// The verifier for `config.auth.oauth` (the running one when its
     /// settings did not change), filled in before [`decide`].
     pub(super) oauth: Option<Verifier>,
+    /// The directory for `config.directory` (the running one when its
+    /// settings did not change), filled in before [`decide`].
+    pub(super) directory: Option<Arc<Directory>>,
 }
 
 /// The sections fixed at start; a change to them needs a restart.
@@ -163,6 +171,7 @@ pub(super) fn prepare(
                 }),
                 unchanged,
                 oauth: None,
+                directory: None,
             }
         })
         .collect();
@@ -228,12 +237,17 @@ pub(super) fn decide(
                         Change::Unchanged
                     }
                     Some(o) => {
-                        let t = Tenant::succeed(o, c.config, plugin).with_oauth(c.oauth);
+                        let t = Tenant::succeed(o, c.config, plugin)
+                            .with_oauth(c.oauth)
+                            .with_directory(c.directory);
                         next.push(Arc::new(t));
                         Change::Updated
                     }
                     None => {
-                        next.push(Arc::new(Tenant::new(c.config, plugin).with_oauth(c.oauth)));
+                        let t = Tenant::new(c.config, plugin)
+                            .with_oauth(c.oauth)
+                            .with_directory(c.directory);
+                        next.push(Arc::new(t));
                         Change::Added
                     }
                 };

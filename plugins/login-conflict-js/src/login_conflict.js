@@ -542,6 +542,11 @@ class DirectoryUse {
     return found !== undefined && found !== null && found !== me;
   }
 
+  /** Whether a lookup failed this request (not `not-configured`). */
+  failed() {
+    return this.stopped !== undefined && this.stopped !== 'not-configured';
+  }
+
   status() {
     if (this.stopped === 'not-configured') return undefined;
     if (this.stopped !== undefined) return this.stopped;
@@ -573,6 +578,8 @@ function choose(request, host, cands, domain, owner, directory, conflictLocal) {
   for (const c of cands) {
     const login = `${c.local}@${domain}`;
     if (directory.heldByOther(login, me)) continue;
+    // Once the directory failed, a name-only login (rule 1) cannot be checked: not tried.
+    if (!c.suffixed && directory.failed()) continue;
     const result = host.claim(loginKey(login), owner);
     if (!held(result)) continue;
     recordOwner(host, ownerKey, recorded, login);

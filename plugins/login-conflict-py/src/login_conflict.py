@@ -455,6 +455,10 @@ class _DirectoryUse:
             return False
         return found is not None and found != me
 
+    def failed(self):
+        """Whether a lookup failed this request (not `not-configured`)."""
+        return self.stopped is not None and self.stopped != "not-configured"
+
     def status(self):
         if self.stopped == "not-configured":
             return None
@@ -485,9 +489,12 @@ def _choose(request, host, cands, domain, owner, directory, conflict_local):
                         break
                 return recorded, rule, result
         host.log("debug", "the login recorded for this user no longer fits: choosing again")
-    for c_local, c_rule, _ in cands:
+    for c_local, c_rule, suffixed in cands:
         login = "%s@%s" % (c_local, domain)
         if directory.held_by_other(login, me):
+            continue
+        # Once the directory failed, a name-only login (rule 1) cannot be checked: not tried.
+        if not suffixed and directory.failed():
             continue
         result = host.claim(login_key(login), owner)
         if result not in _HELD:

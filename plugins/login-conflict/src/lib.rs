@@ -54,8 +54,11 @@
 //!   claim (`claimed` or `already-yours`) is answered and recorded.
 //! - **Directory**: a candidate held by an Okta user other than the matched
 //!   user (`data.user.id`) is skipped. Without a directory, nothing changes;
-//!   when a lookup fails, the directory is not asked again for this request
-//!   and the claim store alone decides (debug context `directory` says why).
+//!   when a lookup fails, the directory is not asked again for this request,
+//!   name-only candidates (rule 1) are no longer tried (they are what a user
+//!   made outside hookbox plausibly holds) and the claim store alone decides
+//!   among the hashed-suffix ones (debug context `directory` says why; the
+//!   README gives the reasoning).
 //! - **Store failure** (setting `on_store_error`): `fallback` (default) answers
 //!   the first hashed-suffix candidate, stateless (different owners get
 //!   different logins with odds of 2^-24), flagged `claim: unavailable`;
@@ -360,6 +363,12 @@ impl<'a> DirectoryUse<'a> {
         }
     }
 
+    /// Whether a lookup failed this request (not `not-configured`): from
+    /// then on nothing the directory would say is known.
+    fn failed(&self) -> bool {
+        self.stopped.is_some_and(|kind| kind != "not-configured")
+    }
+
     /// The debug-context value: `None` without a directory.
     fn status(&self) -> Option<&'static str> {
         match self.stopped {
@@ -506,10 +515,17 @@ fn choose(
         host.debug("the login recorded for this user no longer fits: choosing again");
     }
 
-    // 2. The first free candidate.
+    // 2. The first free candidate. Once the directory failed, a login made of
+    //    names alone (rule 1) is not tried: it is the kind an Okta user created
+    //    outside hookbox plausibly holds, and it can no longer be checked; a
+    //    hashed-suffix login is practically only ever hookbox's, which the
+    //    claim store knows.
     for candidate in candidates {
         let login = format!("{}@{domain}", candidate.local);
         if directory.held_by_other(&login, me) {
+            continue;
+        }
+        if !candidate.suffixed && directory.failed() {
             continue;
         }
         let result = claims.claim(&login_key(&login), owner)?;

@@ -915,7 +915,7 @@ mod stateful {
     }
 
     #[test]
-    fn without_a_directory_or_with_a_failing_one_the_store_decides() {
+    fn without_a_directory_the_store_decides_and_with_a_failing_one_only_hashed_suffixes() {
         let not_configured =
             host_with(&FakeClaims::new()).with_directory(FakeDirectory::not_configured());
         let response = resolve(&george("u1"), &not_configured).unwrap();
@@ -930,10 +930,19 @@ mod stateful {
         ] {
             let okta = FakeDirectory::new().with_user("george.alexander.smith@example.com", "00u9");
             okta.fail_with(error);
-            let host = host_with(&FakeClaims::new()).with_directory(okta.clone());
+            let claims = FakeClaims::new();
+            let host = host_with(&claims).with_directory(okta.clone());
             let response = resolve(&george("u1"), &host).unwrap();
-            assert_eq!(new_login(&response), "george.alexander.smith@example.com");
+            // The name-only login cannot be checked: the first hashed suffix
+            // the claim store gives is answered instead.
+            assert_eq!(
+                new_login(&response),
+                format!("george.smith.{}@example.com", identity_suffix("u1", 0))
+            );
+            assert_eq!(response.debug_value("rule"), Some("hashed-suffix"));
+            assert_eq!(response.debug_value("claim"), Some("claimed"));
             assert_eq!(response.debug_value("directory"), Some(kind));
+            assert_eq!(claims.owner("george.alexander.smith@example.com"), None);
             // One failed lookup, then the directory is left alone.
             assert_eq!(okta.lookups(), 1);
             assert!(host.logs().iter().any(|l| l.level == Level::Warn
@@ -942,6 +951,25 @@ mod stateful {
                         "directory lookup failed ({kind}): going on with the claim store alone"
                     )));
         }
+    }
+
+    #[test]
+    fn a_failing_directory_keeps_the_login_recorded_for_the_user() {
+        // First import with the directory working: the guide's login, checked.
+        let claims = FakeClaims::new();
+        let okta = FakeDirectory::new();
+        let host = host_with(&claims).with_directory(okta.clone());
+        let (first, rule, _) = answer(&george("u1"), &host);
+        assert_eq!(
+            (first.as_str(), rule.as_str()),
+            ("george.alexander.smith@example.com", "middle-name")
+        );
+        // Okta retries while the directory is down: the same login, not a new one.
+        okta.fail_with(DirectoryError::TimedOut);
+        let response = resolve(&george("u1"), &host_with(&claims).with_directory(okta)).unwrap();
+        assert_eq!(new_login(&response), first);
+        assert_eq!(response.debug_value("claim"), Some("already-yours"));
+        assert_eq!(response.debug_value("directory"), Some("timed-out"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod cache;
 mod claims;
 mod conformance;
 mod deadlines;
+mod directory;
 mod events;
 mod instance_mode;
 mod misbehave;
