@@ -9,6 +9,9 @@
 //! holding each tenant and [`App`] the state they share. [`reload`] plans
 //! and publishes new tenant tables, and watches for reasons to.
 //!
+//! [`dryrun`] (`hookbox dry-run`) runs a CSV import's rows through the same
+//! [`pipeline`], offline.
+//!
 //! [`serve`] runs the real server on a listener the caller bound, which is
 //! how the end-to-end tests start it on port 0.
 
@@ -17,6 +20,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod dryrun;
 mod error;
 pub mod hook;
 #[cfg(feature = "native-resolver")]
