@@ -1,6 +1,7 @@
 //! Builds every wasm guest the end-to-end tests load, once per build (not per
 //! test), from source: the reference plugin, the misbehaving test plugin, a
-//! component of another world, and
+//! component of another world, a plugin built for WIT 0.1.0 (`legacy-0-1`),
+//! a plugin exporting only the event handler (`events-only`), and
 //! the Python and JavaScript ports of the reference plugin (with their real
 //! tool chains: componentize-py, componentize-js).
 //!
@@ -45,7 +46,16 @@ fn main() {
         &workspace,
         &["plugins/login-conflict", "tests/guests", "guest-sdk", "wit"],
     );
-    match guest::build(&workspace, &["login-conflict", "misbehave", "wrong-world"]) {
+    match guest::build(
+        &workspace,
+        &[
+            "login-conflict",
+            "misbehave",
+            "wrong-world",
+            "legacy-0-1",
+            "events-only",
+        ],
+    ) {
         Ok(dir) => println!("cargo:rustc-env=HOOKBOX_GUESTS_DIR={}", dir.display()),
         // The tests cannot mean anything without their guests: fail the build, loudly.
         Err(e) => panic!("{e}"),

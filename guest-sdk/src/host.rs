@@ -1,7 +1,12 @@
-//! What the host grants a plugin: its settings and a log.
+//! What the host grants a plugin: its settings, a log, the claim store and
+//! the tenant's Okta directory.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::claims::{Claims, FakeClaims};
+use crate::directory::{Directory, FakeDirectory};
 
 pub use crate::bindings::hookbox::okta_import::host::Level;
 
@@ -14,17 +19,30 @@ pub struct LogLine {
     pub message: String,
 }
 
-/// The plugin's view of the host: its tenant's settings and the host's log.
+/// The plugin's view of the host: its tenant's settings, the host's log, the
+/// claim store ([`Host::claims`]) and the tenant's Okta directory
+/// ([`Host::directory`]).
 ///
-/// Inside a component, [`export!`](crate::export) hands the resolver a `Host`
-/// backed by the host's imports. In native unit tests, build one with
-/// [`Host::fake`]: it answers settings from a map and records log lines, and
-/// never touches the component imports (which do not exist outside wasm).
+/// Inside a component, [`export!`](crate::export) hands the resolver (or event
+/// handler) a `Host` backed by the host's imports. In native unit tests, build
+/// one with [`Host::fake`]: it answers settings from a map, records log lines,
+/// claims in a fresh [`FakeClaims`] and has no directory, unless given others
+/// with [`Host::with_claims`] and [`Host::with_directory`]; it never touches
+/// the component imports (which do not exist outside wasm).
 ///
 /// Never log profile values or anything personal: host logs are not private.
-#[derive(Debug)]
 pub struct Host {
     backend: Backend,
+    claims: Box<dyn Claims>,
+    directory: Box<dyn Directory>,
+}
+
+impl fmt::Debug for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Host")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -47,11 +65,16 @@ impl Host {
     pub fn component() -> Self {
         Host {
             backend: Backend::Component,
+            // Zero-sized: boxing them allocates nothing.
+            claims: Box::new(crate::claims::HostClaims),
+            directory: Box::new(crate::directory::HostDirectory),
         }
     }
 
     /// A stand-in host for tests: `settings` are the tenant's plugin
-    /// settings; log lines are kept and returned by [`Host::logs`].
+    /// settings; log lines are kept and returned by [`Host::logs`]; claims go
+    /// to a fresh, empty [`FakeClaims`]; there is no directory
+    /// ([`FakeDirectory::not_configured`]).
     ///
     /// ```
     /// let host = hookbox_sdk::Host::fake([("mode", "echo")]);
@@ -73,7 +96,43 @@ impl Host {
                     .collect(),
                 log: RefCell::new(Vec::new()),
             },
+            claims: Box::new(FakeClaims::new()),
+            directory: Box::new(FakeDirectory::not_configured()),
         }
+    }
+
+    /// This host with `claims` as its claim store (keep a clone of a
+    /// [`FakeClaims`] to inspect or pre-seed it).
+    ///
+    /// ```
+    /// use hookbox_sdk::{Claims, FakeClaims, Host};
+    ///
+    /// let store = FakeClaims::new();
+    /// let host = Host::fake([("k", "v")]).with_claims(store.clone());
+    /// host.claims().claim("key", "me").unwrap();
+    /// assert_eq!(store.owner("key").as_deref(), Some("me"));
+    /// ```
+    pub fn with_claims(mut self, claims: impl Claims + 'static) -> Self {
+        self.claims = Box::new(claims);
+        self
+    }
+
+    /// This host with `directory` as the tenant's Okta directory.
+    pub fn with_directory(mut self, directory: impl Directory + 'static) -> Self {
+        self.directory = Box::new(directory);
+        self
+    }
+
+    /// The claim store, scoped to this tenant.
+    pub fn claims(&self) -> &dyn Claims {
+        &*self.claims
+    }
+
+    /// The tenant's Okta directory (every lookup answers
+    /// [`DirectoryError::NotConfigured`](crate::DirectoryError::NotConfigured)
+    /// when the tenant has none).
+    pub fn directory(&self) -> &dyn Directory {
+        &*self.directory
     }
 
     /// The tenant's plugin setting `key`, or `None` when the tenant does not set it.

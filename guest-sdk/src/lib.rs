@@ -1,10 +1,19 @@
-//! Write hookbox resolver plugins for Okta's User Import Inline Hook in Rust.
+//! Write hookbox plugins for Okta's User Import Inline Hook (and Okta's event
+//! hooks) in Rust.
 //!
-//! A plugin is a WebAssembly component that exports one function: given one
-//! imported user (a [`Request`]), answer what Okta should do (a [`Response`]),
-//! or an error summary. The host does everything else: HTTPS, authenticating
-//! Okta, JSON, limits. This crate hides the `wit-bindgen` glue behind a trait,
-//! [`Resolver`], and a macro, [`export!`].
+//! A resolver plugin is a WebAssembly component that exports one function:
+//! given one imported user (a [`Request`]), answer what Okta should do (a
+//! [`Response`]), or an error summary. The host does everything else: HTTPS,
+//! authenticating Okta, JSON, limits. This crate hides the `wit-bindgen` glue
+//! (WIT package `hookbox:okta-import@0.2.0`) behind a trait, [`Resolver`], and
+//! a macro, [`export!`].
+//!
+//! The host also grants a claim store ([`Claims`], through [`Host::claims`]:
+//! "this login belongs to that user", atomic, durable, shared by every
+//! replica), a read-only lookup in the tenant's Okta directory
+//! ([`Directory`], through [`Host::directory`]), and may deliver Okta events
+//! to an [`EventHandler`]. All three have in-memory fakes ([`FakeClaims`],
+//! [`FakeDirectory`], [`SyncEvent::builder`]) for plain `cargo test`.
 //!
 //! # A complete plugin
 //!
@@ -110,7 +119,10 @@
 //! # Rules a resolver must follow
 //!
 //! - Be deterministic: Okta retries the same event id once and both answers
-//!   must agree. No clocks, no randomness, no hash-map iteration order.
+//!   must agree. No clocks, no randomness, no hash-map iteration order; an
+//!   answer may depend on the claim store, as long as the same user gets the
+//!   same answer again (claim with a stable owner: a retry gets
+//!   `already-yours`).
 //! - Finish fast: Okta waits 3 seconds for the whole call, and the host
 //!   enforces its own, shorter deadline and memory limit.
 //! - Never log or put in the debug context profile values or anything
@@ -149,6 +161,9 @@
     )
 ))]
 mod arena;
+pub mod claims;
+pub mod directory;
+pub mod events;
 mod host;
 mod request;
 mod response;
@@ -160,6 +175,9 @@ pub mod bindings;
 pub use bindings::hookbox::okta_import::types::{
     ActionResult, Application, Attribute, Command, Context, ImportRequest, Job, Scalar, Value,
 };
+pub use claims::{ClaimResult, Claims, FakeClaims, StoreError};
+pub use directory::{Directory, DirectoryError, FakeDirectory};
+pub use events::{Actor, Event, EventHandler, LogEvent, Outcome, SyncEvent, SyncEventBuilder};
 pub use host::{Host, Level, LogLine};
 pub use request::{Profile, Request, RequestBuilder};
 pub use response::Response;
@@ -197,12 +215,19 @@ pub trait Resolver {
     fn resolve(request: &Request, host: &Host) -> Result<Response, String>;
 }
 
-/// Exports a [`Resolver`] as the plugin's `resolve` function.
+/// Exports a [`Resolver`], an [`EventHandler`], or both, as the plugin's
+/// `resolve` and `handle` functions.
 ///
 /// Use it once, at the root of a `cdylib` crate:
 ///
+/// - `export!(MyResolver)` or `export!(resolver: MyResolver)`: the import
+///   hook only (world `import-hook`);
+/// - `export!(handler: MyHandler)`: Okta event hooks only (world `event-hook`);
+/// - `export!(resolver: MyResolver, handler: MyHandler)`: both (world
+///   `import-and-event-hook`); one type may implement both traits.
+///
 /// ```
-/// # use hookbox_sdk::{Host, Request, Resolver, Response};
+/// # use hookbox_sdk::{Event, EventHandler, Host, Request, Resolver, Response};
 /// pub struct Nothing;
 ///
 /// impl Resolver for Nothing {
@@ -211,16 +236,37 @@ pub trait Resolver {
 ///     }
 /// }
 ///
-/// hookbox_sdk::export!(Nothing);
+/// impl EventHandler for Nothing {
+///     fn handle(_: &Event, _: &Host) -> Result<(), String> {
+///         Ok(())
+///     }
+/// }
+///
+/// hookbox_sdk::export!(resolver: Nothing, handler: Nothing);
 /// # fn main() {}
 /// ```
 ///
-/// On `wasm32` it generates the component export; elsewhere it only checks
-/// that the type implements [`Resolver`], so the crate also builds natively
-/// for tests.
+/// On `wasm32` it generates the component exports (only those asked for: the
+/// host tells a resolver from a handler by what the component exports);
+/// elsewhere it only checks that the types implement the traits, so the
+/// crate also builds natively for tests.
 #[macro_export]
 macro_rules! export {
-    ($resolver:ty) => {
+    (resolver: $resolver:ty, handler: $handler:ty $(,)?) => {
+        $crate::export!(@resolver $resolver);
+        $crate::export!(@handler $handler);
+    };
+    (handler: $handler:ty, resolver: $resolver:ty $(,)?) => {
+        $crate::export!(@resolver $resolver);
+        $crate::export!(@handler $handler);
+    };
+    (resolver: $resolver:ty $(,)?) => {
+        $crate::export!(@resolver $resolver);
+    };
+    (handler: $handler:ty $(,)?) => {
+        $crate::export!(@handler $handler);
+    };
+    (@resolver $resolver:ty) => {
         const _: () = {
             fn __hookbox_assert_resolver<R: $crate::Resolver>() {}
             let _ = __hookbox_assert_resolver::<$resolver>;
@@ -246,11 +292,39 @@ macro_rules! export {
             );
         };
     };
+    (@handler $handler:ty) => {
+        const _: () = {
+            fn __hookbox_assert_handler<H: $crate::EventHandler>() {}
+            let _ = __hookbox_assert_handler::<$handler>;
+        };
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __HookboxHandlerExport;
+
+            impl $crate::__private::HandlerGuest for __HookboxHandlerExport {
+                fn handle(
+                    event: $crate::Event,
+                ) -> ::core::result::Result<(), $crate::__private::String> {
+                    $crate::__private::handle::<$handler>(event)
+                }
+            }
+
+            $crate::__private::export_event_world!(
+                __HookboxHandlerExport with_types_in $crate::bindings::event_hook
+            );
+        };
+    };
+    ($resolver:ty) => {
+        $crate::export!(@resolver $resolver);
+    };
 }
 
 /// Used by [`export!`] only; not part of the API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bindings::event_hook::export as export_event_world;
+    pub use crate::bindings::event_hook::exports::hookbox::okta_import::event_handler::Guest as HandlerGuest;
     pub use crate::bindings::export as export_world;
     pub use crate::bindings::exports::hookbox::okta_import::resolver::Guest;
     pub use crate::bindings::hookbox::okta_import::types::Response as RawResponse;
@@ -263,5 +337,12 @@ pub mod __private {
     ) -> Result<RawResponse, String> {
         let host = crate::Host::component();
         R::resolve(&crate::Request::from(request), &host).map(crate::Response::into_raw)
+    }
+
+    /// Runs event handler `H` on one event from the host.
+    #[cfg(target_arch = "wasm32")]
+    pub fn handle<H: crate::EventHandler>(event: crate::Event) -> Result<(), String> {
+        let host = crate::Host::component();
+        H::handle(&event, &host)
     }
 }

@@ -32,7 +32,7 @@ use serde_json::Value;
 use hookbox::hook::{decode, encode};
 use hookbox::plugin::{
     Backend, Binding, DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode, Limits, Plugin,
-    Runtime,
+    Runtime, StoreScope,
 };
 use tokio::sync::Semaphore;
 
@@ -72,6 +72,13 @@ fn pipeline(c: &mut Criterion) {
     let request = decode::decode(&bodies.hashed_suffix).expect("decodes");
     let no_conflict = decode::decode(&bodies.no_conflict).expect("decodes");
     let middle = decode::decode(&bodies.middle_name).expect("decodes");
+    // The plugin's claims go to a throwaway embedded store (after the first
+    // iteration each call finds its login `already-yours`: reads, no writes).
+    // The cost of claims per backend is `benches/claims.rs`.
+    let store = rt
+        .block_on(hookbox_store::Store::scratch())
+        .expect("a scratch store");
+    let scope = StoreScope::new("bench", &store);
 
     // Every iteration awaits inside one `block_on`, so the runtime's own
     // enter/exit is not counted per call.
@@ -80,7 +87,13 @@ fn pipeline(c: &mut Criterion) {
             let start = Instant::now();
             for _ in 0..iters {
                 let inv = runtime
-                    .invoke(&plugin, black_box(request), settings.clone(), &limits)
+                    .invoke(
+                        &plugin,
+                        black_box(request),
+                        settings.clone(),
+                        &limits,
+                        &scope,
+                    )
                     .await;
                 let _ = black_box(inv);
             }
@@ -88,7 +101,7 @@ fn pipeline(c: &mut Criterion) {
         })
     };
     let sanity = rt
-        .block_on(runtime.invoke(&plugin, &request, settings.clone(), &limits))
+        .block_on(runtime.invoke(&plugin, &request, settings.clone(), &limits, &scope))
         .expect("a free instance slot");
     assert!(
         sanity.result.is_ok(),
@@ -124,7 +137,7 @@ fn pipeline(c: &mut Criterion) {
                 for _ in 0..iters {
                     let req = decode::decode(black_box(&bodies.hashed_suffix)).expect("decodes");
                     let inv = runtime
-                        .invoke(&plugin, &req, settings.clone(), &limits)
+                        .invoke(&plugin, &req, settings.clone(), &limits, &scope)
                         .await
                         .expect("a free instance slot");
                     black_box(encode::encode(&inv.result, &digest).expect("encodes"));
@@ -196,6 +209,10 @@ fn rust_plugin(runtime: &Runtime) -> Plugin {
 
 fn instance_modes(c: &mut Criterion) {
     let (rt, runtime) = runtimes();
+    let store = rt
+        .block_on(hookbox_store::Store::scratch())
+        .expect("a scratch store");
+    let scope = StoreScope::new("bench", &store);
     let request = decode::decode(&bodies().hashed_suffix).expect("decodes");
 
     let mut languages = vec![("rust", rust_plugin(&runtime))];
@@ -244,6 +261,7 @@ fn instance_modes(c: &mut Criterion) {
                 limits: &limits,
                 backend: &backend,
                 permits: &permits,
+                scope: &scope,
             };
             let sanity = rt
                 .block_on(binding.invoke(&runtime, &request))

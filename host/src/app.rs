@@ -2,19 +2,34 @@
 //! else. It does not reload, watch or route; those hold an `Arc<App>`
 //! ([`crate::reload::Reloader`], [`crate::server`]).
 //!
-//! Invariants: the engine and `[server]` are fixed for the process's
-//! lifetime; the tenant table is swapped whole, with one store, by
+//! Invariants: the engine, the claim store (`[store]`) and `[server]` are
+//! fixed for the process's lifetime (the store is opened once, before the
+//! app is built, by whoever starts it); the tenant table is swapped whole, with one store, by
 //! [`App::publish`] (never edited in place), so a request sees either the old
 //! or the new table, and the admin credentials are swapped right after it.
+//! The one [`Metrics`] registry and the one [`Readiness`] live here, so every
+//! endpoint and listener reports from the same state. An app may exist
+//! before its tenants are loaded ([`App::starting`], then [`App::load`]):
+//! the ops listener serves `/healthz` and a failing `/readyz` meanwhile.
+//! Each tenant with `auth.oauth` gets one readiness check, `oauth:{tenant}`,
+//! registered the first time a table holding it is published; it always
+//! asks the tenant's current verifier (whichever the last reload left) and
+//! passes once the tenant is gone or has no OAuth any more (checks cannot be
+//! unregistered).
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use hookbox_store::Store;
+use tokio::sync::watch;
 
 use crate::auth::Auth;
 use crate::config::{Config, ServerConfig};
-use crate::plugin::{EngineError, Runtime};
-use crate::tenant::{Tenant, TenantError, Tenants};
+use crate::metrics::Metrics;
+use crate::plugin::{EngineError, Runtime, StoreScope};
+use crate::readiness::{Check, CheckFuture, Readiness};
+use crate::tenant::{self, Tenant, TenantError, Tenants, Verifiers};
 
 /// Why an [`App`] could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -22,39 +37,134 @@ pub enum AppError {
     /// The engine could not start.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// A tenant's plugin could not be loaded.
+    /// A tenant's plugin could not be loaded, or its OAuth verifier set up.
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    /// The blocking load task failed.
+    #[error("loading the tenants failed: {0}")]
+    Task(String),
 }
 
 /// Everything a running server shares between requests.
 pub struct App {
     runtime: Runtime,
-    /// The tenant table, swapped whole (never edited in place).
-    tenants: ArcSwap<Tenants>,
+    /// The tenant table, swapped whole (never edited in place); shared with
+    /// the OAuth readiness checks, which look tenants up in it.
+    tenants: Arc<ArcSwap<Tenants>>,
     server: ServerConfig,
     /// `POST /admin/reload`'s credentials; `None`: the endpoint does not exist.
     admin: ArcSwapOption<Auth>,
+    metrics: Metrics,
+    readiness: Readiness,
+    /// Claims and idempotent answers, every tenant in its own key space.
+    store: Store,
+    /// Bumped whenever this process queues events: wakes the event worker.
+    events_wake: watch::Sender<u64>,
+    /// The tenants whose `oauth:{tenant}` readiness check is registered.
+    oauth_checks: Mutex<HashSet<String>>,
 }
 
 impl App {
-    /// Builds the engine and loads every tenant's plugin. Blocking (compiles).
-    pub fn from_config(config: &Config) -> Result<App, AppError> {
-        let runtime = Runtime::new(&config.engine)?;
-        let tenants = Tenants::load(&runtime, &config.tenants)?;
-        let app = App::new(runtime, tenants, config.server.clone());
-        app.admin.store(config.admin.clone().map(Arc::new));
+    /// How a server starts on `store` (opened from `config.store`): fetches
+    /// every OAuth tenant's issuer metadata and keys (a failure names the
+    /// tenant and the step), then builds the engine and loads every plugin
+    /// off the async runtime; ready at once.
+    pub async fn start(config: &Config, store: Store) -> Result<App, AppError> {
+        let verifiers = tenant::build_verifiers(&config.tenants).await?;
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || App::with_verifiers(&config, store, &verifiers))
+            .await
+            .map_err(|e| AppError::Task(e.to_string()))?
+    }
+
+    /// Builds the engine and loads every tenant's plugin, on `store` (opened
+    /// from `config.store`); ready at once. Blocking (compiles). Refuses a
+    /// tenant with `auth.oauth` ([`TenantError::NoVerifier`]): use
+    /// [`App::start`].
+    pub fn from_config(config: &Config, store: Store) -> Result<App, AppError> {
+        App::with_verifiers(config, store, &Verifiers::default())
+    }
+
+    /// [`App::from_config`] with the OAuth tenants' verifiers already built. Blocking.
+    pub fn with_verifiers(
+        config: &Config,
+        store: Store,
+        verifiers: &Verifiers,
+    ) -> Result<App, AppError> {
+        let app = App::starting(config, store)?;
+        app.load(config, verifiers)?;
+        app.readiness.loaded();
         Ok(app)
     }
 
-    /// An app serving `tenants` on `runtime`, without the admin endpoint.
-    pub fn new(runtime: Runtime, tenants: Tenants, server: ServerConfig) -> App {
-        App {
+    /// The engine with no tenant yet, not ready: [`App::load`] loads them,
+    /// and whoever started it calls [`Readiness::loaded`] once start-up is
+    /// done (after the smoke requests).
+    pub fn starting(config: &Config, store: Store) -> Result<App, EngineError> {
+        let runtime = Runtime::new(&config.engine)?;
+        Ok(App::build(
             runtime,
-            tenants: ArcSwap::from_pointee(tenants),
+            Tenants::default(),
+            config.server.clone(),
+            store,
+        ))
+    }
+
+    /// Loads every tenant's plugin of `config` and publishes them with its
+    /// admin credentials; each tenant with `auth.oauth` takes its verifier
+    /// from `verifiers` ([`tenant::build_verifiers`]). Blocking (compiles).
+    pub fn load(&self, config: &Config, verifiers: &Verifiers) -> Result<(), TenantError> {
+        let tenants = Tenants::load(&self.runtime, &config.tenants, verifiers)?;
+        self.publish(tenants, config.admin.clone());
+        Ok(())
+    }
+
+    /// An app serving `tenants` on `runtime` and `store`, without the admin
+    /// endpoint; ready.
+    pub fn new(runtime: Runtime, tenants: Tenants, server: ServerConfig, store: Store) -> App {
+        let app = App::build(runtime, tenants, server, store);
+        app.readiness.loaded();
+        app
+    }
+
+    fn build(runtime: Runtime, tenants: Tenants, server: ServerConfig, store: Store) -> App {
+        let metrics = Metrics::new();
+        metrics.plugins(&tenants);
+        let app = App {
+            runtime,
+            tenants: Arc::new(ArcSwap::from_pointee(Tenants::default())),
             server,
             admin: ArcSwapOption::empty(),
-        }
+            metrics,
+            readiness: Readiness::default(),
+            store,
+            events_wake: watch::Sender::new(0),
+            oauth_checks: Mutex::new(HashSet::new()),
+        };
+        app.register_oauth_checks(&tenants);
+        app.tenants.store(Arc::new(tenants));
+        app
+    }
+
+    /// The metrics registry every endpoint records into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// What `/readyz` answers from; features register their dependency checks here.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// The claim store (claims, idempotent answers), shared by every tenant.
+    /// Readiness can ask it [`Store::ping`].
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// `tenant`'s space of the claim store: what its requests run with.
+    pub fn scope(&self, tenant: &Tenant) -> StoreScope {
+        StoreScope::new(tenant.id(), &self.store)
     }
 
     /// The engine every tenant's plugin runs on.
@@ -82,9 +192,94 @@ impl App {
         self.admin.load_full()
     }
 
+    /// Tells the event worker that events were just queued.
+    pub(crate) fn events_queued(&self) {
+        self.events_wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// What the event worker waits on between looks at the queues.
+    pub(crate) fn events_wake(&self) -> watch::Receiver<u64> {
+        self.events_wake.subscribe()
+    }
+
     /// Makes `tenants` and `admin` the ones requests see from now on.
     pub(crate) fn publish(&self, tenants: Tenants, admin: Option<Auth>) {
+        self.metrics.plugins(&tenants);
+        self.register_oauth_checks(&tenants);
         self.tenants.store(Arc::new(tenants));
         self.admin.store(admin.map(Arc::new));
+    }
+
+    /// Registers `oauth:{tenant}` for each tenant of `tenants` with a
+    /// verifier that has none yet (see the module docs), and warns about
+    /// tenants whose event hook can never authenticate.
+    fn register_oauth_checks(&self, tenants: &Tenants) {
+        let mut registered = self.oauth_checks.lock().unwrap_or_else(|e| e.into_inner());
+        for id in tenants.ids() {
+            let Some(tenant) = tenants.get(id) else {
+                continue;
+            };
+            if tenant.oauth().is_none() {
+                continue;
+            }
+            if tenant.handles_events() && tenant.auth().secret.is_none() {
+                // Okta's event hooks authenticate with a header secret only.
+                tracing::warn!(
+                    tenant = id,
+                    "the plugin handles events but the tenant has no header secret: \
+                     its event hook refuses every delivery (401)"
+                );
+            }
+            if registered.insert(id.to_owned()) {
+                self.readiness.register(Arc::new(OAuthKeys {
+                    name: format!("oauth:{id}"),
+                    tenant: id.to_owned(),
+                    tenants: self.tenants.clone(),
+                }));
+            }
+        }
+    }
+}
+
+/// `/readyz`'s check of one tenant's OAuth issuer keys: the tenant's current
+/// verifier has keys cached and its last key fetch succeeded
+/// ([`hookbox_oauth::Health::is_ready`]). Reads cached state only: never
+/// fetches.
+struct OAuthKeys {
+    /// `oauth:{tenant}`.
+    name: String,
+    tenant: String,
+    tenants: Arc<ArcSwap<Tenants>>,
+}
+
+impl Check for OAuthKeys {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        let tenants = self.tenants.load();
+        let result = match tenants.get(&self.tenant).and_then(|t| t.oauth()) {
+            // Removed, or no OAuth any more: nothing to wait for.
+            None => Ok(()),
+            Some(verifier) => {
+                let health = verifier.health();
+                if health.is_ready() {
+                    Ok(())
+                } else if health.keys == 0 {
+                    Err(format!(
+                        "no signing keys cached from {}",
+                        verifier.jwks_uri()
+                    ))
+                } else {
+                    Err(format!(
+                        "the last key fetch from {} failed: {}",
+                        verifier.jwks_uri(),
+                        health.last_error.as_deref().unwrap_or("unknown error")
+                    ))
+                }
+            }
+        };
+        Box::pin(std::future::ready(result))
     }
 }

@@ -6,27 +6,37 @@
 //! table, one module per endpoint; [`auth`] before anything is read) →
 //! [`pipeline`] (decode → permit → invoke → encode, with [`hook`]'s wire
 //! format) → [`plugin`] (engine, load, invoke, limits), with [`tenant`]
-//! holding each tenant and [`App`] the state they share. [`reload`] plans
-//! and publishes new tenant tables, and watches for reasons to.
+//! holding each tenant and [`App`] the state they share, and [`log`] bounding
+//! what reaches the log. [`reload`] plans and publishes new tenant tables,
+//! and watches for reasons to. Okta event hooks take a second path: `routes`
+//! → [`events`] (decode, queue durably, acknowledge) and, off the request
+//! path, the events worker → the plugin's event handler.
 //!
 //! [`dryrun`] (`hookbox dry-run`) runs a CSV import's rows through the same
 //! [`pipeline`], offline.
 //!
 //! [`serve`] runs the real server on a listener the caller bound, which is
-//! how the end-to-end tests start it on port 0.
+//! how the end-to-end tests start it on port 0; [`serve_ops`] the plain-HTTP
+//! ops listener. Operations: [`metrics`] (one registry in [`App`]),
+//! [`readiness`] (`/readyz`), [`drain`] (SIGTERM/SIGINT).
 
 mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod drain;
 pub mod dryrun;
 mod error;
+pub mod events;
 pub mod hook;
+pub mod log;
+pub mod metrics;
 #[cfg(feature = "native-resolver")]
 pub mod native;
 pub mod pipeline;
 pub mod plugin;
+pub mod readiness;
 pub mod reload;
 mod routes;
 mod runner;
@@ -46,7 +56,9 @@ use crate::reload::Reloader;
 
 /// Serves HTTPS on `listener` until `shutdown` resolves, then drains
 /// in-flight requests. With a `reloader`, `POST /admin/reload` reloads, and
-/// so do file changes when `server.watch` is on.
+/// so do file changes when `server.watch` is on. The event worker
+/// ([`events`]) runs alongside, and stops once the server has drained
+/// (finishing the events in hand, leaving the rest queued).
 pub async fn serve(
     app: Arc<App>,
     reloader: Option<Arc<Reloader>>,
@@ -54,19 +66,44 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let routes = routes::Router::new()?;
+    let routes = routes::Router::main()?;
     let watcher = match &reloader {
         Some(r) if app.server().watch => Some(reload::watch(r.clone())?),
         _ => None,
     };
     let ctx = routes::Ctx {
-        app,
+        app: app.clone(),
         reloader,
         router: routes,
+        ops: false,
     };
-    server::serve(Arc::new(ctx), tls, listener, shutdown).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Inside this future, not spawned: dropping `serve` drops the worker too.
+    let worker = events::worker::run(app, stopped);
+    let server = async {
+        server::serve(Arc::new(ctx), tls, listener, shutdown).await;
+        let _ = stop.send(true);
+    };
+    tokio::join!(server, worker);
     if let Some(w) = watcher {
         w.abort();
     }
+    Ok(())
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` over plain HTTP on `listener`
+/// (`[server] ops_listen`) until `shutdown` resolves, then drains.
+pub async fn serve_ops(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let ctx = routes::Ctx {
+        app,
+        reloader: None,
+        router: routes::Router::ops()?,
+        ops: true,
+    };
+    server::serve_ops(Arc::new(ctx), listener, shutdown).await;
     Ok(())
 }

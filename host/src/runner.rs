@@ -2,13 +2,17 @@
 //!
 //! `run` sends one request through exactly the production path (the request
 //! pipeline `serve` uses, [`crate::pipeline::handle`], with the same engine
-//! configuration and limits) and shows what the plugin cost against its limits. `check` says whether a
-//! file is a component implementing the world, and what it imports.
+//! configuration and limits) and shows what the plugin cost against its
+//! limits. Its claims go to a throwaway store ([`Store::scratch`]) unless
+//! the caller passes a real one (`hookbox run --store-config FILE`). `check`
+//! says whether a file is a component implementing a hookbox world, which
+//! WIT version and which exports, and what it imports.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hookbox_store::{Store, StoreError};
 use tokio::sync::Semaphore;
 
 use crate::config::ConfigError;
@@ -16,12 +20,21 @@ use crate::hook::{decode, encode};
 use crate::pipeline::{self, Refused, Verdict};
 use crate::plugin::hookbox::okta_import::host::Level;
 use crate::plugin::{
-    Backend, Binding, EngineConfig, EngineError, Failure, InstanceMode, Limits, Plugin,
-    PluginError, RESOLVER_EXPORT, Runtime, Settings, WORLD_VERSION, compile,
+    Backend, Binding, EngineConfig, EngineError, Exports, Failure, InstanceMode, Limits, Plugin,
+    PluginError, RESOLVER_EXPORT, Runtime, Settings, StoreScope, WORLD_VERSION, WitVersion,
+    compile,
 };
 
-/// Import prefixes hookbox grants, and how.
+/// Import prefixes hookbox grants, and how (the first match applies).
 const GRANTED: &[(&str, &str)] = &[
+    (
+        "hookbox:okta-import/claims@",
+        "granted (the tenant's claim store)",
+    ),
+    (
+        "hookbox:okta-import/directory@",
+        "granted (answers not-configured: no directory lookups yet)",
+    ),
     ("hookbox:okta-import/", "granted"),
     ("wasi:io/", "granted"),
     ("wasi:cli/stdout", "granted (captured into the log)"),
@@ -89,29 +102,46 @@ fn check_into(path: &Path, out: &mut String) -> bool {
     let ty = component.component_type();
     let engine = runtime.engine();
 
-    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    let world = exports.iter().find(|e| e.starts_with(RESOLVER_EXPORT));
-    match world {
-        Some(name) => {
-            let version = &name[RESOLVER_EXPORT.len()..];
+    let names: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    let found = Exports::of(&component, engine);
+    match &found {
+        Ok(exports) => {
+            let world = match (exports.resolver, exports.event_handler) {
+                (false, true) => "event-hook",
+                (true, true) if exports.version == WitVersion::V0_2 => "import-and-event-hook",
+                _ => "import-hook",
+            };
+            let version = exports.version.as_str();
             let _ = writeln!(
                 out,
-                "implements: hookbox:okta-import/import-hook@{version} (exports {name})"
+                "implements: hookbox:okta-import/{world}@{version} (WIT {version}; exports {})",
+                exports.describe()
             );
-            if version != WORLD_VERSION {
+            if let Some(resolver) = exports.resolver_interface() {
+                let _ = writeln!(out, "  {resolver}: answers the import hook");
+            }
+            if exports.event_handler {
                 let _ = writeln!(
                     out,
-                    "this hookbox serves version {WORLD_VERSION} of the world; rebuild the plugin \
-                     against the wit/ of this hookbox"
+                    "  {}: handles event hooks (POST /hooks/{{tenant}}/events)",
+                    crate::plugin::EVENT_HANDLER_0_2
+                );
+            }
+            if exports.version != WitVersion::V0_2 {
+                let _ = writeln!(
+                    out,
+                    "WIT {version} has no claim store; this hookbox serves it unchanged \
+                     (rebuild against wit/0.2.0 for claims)"
                 );
             }
         }
-        None => {
+        Err(_) => {
             let _ = writeln!(
                 out,
                 "does not implement hookbox:okta-import/import-hook: it exports no \
-                 {RESOLVER_EXPORT}* interface (its exports: {})",
-                list(&exports)
+                 {RESOLVER_EXPORT}* interface (its exports: {}); this hookbox serves WIT \
+                 0.1.0 and {WORLD_VERSION}",
+                list(&names)
             );
         }
     }
@@ -130,8 +160,8 @@ fn check_into(path: &Path, out: &mut String) -> bool {
     }
     // The linker is the authority: it type-checks every import against what hookbox provides.
     let linked = Plugin::from_bytes(&runtime, &bytes);
-    match (&linked, world) {
-        (Ok(p), Some(_)) => {
+    match (&linked, found.is_ok()) {
+        (Ok(p), true) => {
             let _ = writeln!(
                 out,
                 "digest: {}\nresult: hookbox can load this plugin",
@@ -150,7 +180,7 @@ fn check_into(path: &Path, out: &mut String) -> bool {
             }
             false
         }
-        (Ok(_), None) => false,
+        (Ok(_), false) => false,
     }
 }
 
@@ -217,6 +247,9 @@ pub(crate) enum RunError {
     /// The blocking load task failed.
     #[error("loading the plugin failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The claim store could not be opened.
+    #[error("claim store: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl RunError {
@@ -224,12 +257,29 @@ impl RunError {
     pub(crate) const EXIT_CODE: u8 = ConfigError::EXIT_CODE;
 }
 
+/// Where `run`'s claims go.
+pub enum RunStore {
+    /// A throwaway store, empty, deleted afterwards (the default).
+    Scratch,
+    /// A real store (`--store-config`), as tenant `tenant`.
+    Real {
+        /// The opened store.
+        store: Store,
+        /// The tenant whose key space the plugin uses.
+        tenant: String,
+    },
+}
+
+/// The tenant id `run` uses in a scratch store.
+pub const RUN_TENANT: &str = "run";
+
 /// Runs one request file through a plugin as `serve` would, with fuel metered to report it.
 pub(crate) async fn run(
     plugin_path: &Path,
     request_path: &Path,
     settings: Settings,
     limits: Limits,
+    store: RunStore,
 ) -> Result<RunReport, RunError> {
     let body = std::fs::read(request_path).map_err(|error| RunError::Request {
         path: request_path.to_owned(),
@@ -258,12 +308,18 @@ pub(crate) async fn run(
     };
     let (settings, backend) = (Arc::new(settings), Backend::default());
     let permits = Semaphore::new(limits.max_concurrency as usize);
+    let (store, tenant, scratch) = match store {
+        RunStore::Scratch => (Store::scratch().await?, RUN_TENANT.to_owned(), true),
+        RunStore::Real { store, tenant } => (store, tenant, false),
+    };
+    let scope = StoreScope::new(&tenant, &store);
     let binding = Binding {
         plugin: &plugin,
         settings: &settings,
         limits: &limits,
         backend: &backend,
         permits: &permits,
+        scope: &scope,
     };
     let handled = match pipeline::handle(&runtime, &binding, &body).await {
         Ok(handled) => handled,
@@ -280,6 +336,10 @@ pub(crate) async fn run(
         plugin.digest()
     );
     let outcome = match &handled.verdict {
+        Verdict::Replayed => {
+            "replayed the answer stored for this eventId and body (the plugin did not run)"
+                .to_owned()
+        }
         Verdict::Failed(f) => format!("FAILED: {}", describe(f)),
         Verdict::Declined(s) => format!("declined: {s}"),
         Verdict::Answered { commands } => format!("answered {commands} command(s)"),
@@ -317,6 +377,23 @@ pub(crate) async fn run(
         body.len(),
         encode::MAX_RESPONSE_BYTES
     );
+    let (made, refused) = inv.store_calls;
+    let _ = writeln!(
+        text,
+        "store:    {made} claim-store call(s) of {} per request{}, {} store{}",
+        crate::plugin::MAX_STORE_CALLS,
+        if refused > 0 {
+            format!(" ({refused} more refused by the cap)")
+        } else {
+            String::new()
+        },
+        store.backend_name(),
+        if scratch {
+            " (a throwaway one: --store-config FILE to use a real one)".to_owned()
+        } else {
+            format!(", tenant {tenant}")
+        }
+    );
     let log = &handled.log;
     if !log.lines.is_empty() || log.dropped > 0 {
         let _ = writeln!(text, "log:");
@@ -330,6 +407,104 @@ pub(crate) async fn run(
     Ok(RunReport {
         body,
         ok: !matches!(handled.verdict, Verdict::Failed(_)),
+        text,
+    })
+}
+
+/// `hookbox run PLUGIN --events DELIVERY`: the plugin's event handler on
+/// each event of a delivery file, in order, as the event worker calls it (a
+/// fresh instance per event, the same limits), with the claims in `store`.
+/// The body is one JSON line per event (`uuid`, `eventType`, `result`); the
+/// text has each event's figures. `ok` when every event was handled.
+pub async fn run_events(
+    plugin_path: &Path,
+    delivery_path: &Path,
+    settings: Settings,
+    limits: Limits,
+    store: RunStore,
+) -> Result<RunReport, RunError> {
+    let body = std::fs::read(delivery_path).map_err(|error| RunError::Request {
+        path: delivery_path.to_owned(),
+        error,
+    })?;
+    let delivery = crate::events::delivery::decode(&body)
+        .map_err(|e| RunError::InvalidRequest(e.to_string()))?;
+    let engine = EngineConfig {
+        max_instances: 2,
+        max_memory: limits.memory.max(EngineConfig::default().max_memory),
+        fuel: true,
+        ..EngineConfig::default()
+    };
+    let plugin_path = plugin_path.to_owned();
+    let (runtime, plugin) = tokio::task::spawn_blocking(move || -> Result<_, RunError> {
+        let runtime = Runtime::new(&engine)?;
+        let plugin = Plugin::load(&runtime, &plugin_path)?;
+        Ok((runtime, plugin))
+    })
+    .await??;
+    if !plugin.exports().event_handler {
+        return Err(RunError::InvalidRequest(
+            "the plugin exports no event handler (hookbox:okta-import/event-handler@0.2.0)".into(),
+        ));
+    }
+    let settings = Arc::new(settings);
+    let (store, tenant) = match store {
+        RunStore::Scratch => (Store::scratch().await?, RUN_TENANT.to_owned()),
+        RunStore::Real { store, tenant } => (store, tenant),
+    };
+    let scope = StoreScope::new(&tenant, &store);
+    let mut out = Vec::new();
+    let mut text = format!(
+        "plugin:   {} ({})\n",
+        plugin.short_digest(),
+        plugin.digest()
+    );
+    let mut ok = true;
+    for event in &delivery.events {
+        let payload = crate::events::delivery::Payload::of(&delivery, event);
+        let typed = crate::events::delivery::log_event(
+            &serde_json::Value::Object(payload.event.clone()),
+            "event",
+        )
+        .map_err(|e| RunError::InvalidRequest(e.to_string()))?;
+        let wit_event = crate::events::to_wit(&payload, typed);
+        let run = runtime
+            .handle_event(&plugin, settings.clone(), &limits, &scope, &wit_event)
+            .await
+            .map_err(|_| RunError::Overloaded)?;
+        let verdict = run.verdict();
+        ok &= verdict.is_ok();
+        let line = serde_json::json!({
+            "uuid": event.uuid,
+            "eventType": event.event_type,
+            "result": match &verdict {
+                Ok(()) => "handled".to_owned(),
+                Err(reason) => format!("failed: {reason}"),
+            },
+        });
+        out.extend_from_slice(line.to_string().as_bytes());
+        out.push(b'\n');
+        let _ = writeln!(
+            text,
+            "event {} ({}): {}",
+            event.uuid,
+            event.event_type,
+            run.outcome()
+        );
+        for l in run.report(&limits).lines() {
+            let _ = writeln!(text, "  {l}");
+        }
+    }
+    if delivery.events.is_empty() {
+        let _ = writeln!(text, "the delivery has no events");
+    }
+    // `println!` adds the last newline.
+    if out.last() == Some(&b'\n') {
+        out.pop();
+    }
+    Ok(RunReport {
+        body: out,
+        ok,
         text,
     })
 }
@@ -366,8 +541,10 @@ mod tests {
 
     #[test]
     fn world_version_matches_the_wit_package() {
-        let wit = include_str!("../../wit/okta-import.wit");
+        let wit = include_str!("../../wit/0.2.0/okta-import.wit");
         assert!(wit.contains(&format!("package hookbox:okta-import@{WORLD_VERSION};")));
+        let old = include_str!("../../wit/okta-import.wit");
+        assert!(old.contains("package hookbox:okta-import@0.1.0;"));
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! A [`Tenant`] keeps its [`TenantConfig`] whole, as the one source of its
 //! identity, auth, plugin file, limits and settings; beside it only what a
-//! running tenant adds: the loaded plugin, what answers (its warm instances)
-//! and its concurrency permits. Whether a reload leaves a tenant unchanged is
+//! running tenant adds: the loaded plugin, what answers (its warm instances),
+//! its concurrency permits and, with `auth.oauth`, its token verifier (whose
+//! key cache lives as long as the tenant's OAuth settings do: a reload that
+//! keeps them keeps the verifier, keys and all). Whether a reload leaves a tenant unchanged is
 //! decided in one place, [`Tenant::is_unchanged`].
 //!
 //! The tenant table ([`Tenants`]) is immutable once built and is published
@@ -17,9 +19,12 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::auth::Auth;
+use hookbox_oauth::Verifier;
+
+use crate::auth::TenantAuth;
 use crate::config::TenantConfig;
-use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime};
+use crate::log::LogBudget;
+use crate::plugin::{Backend, Binding, Compiled, Limits, Plugin, PluginError, Runtime, StoreScope};
 
 /// A tenant's plugin could not be loaded at start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +47,53 @@ pub enum TenantError {
         /// Why it was refused.
         error: PluginError,
     },
+    /// The tenant's OAuth verifier could not be set up (the step that failed
+    /// and its URL: metadata, JWKS, CA file).
+    #[error("tenant '{tenant}': auth.oauth: {error}")]
+    OAuth {
+        /// The tenant's id.
+        tenant: String,
+        /// What failed.
+        error: hookbox_oauth::SetupError,
+    },
+    /// A tenant with `auth.oauth` was loaded without its verifier (use
+    /// [`crate::App::start`], which fetches the keys first).
+    #[error("tenant '{0}': auth.oauth needs its keys fetched before the tenant is built")]
+    NoVerifier(String),
+}
+
+/// Each OAuth tenant's verifier, by tenant id.
+pub type Verifiers = HashMap<String, Verifier>;
+
+/// Builds the verifier of every tenant with `auth.oauth`, all at once (each
+/// fetches its issuer's metadata and keys, bounded by its `fetch_timeout`).
+/// The first failure in `configs` order is returned.
+pub async fn build_verifiers(configs: &[TenantConfig]) -> Result<Verifiers, TenantError> {
+    let tasks: Vec<_> = configs
+        .iter()
+        .filter_map(|c| {
+            let oauth = c.auth.oauth.clone()?;
+            let task = tokio::spawn(async move { Verifier::from_config(&oauth).await });
+            Some((c.id.clone(), task))
+        })
+        .collect();
+    let mut verifiers = Verifiers::with_capacity(tasks.len());
+    for (tenant, task) in tasks {
+        let verifier = match task.await {
+            Ok(result) => result.map_err(|error| TenantError::OAuth {
+                tenant: tenant.clone(),
+                error,
+            })?,
+            Err(e) => {
+                return Err(TenantError::OAuth {
+                    tenant,
+                    error: hookbox_oauth::SetupError::Discovery(format!("setup task failed: {e}")),
+                });
+            }
+        };
+        verifiers.insert(tenant, verifier);
+    }
+    Ok(verifiers)
 }
 
 /// One tenant, as requests see it.
@@ -55,6 +107,10 @@ pub struct Tenant {
     backend: Backend,
     /// Invocations in flight for this tenant; one tenant's flood cannot take every pool slot.
     permits: Arc<Semaphore>,
+    /// Verifies bearer tokens when the tenant has `auth.oauth` (built from exactly that).
+    oauth: Option<Verifier>,
+    /// How much its plugin may log per window (a new version starts a new window).
+    log_budget: LogBudget,
 }
 
 /// The tenant table: tenant id → tenant.
@@ -65,11 +121,26 @@ pub struct Tenants {
 
 impl Tenants {
     /// Builds the table, compiling each distinct plugin file once (tenants
-    /// sharing a file, by content, share the compiled plugin). Blocking.
-    pub fn load(runtime: &Runtime, configs: &[TenantConfig]) -> Result<Tenants, TenantError> {
+    /// sharing a file, by content, share the compiled plugin); each tenant
+    /// with `auth.oauth` takes its verifier from `verifiers` (see
+    /// [`build_verifiers`]). Blocking.
+    pub fn load(
+        runtime: &Runtime,
+        configs: &[TenantConfig],
+        verifiers: &Verifiers,
+    ) -> Result<Tenants, TenantError> {
         let mut compiled = Compiled::default();
         let mut by_id = HashMap::with_capacity(configs.len());
         for c in configs {
+            let oauth = match &c.auth.oauth {
+                Some(_) => Some(
+                    verifiers
+                        .get(&c.id)
+                        .cloned()
+                        .ok_or_else(|| TenantError::NoVerifier(c.id.clone()))?,
+                ),
+                None => None,
+            };
             let bytes = std::fs::read(&c.plugin).map_err(|error| TenantError::Read {
                 tenant: c.id.clone(),
                 error: PluginError::Read {
@@ -84,7 +155,8 @@ impl Tenants {
                     path: c.plugin.clone(),
                     error: refusal.error,
                 })?;
-            by_id.insert(c.id.clone(), Arc::new(Tenant::new(c.clone(), plugin)));
+            let tenant = Tenant::new(c.clone(), plugin).with_oauth(oauth);
+            by_id.insert(c.id.clone(), Arc::new(tenant));
         }
         Ok(Tenants { by_id })
     }
@@ -135,12 +207,22 @@ impl Tenant {
     /// (in `reuse` mode) its own warm instances.
     pub fn new(config: TenantConfig, plugin: Plugin) -> Tenant {
         let permits = Arc::new(Semaphore::new(config.limits.max_concurrency as usize));
+        let log_budget = LogBudget::new(config.limits.log_volume, config.limits.log_window);
         Tenant {
             config,
             plugin,
             backend: Backend::default(),
             permits,
+            oauth: None,
+            log_budget,
         }
+    }
+
+    /// The same tenant verifying bearer tokens with `verifier`, which must
+    /// have been built from this tenant's `auth.oauth`.
+    pub fn with_oauth(mut self, verifier: Option<Verifier>) -> Tenant {
+        self.oauth = verifier;
+        self
     }
 
     /// The same tenant answered by `backend` instead (the benchmarks' seam:
@@ -203,13 +285,24 @@ impl Tenant {
     }
 
     /// How Okta authenticates to it.
-    pub fn auth(&self) -> &Auth {
+    pub fn auth(&self) -> &TenantAuth {
         &self.config.auth
+    }
+
+    /// Its bearer-token verifier (with `auth.oauth`): for readiness
+    /// ([`Verifier::health`]) and metrics ([`Verifier::fetch_count`]) too.
+    pub fn oauth(&self) -> Option<&Verifier> {
+        self.oauth.as_ref()
     }
 
     /// What one invocation may use.
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    /// Its plugin's log budget.
+    pub fn log_budget(&self) -> &LogBudget {
+        &self.log_budget
     }
 
     /// The plugin version serving it.
@@ -223,19 +316,30 @@ impl Tenant {
         self.permits.available_permits()
     }
 
+    /// Whether it serves Okta event hooks: its plugin exports the event
+    /// handler, `events.enabled` is on, and the plugin (not a bench's
+    /// native resolver) answers it.
+    pub fn handles_events(&self) -> bool {
+        self.config.events.enabled
+            && self.plugin.exports().event_handler
+            && matches!(self.backend, Backend::Plugin(_))
+    }
+
     /// Warm instances waiting for a request (always 0 in `fresh` mode).
     pub fn idle_instances(&self) -> usize {
         self.backend.idle()
     }
 
-    /// What the request pipeline runs this tenant's requests with.
-    pub fn binding(&self) -> Binding<'_> {
+    /// What the request pipeline runs this tenant's requests with, in
+    /// `scope` (the tenant's space of the claim store: [`crate::App::scope`]).
+    pub fn binding<'a>(&'a self, scope: &'a StoreScope) -> Binding<'a> {
         Binding {
             plugin: &self.plugin,
             settings: &self.config.settings,
             limits: &self.config.limits,
             backend: &self.backend,
             permits: &self.permits,
+            scope,
         }
     }
 }

@@ -39,6 +39,20 @@
 //! - A failed refresh keeps the previous keys (an issuer outage does not stop tokens signed with
 //!   known keys); [`Verifier::health`] then reports the failure.
 //!
+//! # Verified-token cache
+//!
+//! Okta reuses one access token for many hook calls until it expires, and a token's signature
+//! and claims are the same on every call: what can change is the clock and the issuer's key
+//! set. So a token that verified is remembered, by the SHA-256 of its text, with the key that
+//! verified it and its `exp`: the same token again is accepted after checking only that `exp`
+//! (with the leeway) has not passed and that the cached key set still holds that very key (a
+//! refresh replaces every key, so every cached token is verified afresh once after it). Only
+//! successes are cached (a forged token cannot fill it), at most [`TOKEN_CACHE_CAPACITY`]
+//! tokens: when full, expired entries go, and if none has, the whole cache is dropped (a
+//! bounded, simple policy; the next calls verify in full). The settings (issuer, audience,
+//! client id, scope, leeway) cannot change under a cached token: new settings build a new
+//! verifier.
+//!
 //! # 401 or 503
 //!
 //! Every rejection is `401` except [`Rejection::KeysUnavailable`], which is `503` with
@@ -69,6 +83,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -78,6 +93,9 @@ use crate::keys::{JwksError, KeySet, VerifyKey, cache_ttl};
 
 /// Longest token accepted, in bytes (Okta's access tokens are around 1 KB).
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Most verified tokens remembered at once (see the module docs).
+pub const TOKEN_CACHE_CAPACITY: usize = 4096;
 
 /// `Retry-After` sent with [`Rejection::KeysUnavailable`].
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -273,6 +291,16 @@ struct Inner {
     attempts: watch::Sender<u64>,
     fetches: AtomicU64,
     validations: Vec<(Algorithm, Validation)>,
+    /// Tokens that verified, by SHA-256 of the token (see the module docs).
+    verified: Mutex<HashMap<[u8; 32], CachedToken>>,
+}
+
+/// A token that verified: the key that verified it, its `exp`, and what it said.
+struct CachedToken {
+    kid: String,
+    key: Arc<VerifyKey>,
+    exp: f64,
+    token: VerifiedToken,
 }
 
 /// Verifies bearer tokens for one tenant. Cheap to clone (shared state); `Send + Sync`.
@@ -461,6 +489,7 @@ impl Verifier {
                 attempts: watch::Sender::new(0),
                 fetches,
                 validations,
+                verified: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -566,6 +595,10 @@ impl Verifier {
         deadline: Instant,
     ) -> Result<VerifiedToken, Rejection> {
         let token = bearer_token(authorization)?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(verified) = self.cached(&digest) {
+            return Ok(verified);
+        }
         let (alg, kid) = peek_header(token)?;
         let key = self.key(&kid, deadline).await?;
         if !key.algorithms.contains(&alg) {
@@ -600,12 +633,72 @@ impl Verifier {
             .and_then(Value::as_f64)
             .filter(|e| e.is_finite() && *e >= 0.0)
             .ok_or(Rejection::Expired)?;
-        Ok(VerifiedToken {
+        let verified = VerifiedToken {
             sub: string_claim(&claims.sub),
             cid,
             scopes,
             expires_at: SystemTime::UNIX_EPOCH + Duration::from_secs_f64(exp),
-        })
+        };
+        self.remember(digest, kid, key, exp, verified.clone());
+        Ok(verified)
+    }
+
+    /// The cached verdict of the token with this digest, if it still holds: not expired (with
+    /// the leeway), and its key is still the cached key of its `kid`.
+    fn cached(&self, digest: &[u8; 32]) -> Option<VerifiedToken> {
+        let mut cache = lock(&self.inner.verified);
+        let entry = cache.get(digest)?;
+        let leeway = self.inner.settings.leeway.as_secs_f64();
+        let state = self.inner.state.load();
+        let fresh = unix_now() <= entry.exp + leeway;
+        let same_key = state
+            .keys
+            .get(&entry.kid)
+            .is_some_and(|k| Arc::ptr_eq(k, &entry.key));
+        if fresh && same_key {
+            if Instant::now() >= state.expires_at {
+                // As for a known key: the routine refresh runs in the background.
+                self.inner.start_limited_refresh();
+            }
+            Some(entry.token.clone())
+        } else {
+            // Verified in full from now on (and refused, if it is expired).
+            cache.remove(digest);
+            None
+        }
+    }
+
+    fn remember(
+        &self,
+        digest: [u8; 32],
+        kid: String,
+        key: Arc<VerifyKey>,
+        exp: f64,
+        token: VerifiedToken,
+    ) {
+        let mut cache = lock(&self.inner.verified);
+        if cache.len() >= TOKEN_CACHE_CAPACITY {
+            let leeway = self.inner.settings.leeway.as_secs_f64();
+            let now = unix_now();
+            cache.retain(|_, e| now <= e.exp + leeway);
+            if cache.len() >= TOKEN_CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            digest,
+            CachedToken {
+                kid,
+                key,
+                exp,
+                token,
+            },
+        );
+    }
+
+    /// Tokens in the verified-token cache right now.
+    pub fn cached_tokens(&self) -> usize {
+        lock(&self.inner.verified).len()
     }
 
     /// The key named `kid`: from the cache, or after one (rate-limited, shared) refresh.
@@ -678,8 +771,16 @@ fn validation_for(alg: Algorithm, settings: &OAuthSettings) -> Validation {
     v
 }
 
-fn lock(m: &Mutex<Gate>) -> std::sync::MutexGuard<'_, Gate> {
-    // The gate holds two plain values: a panic elsewhere cannot leave it inconsistent.
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The gate holds two plain values and the token cache whole entries, each changed in one
+    // statement: a panic elsewhere cannot leave either inconsistent.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

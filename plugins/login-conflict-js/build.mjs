@@ -15,11 +15,11 @@ if (!out || process.argv.length !== 3) {
 
 const { component } = await componentize({
   sourcePath: resolve(here, 'src/resolver.js'),
-  witPath: resolve(here, '../../wit'),
-  worldName: 'import-hook',
+  witPath: resolve(here, '../../wit/0.2.0'),
+  worldName: 'import-and-event-hook',
   // Every optional engine feature off: no WASI at all (no stdio, random,
   // clocks, outgoing HTTP or fetch event). The component imports only
-  // hookbox's `host` interface. (`'all'` is not accepted by the API.)
+  // hookbox's own interfaces. (`'all'` is not accepted by the API.)
   disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],
 });
 

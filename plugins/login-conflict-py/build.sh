@@ -24,12 +24,13 @@ esac
 
 mkdir -p "$(dirname "$out")"
 cd "$here"
-# componentize-py generates the `wit_world` bindings itself from the WIT;
-# --stub-wasi replaces every WASI import with a trapping stub, so the
-# component imports only hookbox's own `host` interface.
+# componentize-py generates the `wit_world` bindings itself from the WIT
+# (0.2.0: the resolver and the event handler); --stub-wasi replaces every WASI
+# import with a trapping stub, so the component imports only hookbox's own
+# interfaces.
 componentize-py \
-    --wit-path ../../wit \
-    --world import-hook \
+    --wit-path ../../wit/0.2.0 \
+    --world import-and-event-hook \
     componentize app \
     --python-path src \
     --stub-wasi \

@@ -94,9 +94,24 @@ impl Client {
 
     /// A TLS connection to the server offering only `alpn`.
     async fn tls(&self, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
+        self.connect_tls(&[alpn], None).await
+    }
+
+    /// A TLS connection offering these ALPN protocols (none: no ALPN at
+    /// all), its socket's receive buffer set to `recv_buffer` bytes if
+    /// given (a client that reads slowly, or not at all, fills it fast).
+    pub async fn connect_tls(
+        &self,
+        alpn: &[&[u8]],
+        recv_buffer: Option<u32>,
+    ) -> tokio_rustls::client::TlsStream<TcpStream> {
         let mut config = (*self.tls).clone();
-        config.alpn_protocols = vec![alpn.to_vec()];
-        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let tcp = socket.connect(self.addr).await.unwrap();
         TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
             .await
@@ -144,6 +159,48 @@ impl Client {
         let mut conn = self.connect(Proto::H1).await;
         conn.send(self.hook_request(tenant, Some(("authorization", secret)), body.to_string()))
             .await
+    }
+
+    /// POSTs an event hook delivery to the tenant's `/hooks/{tenant}/events`
+    /// with `Authorization: secret`.
+    pub async fn events(&self, tenant: &str, secret: &str, body: &Value) -> Reply {
+        self.events_raw(tenant, secret, body.to_string()).await
+    }
+
+    /// [`Client::events`] with a body as given (e.g. malformed).
+    pub async fn events_raw(&self, tenant: &str, secret: &str, body: String) -> Reply {
+        let mut req = self.hook_request(tenant, Some(("authorization", secret)), body);
+        *req.uri_mut() = format!(
+            "https://127.0.0.1:{}/hooks/{tenant}/events",
+            self.addr.port()
+        )
+        .parse()
+        .unwrap();
+        self.connect(Proto::H1).await.send(req).await
+    }
+
+    /// Okta's one-time verification `GET /hooks/{tenant}/events`, with the
+    /// challenge header if given and `Authorization: secret`.
+    pub async fn verify_events(
+        &self,
+        tenant: &str,
+        secret: &str,
+        challenge: Option<&str>,
+    ) -> Reply {
+        let mut req = self.request(
+            Method::GET,
+            &format!("/hooks/{tenant}/events"),
+            Bytes::new(),
+        );
+        req.headers_mut()
+            .insert("authorization", HeaderValue::from_str(secret).unwrap());
+        if let Some(c) = challenge {
+            req.headers_mut().insert(
+                "x-okta-verification-challenge",
+                HeaderValue::from_str(c).unwrap(),
+            );
+        }
+        self.connect(Proto::H1).await.send(req).await
     }
 
     /// A hook request with JSON content type and, if given, one auth header.

@@ -7,16 +7,19 @@
 #![allow(clippy::unwrap_used)] // test support: a failed setup step should stop the test loudly
 
 mod client;
+mod logs;
 mod pki;
 mod server;
 mod spec;
 
 pub use client::{Client, Conn, Proto, Reply};
+pub use logs::LogCapture;
 pub use pki::Pki;
 pub use server::TestServer;
-pub use spec::{Setup, TenantSpec};
+pub use spec::{Setup, StoreSpec, TenantSpec};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
@@ -38,6 +41,16 @@ pub fn misbehave_wasm() -> PathBuf {
 /// A valid component of another world, built from `tests/guests/wrong-world`.
 pub fn wrong_world_wasm() -> PathBuf {
     guests_dir().join("wrong_world.wasm")
+}
+
+/// A plugin built for WIT 0.1.0 (raw wit-bindgen), from `tests/guests/legacy-0.1`.
+pub fn legacy_wasm() -> PathBuf {
+    guests_dir().join("legacy_0_1.wasm")
+}
+
+/// A 0.2.0 plugin exporting only the event handler, from `tests/guests/events-only`.
+pub fn events_only_wasm() -> PathBuf {
+    guests_dir().join("events_only.wasm")
 }
 
 /// The login-conflict resolver in every language built for this run: Rust,
@@ -62,8 +75,40 @@ pub fn fixture_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// An event hook delivery fixture, `tests/fixtures/events/<name>`.
+pub fn delivery(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture_path(&format!("fixtures/events/{name}"))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 /// Okta's sample import request (`tests/fixtures/sample-request.json`).
+///
+/// Every call returns the same `eventId`: hookbox answers a repeated
+/// `eventId` with the same body from its store (Okta's retry), without
+/// running the plugin. A test that needs the plugin to run on every request
+/// gives each one its own id ([`fresh_sample`], [`with_fresh_event_id`]).
 pub fn sample_request() -> Value {
     let text = std::fs::read_to_string(fixture_path("fixtures/sample-request.json")).unwrap();
     serde_json::from_str(&text).unwrap()
+}
+
+/// An `eventId` no other request of this test process has.
+pub fn fresh_event_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// `body` with a fresh `eventId` (a new Okta request, not a retry).
+pub fn with_fresh_event_id(mut body: Value) -> Value {
+    body["eventId"] = Value::String(fresh_event_id());
+    body
+}
+
+/// Okta's sample with a fresh `eventId`.
+pub fn fresh_sample() -> Value {
+    with_fresh_event_id(sample_request())
 }

@@ -15,7 +15,7 @@ use hookbox::plugin::cache::CacheStats;
 use hookbox::reload::{ReloadReport, Reloader};
 use hookbox::tenant::Tenant;
 
-use crate::{Client, Pki, Reply, Setup, TenantSpec, sample_request};
+use crate::{Client, Pki, Reply, Setup, TenantSpec, fresh_sample};
 
 /// The real hookbox server, on a loopback port the OS picked, started from
 /// a real config file it can reload. Read-only from the outside: tests see
@@ -57,17 +57,17 @@ impl TestServer {
             ..Default::default()
         };
         let config = Config::load(&config_path, &overrides).unwrap();
-        // Compiling plugins blocks; keep it off the test's async workers.
-        let path = config_path.clone();
-        let (app, reloader, tls) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let app = Arc::new(App::from_config(&config)?);
-            let reloader = Arc::new(Reloader::new(app.clone(), path, overrides, &config));
-            let identity = hookbox::tls::Identity::load(&config.tls)?;
-            Ok((app, reloader, hookbox::tls::server_config(identity)?))
-        })
-        .await
-        .unwrap()
-        .unwrap();
+        let store = hookbox::cli::open_store(&config.store).await.unwrap();
+        // As `serve` starts: OAuth keys fetched, then plugins compiled off the async workers.
+        let app = Arc::new(App::start(&config, store).await.unwrap());
+        let reloader = Arc::new(Reloader::new(
+            app.clone(),
+            config_path.clone(),
+            overrides,
+            &config,
+        ));
+        let identity = hookbox::tls::Identity::load(&config.tls).unwrap();
+        let tls = hookbox::tls::server_config(identity).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
@@ -91,6 +91,30 @@ impl TestServer {
             config_path,
             dir,
         }
+    }
+
+    /// Loads `setup` the way [`Setup::start`] would, up to the point where the
+    /// server would bind, and returns why it would refuse to start (`None`:
+    /// it would start). For start-up failures such as an unreachable issuer.
+    pub async fn start_error(setup: &Setup) -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new();
+        std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
+        let config_path = dir.path().join("hookbox.toml");
+        std::fs::write(&config_path, setup.toml(dir.path())).unwrap();
+        let config = match Config::load(&config_path, &Overrides::default()) {
+            Ok(c) => c,
+            Err(e) => return Some(e.to_string()),
+        };
+        let store = match hookbox::cli::open_store(&config.store).await {
+            Ok(s) => s,
+            Err(e) => return Some(e.to_string()),
+        };
+        App::start(&config, store)
+            .await
+            .err()
+            .map(|e| e.to_string())
     }
 
     /// Where it listens.
@@ -159,6 +183,11 @@ impl TestServer {
             .expect("a cache is configured")
     }
 
+    /// The server's claim store (to count claims, list them, check answers).
+    pub fn store(&self) -> &hookbox_store::Store {
+        self.app.store()
+    }
+
     /// The cache file of the plugin with this digest (panics without `cache_dir`).
     pub fn cache_file(&self, digest: &str) -> PathBuf {
         self.app
@@ -177,7 +206,8 @@ impl TestServer {
         assert!(free > 0, "tenant {tenant} has no free permit to hold");
         let held = {
             let (client, tenant, secret) = (self.client(), tenant.to_owned(), secret.to_owned());
-            tokio::spawn(async move { client.hook(&tenant, &secret, &sample_request()).await })
+            // A fresh eventId: a repeated one may be answered from the store, without a permit.
+            tokio::spawn(async move { client.hook(&tenant, &secret, &fresh_sample()).await })
         };
         while self.tenant(tenant).free_permits() >= free {
             tokio::task::yield_now().await;

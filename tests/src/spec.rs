@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use hookbox_oauth::testing::FakeIssuer;
+
+use crate::Pki;
 use crate::server::TestServer;
 
 /// One `[[tenants]]` entry of the test config.
@@ -15,6 +18,53 @@ pub struct TenantSpec {
     limits: LimitsSpec,
     settings: Vec<(String, String)>,
     smoke: Option<PathBuf>,
+    oauth: Option<OAuthSpec>,
+    events: EventsSpec,
+}
+
+/// A tenant's `auth.oauth` table: an issuer, its CA (written to a file beside
+/// the config, named by a relative `ca_file`), and optional keys.
+#[derive(Clone)]
+struct OAuthSpec {
+    issuer: String,
+    audience: String,
+    ca_pem: String,
+    /// Further keys, each a TOML string value (`client_id`, `scope`, `leeway`, ...).
+    keys: Vec<(String, String)>,
+}
+
+/// A tenant's `events` table; unset values take hookbox's defaults.
+#[derive(Clone, Default)]
+struct EventsSpec {
+    enabled: Option<bool>,
+    types: Option<Vec<String>>,
+    max_queued: Option<usize>,
+    max_attempts: Option<u32>,
+    retry_backoff: Option<String>,
+}
+
+impl EventsSpec {
+    /// The body of the TOML inline table.
+    fn toml(&self) -> String {
+        let mut fields = Vec::new();
+        if let Some(v) = self.enabled {
+            fields.push(format!("enabled = {v}"));
+        }
+        if let Some(types) = &self.types {
+            let list: Vec<_> = types.iter().map(|t| format!("{t:?}")).collect();
+            fields.push(format!("types = [{}]", list.join(", ")));
+        }
+        if let Some(n) = self.max_queued {
+            fields.push(format!("max_queued = {n}"));
+        }
+        if let Some(n) = self.max_attempts {
+            fields.push(format!("max_attempts = {n}"));
+        }
+        if let Some(v) = &self.retry_backoff {
+            fields.push(format!("retry_backoff = {v:?}"));
+        }
+        fields.join(", ")
+    }
 }
 
 /// A tenant's `limits` table; unset values take hookbox's defaults.
@@ -26,6 +76,8 @@ struct LimitsSpec {
     max_concurrency: Option<u32>,
     instance_mode: Option<String>,
     reuse_max_requests: Option<u32>,
+    log_volume: Option<String>,
+    log_window: Option<String>,
 }
 
 impl LimitsSpec {
@@ -40,6 +92,8 @@ impl LimitsSpec {
         text("memory", &self.memory);
         text("deadline", &self.deadline);
         text("instance_mode", &self.instance_mode);
+        text("log_volume", &self.log_volume);
+        text("log_window", &self.log_window);
         for (key, v) in [
             ("fuel", self.fuel),
             ("max_concurrency", self.max_concurrency.map(u64::from)),
@@ -64,7 +118,70 @@ impl TenantSpec {
             limits: LimitsSpec::default(),
             settings: Vec::new(),
             smoke: None,
+            oauth: None,
+            events: EventsSpec::default(),
         }
+    }
+
+    /// `auth.oauth` for `issuer` (its issuer URL, audience `api://default`,
+    /// its CA as a relative `ca_file`), beside the header secrets: a
+    /// migrating tenant. Add [`TenantSpec::no_secrets`] for OAuth only.
+    pub fn oauth(mut self, issuer: &FakeIssuer) -> Self {
+        let keys = self.oauth.take().map(|o| o.keys).unwrap_or_default();
+        self.oauth = Some(OAuthSpec {
+            issuer: issuer.issuer().to_owned(),
+            audience: hookbox_oauth::testing::AUDIENCE.to_owned(),
+            ca_pem: issuer.ca_pem().to_owned(),
+            keys,
+        });
+        self
+    }
+
+    /// One more key of `auth.oauth` (after [`TenantSpec::oauth`]), as a TOML
+    /// string: e.g. `("client_id", "0oa1")`, `("min_refresh_interval", "1h")`.
+    pub fn oauth_key(mut self, key: &str, value: &str) -> Self {
+        let oauth = self
+            .oauth
+            .as_mut()
+            .expect("oauth_key needs TenantSpec::oauth first");
+        oauth.keys.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// No header secrets (with [`TenantSpec::oauth`]: OAuth only).
+    pub fn no_secrets(mut self) -> Self {
+        self.secrets.clear();
+        self
+    }
+
+    /// `events.enabled = false`: the tenant's event hook answers 404.
+    pub fn events_disabled(mut self) -> Self {
+        self.events.enabled = Some(false);
+        self
+    }
+
+    /// `events.types`: the event types handed to the handler.
+    pub fn event_types(mut self, types: &[&str]) -> Self {
+        self.events.types = Some(types.iter().map(|t| (*t).to_owned()).collect());
+        self
+    }
+
+    /// `events.max_queued`.
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.events.max_queued = Some(n);
+        self
+    }
+
+    /// `events.max_attempts`.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.events.max_attempts = Some(n);
+        self
+    }
+
+    /// `events.retry_backoff`, e.g. `"100ms"`.
+    pub fn retry_backoff(mut self, duration: &str) -> Self {
+        self.events.retry_backoff = Some(duration.to_owned());
+        self
     }
 
     /// `smoke`: a request file a new plugin version must answer before a reload makes it live.
@@ -115,6 +232,18 @@ impl TenantSpec {
         self
     }
 
+    /// `limits.log_volume`, e.g. `"4KiB"`.
+    pub fn log_volume(mut self, size: &str) -> Self {
+        self.limits.log_volume = Some(size.to_owned());
+        self
+    }
+
+    /// `limits.log_window`, e.g. `"1m"`.
+    pub fn log_window(mut self, duration: &str) -> Self {
+        self.limits.log_window = Some(duration.to_owned());
+        self
+    }
+
     /// The secrets the tenant accepts (in place of `secret-{id}`).
     pub fn secrets(mut self, secrets: &[&str]) -> Self {
         self.secrets = secrets.iter().map(|s| (*s).to_owned()).collect();
@@ -147,11 +276,26 @@ pub struct Setup {
     body_limit: Option<String>,
     request_timeout: Option<String>,
     handshake_timeout: Option<String>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    write_timeout: Option<String>,
+    max_header_size: Option<String>,
     max_connections: Option<usize>,
     watch: bool,
     cache_dir: Option<PathBuf>,
     cache_max_size: Option<String>,
     admin_secret: Option<String>,
+    store: Option<StoreSpec>,
+    answer_ttl: Option<String>,
+}
+
+/// Where the test server's claim store is (`[store]`).
+#[derive(Clone)]
+pub enum StoreSpec {
+    /// An embedded store at this file (e.g. shared by two servers started one after the other).
+    Embedded(PathBuf),
+    /// A Redis store at this URL (e.g. `RedisServer::url()`).
+    Redis(String),
 }
 
 impl Setup {
@@ -193,6 +337,30 @@ impl Setup {
         self
     }
 
+    /// `server.header_timeout`, e.g. `"300ms"`.
+    pub fn header_timeout(mut self, duration: &str) -> Self {
+        self.header_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.idle_timeout`, e.g. `"300ms"`.
+    pub fn idle_timeout(mut self, duration: &str) -> Self {
+        self.idle_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.write_timeout`, e.g. `"300ms"`.
+    pub fn write_timeout(mut self, duration: &str) -> Self {
+        self.write_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.max_header_size`, e.g. `"32KiB"`.
+    pub fn max_header_size(mut self, size: &str) -> Self {
+        self.max_header_size = Some(size.to_owned());
+        self
+    }
+
     /// `server.max_connections`.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.max_connections = Some(n);
@@ -223,6 +391,32 @@ impl Setup {
         self
     }
 
+    /// `[store]`: where claims and idempotent answers live (default: an
+    /// embedded store in the server's own directory).
+    pub fn store(mut self, store: StoreSpec) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// `[store] answer_ttl`, e.g. `"200ms"` (needs a `store`).
+    pub fn answer_ttl(mut self, ttl: &str) -> Self {
+        self.answer_ttl = Some(ttl.to_owned());
+        self
+    }
+
+    /// Writes the config file (`hookbox.toml`), its secret files and a
+    /// certificate into `dir`, as `hookbox serve --config` reads them; the
+    /// certificate's CA is returned for a client. For a server in another
+    /// process (e.g. one a test kills).
+    pub fn write_files(&self, dir: &Path) -> (PathBuf, Pki) {
+        let pki = Pki::new();
+        std::fs::write(dir.join("cert.pem"), &pki.server_cert_pem).unwrap();
+        std::fs::write(dir.join("key.pem"), &pki.server_key_pem).unwrap();
+        let config_path = dir.join("hookbox.toml");
+        std::fs::write(&config_path, self.toml(dir)).unwrap();
+        (config_path, pki)
+    }
+
     /// Writes the config file, loads it as `hookbox serve --config` would,
     /// binds 127.0.0.1:0 and serves.
     pub async fn start(self) -> TestServer {
@@ -236,6 +430,10 @@ impl Setup {
             ("body_limit", &self.body_limit),
             ("request_timeout", &self.request_timeout),
             ("handshake_timeout", &self.handshake_timeout),
+            ("header_timeout", &self.header_timeout),
+            ("idle_timeout", &self.idle_timeout),
+            ("write_timeout", &self.write_timeout),
+            ("max_header_size", &self.max_header_size),
         ] {
             if let Some(v) = v {
                 s += &format!("{key} = {v:?}\n");
@@ -257,6 +455,20 @@ impl Setup {
                 s += &format!("cache_max_size = {size:?}\n");
             }
         }
+        if let Some(store) = &self.store {
+            s += &match store {
+                StoreSpec::Embedded(path) => format!(
+                    "[store]\nbackend = \"embedded\"\npath = {:?}\n",
+                    path.display().to_string()
+                ),
+                StoreSpec::Redis(url) => format!(
+                    "[store]\nbackend = \"redis\"\nurl = {url:?}\ncall_timeout = \"250ms\"\nconnect_timeout = \"250ms\"\n"
+                ),
+            };
+            if let Some(ttl) = &self.answer_ttl {
+                s += &format!("answer_ttl = {ttl:?}\n");
+            }
+        }
         if let Some(secret) = &self.admin_secret {
             std::fs::write(dir.join("admin-secret"), format!("{secret}\n")).unwrap();
             s += "[admin]\nsecrets_file = [\"admin-secret\"]\n";
@@ -268,21 +480,36 @@ impl Setup {
                 std::fs::write(dir.join(&name), format!("{secret}\n")).unwrap();
                 secret_files.push(format!("{name:?}"));
             }
-            let header = t
-                .header
-                .as_ref()
-                .map(|h| format!("header = {h:?}, "))
-                .unwrap_or_default();
+            let mut auth = Vec::new();
+            if let Some(h) = &t.header {
+                auth.push(format!("header = {h:?}"));
+            }
+            if !secret_files.is_empty() {
+                auth.push(format!("secrets_file = [{}]", secret_files.join(", ")));
+            }
+            if let Some(o) = &t.oauth {
+                // Relative, as an operator would write it: resolved against the config's directory.
+                let ca_file = format!("{}-issuer-ca.pem", t.id);
+                std::fs::write(dir.join(&ca_file), &o.ca_pem).unwrap();
+                let mut keys = vec![
+                    format!("issuer = {:?}", o.issuer),
+                    format!("audience = {:?}", o.audience),
+                    format!("ca_file = {ca_file:?}"),
+                ];
+                keys.extend(o.keys.iter().map(|(k, v)| format!("{k} = {v:?}")));
+                auth.push(format!("oauth = {{ {} }}", keys.join(", ")));
+            }
             s += &format!(
-                "\n[[tenants]]\nid = {:?}\nplugin = {:?}\nauth = {{ {header}secrets_file = [{}] }}\nlimits = {{ {} }}\n",
+                "\n[[tenants]]\nid = {:?}\nplugin = {:?}\nauth = {{ {} }}\nlimits = {{ {} }}\n",
                 t.id,
                 t.plugin.display().to_string(),
-                secret_files.join(", "),
+                auth.join(", "),
                 t.limits.toml(),
             );
             if let Some(smoke) = &t.smoke {
                 s += &format!("smoke = {:?}\n", smoke.display().to_string());
             }
+            s += &format!("events = {{ {} }}\n", t.events.toml());
             s += "[tenants.settings]\n";
             for (k, v) in &t.settings {
                 s += &format!("{k:?} = {v:?}\n");

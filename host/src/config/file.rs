@@ -21,6 +21,9 @@ pub struct ConfigFile {
     pub tenants: Vec<TenantFile>,
     /// `[admin]`: the reload endpoint, off unless given; same shape as a tenant's `auth`.
     pub admin: Option<AuthFile>,
+    /// `[store]`: the claim store, as `hookbox-store` reads it (`backend =
+    /// "embedded" | "redis"`, and that backend's keys; unknown keys refused).
+    pub store: Option<hookbox_store::StoreConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -30,8 +33,16 @@ pub struct ServerFile {
     pub body_limit: Option<String>,
     pub request_timeout: Option<String>,
     pub handshake_timeout: Option<String>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub max_header_size: Option<String>,
     pub max_connections: Option<usize>,
     pub watch: Option<bool>,
+    /// Plain-HTTP address of `/healthz`, `/readyz`, `/metrics`.
+    pub ops_listen: Option<String>,
+    pub shutdown_delay: Option<String>,
+    pub shutdown_grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +73,24 @@ pub struct TenantFile {
     pub settings: BTreeMap<String, String>,
     /// A request (Okta's JSON) a new version of the plugin must answer without error before it goes live.
     pub smoke: Option<PathBuf>,
+    /// Okta event hooks: which events reach the plugin's event handler, and how they are retried.
+    pub events: Option<EventsFile>,
+}
+
+/// A tenant's `events` table (all keys optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsFile {
+    /// `false` turns the tenant's event hook off (its routes answer 404).
+    pub enabled: Option<bool>,
+    /// Event types handed to the handler; others are acknowledged and dropped.
+    pub types: Option<Vec<String>>,
+    /// Events queued for the tenant at most; a delivery beyond it gets 503.
+    pub max_queued: Option<usize>,
+    /// Handling attempts before an event is dead.
+    pub max_attempts: Option<u32>,
+    /// Wait before the first retry; doubled at each later one.
+    pub retry_backoff: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +101,8 @@ pub struct AuthFile {
     pub secrets_env: Vec<String>,
     #[serde(default)]
     pub secrets_file: Vec<PathBuf>,
+    /// OAuth 2.0 (tenants only; `[admin]` refuses it).
+    pub oauth: Option<hookbox_oauth::OAuthConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,4 +116,8 @@ pub struct LimitsFile {
     pub instance_mode: Option<String>,
     /// In `reuse` mode, requests one instance serves before it is dropped.
     pub reuse_max_requests: Option<u32>,
+    /// Plugin log bytes per `log_window` (e.g. `"256KiB"`).
+    pub log_volume: Option<String>,
+    /// The window `log_volume` is counted over (e.g. `"10s"`).
+    pub log_window: Option<String>,
 }

@@ -166,3 +166,102 @@ fn sizes_and_durations() {
     assert_eq!(parse_duration("k", "2s").ok(), Some(Duration::from_secs(2)));
     assert!(parse_duration("k", "soon").is_err());
 }
+
+#[test]
+fn oauth_alone_or_beside_secrets_with_ca_file_relative_to_the_config() {
+    let oauth_only = MINIMAL.replace(
+        r#"auth = { secrets_file = ["SECRET_FILE"] }"#,
+        r#"auth = { oauth = { issuer = "https://example.okta.com/oauth2/default", audience = "api://default", ca_file = "issuer-ca.pem", client_id = "0oa1", scope = "hookbox.import" } }"#,
+    );
+    let c = parse(&oauth_only).expect("valid");
+    let auth = &c.tenants[0].auth;
+    assert!(auth.secret.is_none());
+    let oauth = auth.oauth.as_ref().expect("oauth");
+    assert_eq!(
+        oauth.ca_file.as_deref(),
+        Some(Path::new("/etc/hookbox/issuer-ca.pem"))
+    );
+    assert_eq!(oauth.client_id.as_deref(), Some("0oa1"));
+
+    let both = minimal().replace(
+        "] }",
+        r#"], oauth = { issuer = "https://example.okta.com/oauth2/default", audience = "api://default" } }"#,
+    );
+    let c = parse(&both).expect("valid");
+    assert!(c.tenants[0].auth.secret.is_some() && c.tenants[0].auth.oauth.is_some());
+}
+
+#[test]
+fn bad_oauth_values_name_their_key() {
+    let with = |oauth: &str| {
+        MINIMAL.replace(
+            r#"auth = { secrets_file = ["SECRET_FILE"] }"#,
+            &format!("auth = {{ {oauth} }}"),
+        )
+    };
+    let cases = [
+        (
+            with(r#"oauth = { issuer = "http://example.okta.com", audience = "a" }"#),
+            "tenants.acme.auth.oauth.issuer",
+        ),
+        (
+            with(r#"oauth = { issuer = "https://o.example", audience = "a", leeway = "1h" }"#),
+            "tenants.acme.auth.oauth.leeway",
+        ),
+        (
+            with(r#"oauth = { issuer = "https://o.example", audience = "a", audiance = "typo" }"#),
+            "audiance",
+        ),
+        (
+            with(r#"header = "X-Okta", oauth = { issuer = "https://o.example", audience = "a" }"#),
+            "tenants.acme.auth.header",
+        ),
+        (with(""), "tenants.acme.auth"),
+    ];
+    for (text, key) in cases {
+        let e = parse(&text).expect_err(key);
+        assert!(e.to_string().contains(key), "{key}: {e}");
+    }
+    let admin = minimal().replacen(
+        "[tls]",
+        "[admin]\noauth = { issuer = \"https://o.example\", audience = \"a\" }\n[tls]",
+        1,
+    );
+    let e = parse(&admin).expect_err("admin oauth");
+    assert!(e.to_string().contains("admin.oauth"), "{e}");
+}
+
+#[test]
+fn connection_deadlines_and_header_size_are_read_and_checked() {
+    let c = parse(&minimal()).expect("valid");
+    assert_eq!(c.server.header_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(30));
+    assert_eq!(c.server.write_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.max_header_size, DEFAULT_MAX_HEADER_SIZE);
+    let text = format!(
+        "[server]\nheader_timeout = \"2s\"\nidle_timeout = \"1m\"\nwrite_timeout = \"750ms\"\n\
+         max_header_size = \"32KiB\"\n{}",
+        minimal()
+    );
+    let c = parse(&text).expect("valid");
+    assert_eq!(c.server.header_timeout, Duration::from_secs(2));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.write_timeout, Duration::from_millis(750));
+    assert_eq!(c.server.max_header_size, 32 * 1024);
+    for (line, needle) in [
+        (
+            "idle_timeout = \"0s\"",
+            "server.idle_timeout must be above 0",
+        ),
+        ("write_timeout = \"soon\"", "server.write_timeout"),
+        ("header_timeout = \"0ms\"", "server.header_timeout"),
+        ("max_header_size = \"100\"", "server.max_header_size"),
+        ("max_header_size = \"2MiB\"", "server.max_header_size"),
+    ] {
+        let e = parse(&format!("[server]\n{line}\n{}", minimal())).expect_err(needle);
+        assert!(
+            e.to_string().contains(needle),
+            "expected '{needle}' in: {e}"
+        );
+    }
+}

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::file::{ConfigFile, TenantFile};
+use hookbox_store::StoreConfig;
+
+use super::file::{ConfigFile, EventsFile, TenantFile};
 use super::{
-    Config, ConfigError, MAX_DEADLINE, Overrides, ServerConfig, TenantConfig, TlsSource, err,
-    secrets,
+    Config, ConfigError, DEFAULT_STORE_PATH, EventsConfig, MAX_DEADLINE, Overrides, ServerConfig,
+    TenantConfig, TlsSource, err, secrets,
 };
 use crate::plugin::{DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode, Limits, MIB};
 
@@ -35,6 +37,48 @@ pub(super) fn config(
     if let Some(v) = &file.server.handshake_timeout {
         server.handshake_timeout = parse_duration("server.handshake_timeout", v)?;
     }
+    for (key, value, slot) in [
+        (
+            "server.header_timeout",
+            &file.server.header_timeout,
+            &mut server.header_timeout,
+        ),
+        (
+            "server.idle_timeout",
+            &file.server.idle_timeout,
+            &mut server.idle_timeout,
+        ),
+        (
+            "server.write_timeout",
+            &file.server.write_timeout,
+            &mut server.write_timeout,
+        ),
+    ] {
+        if let Some(v) = value {
+            *slot = parse_duration(key, v)?;
+        }
+    }
+    for (key, d) in [
+        ("server.request_timeout", server.request_timeout),
+        ("server.handshake_timeout", server.handshake_timeout),
+        ("server.header_timeout", server.header_timeout),
+        ("server.idle_timeout", server.idle_timeout),
+        ("server.write_timeout", server.write_timeout),
+    ] {
+        // Zero would cut every connection at once: there is no "off".
+        if d.is_zero() {
+            return err(format!("{key} must be above 0"));
+        }
+    }
+    if let Some(v) = &file.server.max_header_size {
+        let n = parse_size("server.max_header_size", v)?;
+        // hyper reads a head into a buffer of at least 8 KiB; a limit below
+        // 1 KiB would refuse ordinary requests, above 1 MiB it protects nothing.
+        if !(1024..=MIB).contains(&n) {
+            return err("server.max_header_size must be between 1KiB and 1MiB");
+        }
+        server.max_header_size = u32::try_from(n).unwrap_or(u32::MAX);
+    }
     if let Some(n) = file.server.max_connections {
         if n == 0 {
             return err("server.max_connections must be at least 1");
@@ -42,6 +86,21 @@ pub(super) fn config(
         server.max_connections = n;
     }
     server.watch = file.server.watch.unwrap_or(false);
+    if let Some(ops) = overrides.ops_listen.clone().or(file.server.ops_listen) {
+        let ops = parse_listen(&ops)?;
+        if ops == server.listen && ops.port() != 0 {
+            return err(format!(
+                "server.ops_listen ({ops}) must differ from server.listen"
+            ));
+        }
+        server.ops_listen = Some(ops);
+    }
+    if let Some(v) = &file.server.shutdown_delay {
+        server.shutdown_delay = parse_duration("server.shutdown_delay", v)?;
+    }
+    if let Some(v) = &file.server.shutdown_grace {
+        server.shutdown_grace = parse_duration("server.shutdown_grace", v)?;
+    }
 
     let tls = match (overrides.cert.clone(), overrides.key.clone(), file.tls) {
         (Some(cert), Some(key), _) => TlsSource::Files { cert, key },
@@ -85,15 +144,45 @@ pub(super) fn config(
         None => None,
         Some(a) => Some(secrets::auth("admin", a, base, &mut secret_files)?),
     };
+    let store = store(file.store, base)?;
     Ok(Config {
         server,
         tls,
         engine,
+        store,
         tenants,
         admin,
         secret_files,
     })
 }
+
+/// `[store]`, with the default and relative paths resolved against `base`.
+/// What only opening can tell (a Redis URL, a writable directory) is
+/// checked when the store is opened at start, before anything binds.
+pub(super) fn store(file: Option<StoreConfig>, base: &Path) -> Result<StoreConfig, ConfigError> {
+    Ok(match file {
+        None => StoreConfig::embedded(base.join(DEFAULT_STORE_PATH)),
+        Some(StoreConfig::Embedded { path, answer_ttl }) => {
+            if path.as_os_str().is_empty() {
+                return err("store.path must name the embedded store's file");
+            }
+            StoreConfig::Embedded {
+                path: base.join(path),
+                answer_ttl,
+            }
+        }
+        Some(redis @ StoreConfig::Redis { .. }) => redis,
+    })
+    .and_then(|store| {
+        if store.answer_ttl() > MAX_ANSWER_TTL {
+            return err("store.answer_ttl must be at most 365 days");
+        }
+        Ok(store)
+    })
+}
+
+/// The store keeps answers at most a year (`hookbox_store` refuses longer).
+const MAX_ANSWER_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn validate_tenant(
     t: TenantFile,
@@ -140,6 +229,15 @@ fn validate_tenant(
         }
         limits.max_concurrency = n;
     }
+    if let Some(v) = &t.limits.log_volume {
+        limits.log_volume = parse_size(&key("limits.log_volume"), v)?;
+    }
+    if let Some(v) = &t.limits.log_window {
+        limits.log_window = parse_duration(&key("limits.log_window"), v)?;
+        if limits.log_window.is_zero() {
+            return err(format!("{} must be above 0", key("limits.log_window")));
+        }
+    }
     limits.instance_mode = match (
         t.limits.instance_mode.as_deref(),
         t.limits.reuse_max_requests,
@@ -169,7 +267,8 @@ fn validate_tenant(
         }
     };
 
-    let auth = secrets::auth(&key("auth"), t.auth, base, secret_files)?;
+    let auth = secrets::tenant_auth(&key("auth"), t.auth, base, secret_files)?;
+    let events = events(t.events.unwrap_or_default(), &key)?;
 
     Ok(TenantConfig {
         id: t.id,
@@ -178,7 +277,64 @@ fn validate_tenant(
         limits,
         settings: Arc::new(t.settings),
         smoke: t.smoke.map(|p| base.join(p)),
+        events,
     })
+}
+
+/// A tenant's `events` table; `key` names a key of this tenant.
+fn events(file: EventsFile, key: &dyn Fn(&str) -> String) -> Result<EventsConfig, ConfigError> {
+    let mut events = EventsConfig::default();
+    if let Some(enabled) = file.enabled {
+        events.enabled = enabled;
+    }
+    if let Some(types) = file.types {
+        if types.is_empty() {
+            return err(format!(
+                "{} must name at least one event type (or set {} = false)",
+                key("events.types"),
+                key("events.enabled")
+            ));
+        }
+        if let Some(bad) = types.iter().find(|t| t.is_empty() || t.len() > 256) {
+            return err(format!(
+                "{}: '{bad}' is not an event type (1-256 characters)",
+                key("events.types")
+            ));
+        }
+        events.types = types;
+    }
+    if let Some(n) = file.max_queued {
+        if n == 0 || n > crate::events::MAX_QUEUED {
+            return err(format!(
+                "{} must be between 1 and {}",
+                key("events.max_queued"),
+                crate::events::MAX_QUEUED
+            ));
+        }
+        events.max_queued = n;
+    }
+    if let Some(n) = file.max_attempts {
+        if n == 0 || n > crate::events::MAX_ATTEMPTS {
+            return err(format!(
+                "{} must be between 1 and {}",
+                key("events.max_attempts"),
+                crate::events::MAX_ATTEMPTS
+            ));
+        }
+        events.max_attempts = n;
+    }
+    if let Some(v) = &file.retry_backoff {
+        let d = parse_duration(&key("events.retry_backoff"), v)?;
+        if d.is_zero() || d > crate::events::MAX_BACKOFF {
+            return err(format!(
+                "{} must be above 0 and at most {}s",
+                key("events.retry_backoff"),
+                crate::events::MAX_BACKOFF.as_secs()
+            ));
+        }
+        events.retry_backoff = d;
+    }
+    Ok(events)
 }
 
 /// Tenant ids appear in URLs and logs: keep them to a safe, unambiguous alphabet.

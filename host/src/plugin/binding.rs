@@ -17,10 +17,11 @@ use tokio::sync::Semaphore;
 use super::instances::Instances;
 use super::invoke::{Invocation, Outcome, Overloaded};
 use super::limits::{Limits, Settings};
-use super::{Plugin, Runtime, wit};
+use super::{Plugin, Runtime, StoreScope, wit};
 
 /// A resolver compiled into the host, answering in place of a tenant's plugin
-/// (benchmarks only: it runs without store, instance, limits or deadline).
+/// (benchmarks only: it runs without store, instance, limits or deadline,
+/// and with a fresh in-memory claim store per call, not the tenant's).
 pub trait NativeResolver: Send + Sync {
     /// Resolves one request with the tenant's settings.
     fn resolve(&self, request: &wit::ImportRequest, settings: &Settings) -> Outcome;
@@ -74,9 +75,31 @@ pub struct Binding<'a> {
     /// Invocations in flight at once (`limits.max_concurrency` permits);
     /// beyond them a request is refused, not queued.
     pub permits: &'a Semaphore,
+    /// The tenant's space of the claim store: the plugin's claims and the
+    /// pipeline's idempotent answers (the App's store for a live tenant, a
+    /// throwaway one for smoke requests and `hookbox run`).
+    pub scope: &'a StoreScope,
 }
 
 impl Binding<'_> {
+    /// Runs the plugin's event handler on one event, in a fresh instance
+    /// under the binding's limits and scope; `Err` when no instance slot was free.
+    pub async fn handle_event(
+        &self,
+        runtime: &Runtime,
+        event: &super::events::Event,
+    ) -> Result<super::HandlerRun, Overloaded> {
+        runtime
+            .handle_event(
+                self.plugin,
+                self.settings.clone(),
+                self.limits,
+                self.scope,
+                event,
+            )
+            .await
+    }
+
     /// Runs one request on the backend; `Err` when no instance slot was free.
     pub async fn invoke(
         &self,
@@ -86,7 +109,14 @@ impl Binding<'_> {
         match self.backend {
             Backend::Plugin(instances) => {
                 runtime
-                    .invoke_pooled(self.plugin, instances, self.settings, self.limits, request)
+                    .invoke_pooled(
+                        self.plugin,
+                        instances,
+                        self.settings,
+                        self.limits,
+                        self.scope,
+                        request,
+                    )
                     .await
             }
             Backend::Native(resolver) => {
@@ -98,6 +128,7 @@ impl Binding<'_> {
                     elapsed: start.elapsed(),
                     fuel_consumed: None,
                     peak_memory: 0,
+                    store_calls: (0, 0),
                 })
             }
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::ImportHook;
+use super::bindings::{v0_1, v0_2};
 use super::cache::{Cache, CacheStats};
 use super::instances::IdleBudget;
 use super::limits::EngineConfig;
@@ -50,6 +50,19 @@ struct RuntimeInner {
     cache: Option<Cache>,
     /// Warm (`reuse`) instances idle across all tenants, capped at half the pool.
     idle: Arc<IdleBudget>,
+    /// The pool's size (`engine.max_instances`).
+    slots: u32,
+}
+
+/// The engine's instance pool right now (see [`Runtime::pool`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    /// Instances serving a call (a fresh one, or a warm one taken for it).
+    pub busy: u64,
+    /// Warm (`reuse`) instances waiting for a request.
+    pub idle: u64,
+    /// The pool's size: busy + idle never exceeds it.
+    pub slots: u32,
 }
 
 impl Runtime {
@@ -64,7 +77,11 @@ impl Runtime {
         // std even when they never use it. What each store grants is decided in
         // `State::new` (no files, no env, no sockets, captured stdio).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(EngineError::Wasi)?;
-        ImportHook::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+        // Both WIT versions on one linker: their instance names carry the
+        // version, so a 0.1.0 plugin links 0.1.0's `host` and nothing else.
+        v0_1::ImportHook::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(EngineError::Host)?;
+        v0_2::ImportAndEventHook::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
             .map_err(EngineError::Host)?;
 
         spawn_epoch_ticker(&engine).map_err(EngineError::Ticker)?;
@@ -85,6 +102,7 @@ impl Runtime {
                 fuel: config.fuel,
                 cache,
                 idle: IdleBudget::for_pool(config.max_instances),
+                slots: config.max_instances,
             }),
         })
     }
@@ -106,6 +124,25 @@ impl Runtime {
     /// The engine-wide budget of idle warm instances.
     pub(crate) fn idle_budget(&self) -> &Arc<IdleBudget> {
         &self.inner.idle
+    }
+
+    /// How the instance pool is used right now. Every live component
+    /// instance holds a slot of the pooling allocator; the idle ones are the
+    /// warm instances parked by `reuse` tenants, the rest serve calls. Read
+    /// from two counters that move independently, so a sample taken while an
+    /// instance changes hands may be off by one.
+    pub fn pool(&self) -> Pool {
+        let live = self
+            .inner
+            .engine
+            .pooling_allocator_metrics()
+            .map_or(0, |m| m.component_instances());
+        let idle = self.inner.idle.idle() as u64;
+        Pool {
+            busy: live.saturating_sub(idle),
+            idle,
+            slots: self.inner.slots,
+        }
     }
 
     pub(crate) fn cache(&self) -> Option<&Cache> {

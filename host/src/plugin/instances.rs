@@ -35,7 +35,7 @@
 //! Warm instances hold slots of the engine's instance pool while idle
 //! (`engine.max_instances` is shared by all tenants). A tenant keeps at most
 //! `max_concurrency` of them, which is also how many it can use at once, and
-//! all tenants together keep at most half the pool idle ([`IdleBudget`]), so
+//! all tenants together keep at most half the pool idle (`IdleBudget`), so
 //! warm instances parked by some tenants never leave the others without
 //! slots: past the budget, an instance is dropped instead of kept.
 
@@ -133,9 +133,8 @@ impl IdleBudget {
         })
     }
 
-    /// Warm instances idle right now, across all tenants.
-    #[cfg(test)]
-    fn idle(&self) -> usize {
+    /// Warm instances idle right now, across all tenants (sampled by the metrics).
+    pub(super) fn idle(&self) -> usize {
         self.idle.load(Ordering::Relaxed)
     }
 
@@ -168,7 +167,11 @@ mod tests {
     /// A new instance of `plugin` in a store armed like a request's, as if it
     /// had just served one request.
     async fn warm(runtime: &Runtime, plugin: &Plugin, limits: &Limits) -> Warm {
-        let mut store = runtime.new_store(Arc::new(BTreeMap::new()), limits);
+        let store_ = hookbox_store::Store::scratch()
+            .await
+            .expect("a scratch store");
+        let scope = crate::plugin::StoreScope::new("t", &store_);
+        let mut store = runtime.new_store(Arc::new(BTreeMap::new()), limits, &scope);
         runtime.begin(
             &mut store,
             limits,

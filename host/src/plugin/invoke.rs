@@ -10,13 +10,13 @@ use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 use super::instances::{Instances, Warm};
 use super::limits::{Limits, Settings};
 use super::state::{PluginLog, State};
-use super::{Plugin, Runtime, wit};
+use super::{Plugin, Runtime, StoreScope, wit};
 
 /// Slack past the plugin's deadline before the host abandons the call
 /// outright. The epoch check normally fires first (within one tick); this
 /// backstop only matters if a call were ever stuck where epochs are not
 /// checked, and guarantees the host never waits on a plugin forever.
-const BACKSTOP_GRACE: Duration = Duration::from_millis(100);
+pub(super) const BACKSTOP_GRACE: Duration = Duration::from_millis(100);
 
 /// Why a plugin produced no usable answer. Each kind has a fixed summary for
 /// Okta (no internals); the details go to the log.
@@ -110,20 +110,25 @@ pub struct Invocation {
     /// Largest linear memory the plugin grew to, in bytes (for a reused
     /// instance, over its lifetime: linear memory never shrinks).
     pub peak_memory: usize,
+    /// Claim-store calls the plugin made, and calls refused by the per-request cap.
+    pub store_calls: (u32, u32),
 }
 
 impl Runtime {
-    /// Runs `plugin` on one request in a fresh instance under `limits`.
-    /// Never panics and never outlives `limits.deadline` by more than a tick
-    /// plus a short backstop grace.
+    /// Runs `plugin` on one request in a fresh instance under `limits`, its
+    /// claims in `scope`. Never panics and never outlives `limits.deadline`
+    /// by more than a tick plus a short backstop grace.
     pub async fn invoke(
         &self,
         plugin: &Plugin,
         request: &wit::ImportRequest,
         settings: Arc<Settings>,
         limits: &Limits,
+        scope: &StoreScope,
     ) -> Result<Invocation, Overloaded> {
-        self.run(plugin, None, settings, limits, request).await.0
+        self.run(plugin, None, settings, limits, scope, request)
+            .await
+            .0
     }
 
     /// Runs a tenant's plugin on one request, in the tenant's instance mode:
@@ -137,11 +142,12 @@ impl Runtime {
         instances: &Instances,
         settings: &Arc<Settings>,
         limits: &Limits,
+        scope: &StoreScope,
         request: &wit::ImportRequest,
     ) -> Result<Invocation, Overloaded> {
         let warm = instances.take(limits);
         let (invocation, warm) = self
-            .run(plugin, warm, settings.clone(), limits, request)
+            .run(plugin, warm, settings.clone(), limits, scope, request)
             .await;
         if let Some(warm) = warm {
             instances.give_back(warm, limits, self.idle_budget());
@@ -152,8 +158,13 @@ impl Runtime {
     /// The one place a store is built for a plugin: its state, the memory
     /// limiter and the epoch check. What changes per request is set by
     /// [`Runtime::begin`], so new and reused stores go through the same steps.
-    pub(super) fn new_store(&self, settings: Arc<Settings>, limits: &Limits) -> Store<State> {
-        let mut store = Store::new(self.engine(), State::new(settings, limits.memory));
+    pub(super) fn new_store(
+        &self,
+        settings: Arc<Settings>,
+        limits: &Limits,
+        scope: &StoreScope,
+    ) -> Store<State> {
+        let mut store = Store::new(self.engine(), State::new(settings, limits, scope.clone()));
         store.limiter(|s| &mut s.limiter);
         // Check at every epoch tick: past the deadline, interrupt (a trap);
         // before it, yield to the executor so a busy plugin shares its thread.
@@ -201,13 +212,14 @@ impl Runtime {
         warm: Option<Warm>,
         settings: Arc<Settings>,
         limits: &Limits,
+        scope: &StoreScope,
         request: &wit::ImportRequest,
     ) -> (Result<Invocation, Overloaded>, Option<Warm>) {
         let start = Instant::now();
         let deadline = start + limits.deadline;
         let (mut store, resolve, served) = match warm {
             Some(w) => (w.store, Some(w.resolve), w.served),
-            None => (self.new_store(settings, limits), None, 0),
+            None => (self.new_store(settings, limits, scope), None, 0),
         };
         let fuel = self.begin(&mut store, limits, deadline);
 
@@ -243,6 +255,7 @@ impl Runtime {
             elapsed: start.elapsed(),
             fuel_consumed,
             peak_memory: state.limiter.peak,
+            store_calls: state.store_calls(),
         };
         // A guest may survive a refused `memory.grow`; its instance is still
         // not trusted with another request.
@@ -257,7 +270,7 @@ impl Runtime {
     }
 }
 
-fn classify(e: &wasmtime::Error, state: &State) -> Failure {
+pub(super) fn classify(e: &wasmtime::Error, state: &State) -> Failure {
     // The limiter's record wins: a guest allocator that cannot grow memory
     // usually aborts with `unreachable`, which is a trap only in form.
     if state.limiter.exceeded {

@@ -19,6 +19,12 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(500);
 /// Default linear-memory limit of one plugin instance.
 pub const DEFAULT_MEMORY: u64 = 32 * MIB;
 
+/// Default of `limits.log_volume`: plugin log bytes per window.
+pub const DEFAULT_LOG_VOLUME: u64 = 256 * 1024;
+
+/// Default of `limits.log_window`.
+pub const DEFAULT_LOG_WINDOW: Duration = Duration::from_secs(10);
+
 /// Default of `limits.reuse_max_requests`: requests one reused instance serves before it is dropped.
 pub const DEFAULT_REUSE_MAX_REQUESTS: u32 = 1000;
 
@@ -38,6 +44,11 @@ pub struct Limits {
     pub max_concurrency: u32,
     /// Whether a request gets a new instance or may reuse one of this tenant's warm ones.
     pub instance_mode: InstanceMode,
+    /// Bytes of plugin log lines per `log_window`, all requests together;
+    /// beyond, lines are dropped and counted ([`crate::log::LogBudget`]).
+    pub log_volume: u64,
+    /// The window `log_volume` is counted over.
+    pub log_window: Duration,
 }
 
 impl Default for Limits {
@@ -48,6 +59,8 @@ impl Default for Limits {
             fuel: None,
             max_concurrency: 64,
             instance_mode: InstanceMode::Fresh,
+            log_volume: DEFAULT_LOG_VOLUME,
+            log_window: DEFAULT_LOG_WINDOW,
         }
     }
 }

@@ -1,12 +1,16 @@
 //! Running resolver plugins: WebAssembly components implementing the
-//! `hookbox:okta-import/import-hook` world.
+//! `hookbox:okta-import/import-hook` world, version 0.1.0 or 0.2.0.
 //!
 //! Lifecycle, and the invariants it keeps:
 //! - one [`Runtime`] (one wasmtime `Engine`, one `Linker`, one epoch ticker)
 //!   per process, shared by every tenant;
 //! - a plugin is compiled once per distinct file content ([`Plugin::digest`])
-//!   and type-checked against the world once, at load ([`Plugin`] holds the
-//!   `InstancePre`); nothing is compiled or linked on the request path;
+//!   and linked once, at load ([`Plugin`] holds the `InstancePre`); nothing is
+//!   compiled or linked on the request path. Which WIT version it targets and
+//!   what it exports ([`Exports`]) is read from its component type at load:
+//!   `resolver@0.1.0`, `resolver@0.2.0`, `event-handler@0.2.0`. One linker
+//!   serves both versions (0.1.0's `host`; 0.2.0's `host`, `claims`,
+//!   `directory`), so a 0.1.0 plugin runs exactly as before;
 //! - in a tenant's `fresh` instance mode (the default), every request gets a
 //!   fresh `Store` and a fresh instance from the pooling allocator, and both
 //!   are dropped when the request ends: no state survives from one request to
@@ -21,15 +25,18 @@
 //!   into the host; the runtime itself never checks for the latter.
 
 mod binding;
+pub mod bindings;
 pub mod cache;
+mod claims;
 mod engine;
+mod handler;
 pub mod instances;
 mod invoke;
 mod limits;
 mod state;
 
 pub use binding::{Backend, Binding, NativeResolver};
-pub use engine::{EngineError, Runtime};
+pub use engine::{EngineError, Pool, Runtime};
 pub use instances::Instances;
 pub use invoke::{Failure, Invocation, Outcome, Overloaded};
 pub(crate) use limits::MIB;
@@ -45,16 +52,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, ComponentExportIndex, Func, TypedFunc};
+use std::sync::OnceLock;
+
+use wasmtime::component::{Component, ComponentExportIndex, Func, InstancePre, TypedFunc};
 use wasmtime::{Engine, Store};
 
-wasmtime::component::bindgen!({
-    world: "import-hook",
-    path: "../wit",
-    exports: { default: async },
-});
-
+pub use self::bindings::v0_1::hookbox;
+/// The event types of WIT 0.2.0 (`interface events`), as the handler receives them.
+pub use self::bindings::v0_2::hookbox::okta_import::events;
 pub use self::hookbox::okta_import::types as wit;
+pub use claims::{MAX_STORE_CALLS, StoreScope};
+pub use handler::HandlerRun;
 
 use state::State;
 pub(crate) use state::truncate;
@@ -85,12 +93,18 @@ pub enum PluginError {
     /// The component imports what the linker does not provide.
     #[error("the component imports something hookbox does not grant: {0:#}")]
     Imports(wasmtime::Error),
-    /// The component does not export the resolver interface of this world.
-    #[error("the component does not export the hookbox:okta-import/resolver interface: {0:#}")]
-    World(wasmtime::Error),
+    /// The component exports none of the interfaces of a hookbox world.
+    #[error(
+        "the component does not export hookbox:okta-import/resolver (0.1.0 or 0.2.0) \
+         (its exports: {0})"
+    )]
+    World(String),
     /// The interface is there, without its `resolve` function.
-    #[error("the component does not export hookbox:okta-import/resolver#resolve")]
-    NoResolve,
+    #[error("the component does not export {0}#resolve")]
+    NoResolve(&'static str),
+    /// The event handler interface is there, without its `handle` function.
+    #[error("the component does not export hookbox:okta-import/event-handler@0.2.0#handle")]
+    NoHandle,
 }
 
 /// Compiles component bytes: the one place hookbox turns `.wasm` into code.
@@ -107,11 +121,102 @@ pub struct Plugin {
 
 struct PluginInner {
     digest: String,
-    pre: ImportHookPre<State>,
-    /// Where `resolve` is among the component's exports, found once at load.
-    resolve: ComponentExportIndex,
+    pre: InstancePre<State>,
+    /// The WIT version and exports, read from the component type at load.
+    exports: Exports,
+    /// Where `resolve` is among the component's exports, found once at load
+    /// (`None`: a plugin for event hooks only).
+    resolve: Option<ComponentExportIndex>,
+    /// Where `handle` is, for a plugin exporting the event handler.
+    handle: Option<ComponentExportIndex>,
+    /// Whether `resolve`'s signature matched the host's types, checked once
+    /// on the first instance (a type check needs an instance); every later
+    /// call relies on it ([`Resolve::call`]).
+    checked: OnceLock<Result<(), String>>,
     /// Loaded from the precompiled cache rather than compiled.
     from_cache: bool,
+}
+
+/// The WIT versions of `hookbox:okta-import` this host serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WitVersion {
+    /// 0.1.0: the resolver with `host` (log, settings); no claims.
+    V0_1,
+    /// 0.2.0: `host`, `claims`, `directory`; resolver and/or event handler.
+    V0_2,
+}
+
+impl WitVersion {
+    /// `0.1.0` or `0.2.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WitVersion::V0_1 => "0.1.0",
+            WitVersion::V0_2 => "0.2.0",
+        }
+    }
+}
+
+/// What a component is, by its exports (its component type, not a world name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exports {
+    /// The WIT version its hookbox exports belong to.
+    pub version: WitVersion,
+    /// It exports `resolver` (answers the import hook).
+    pub resolver: bool,
+    /// It exports `event-handler@0.2.0` (called for event hooks).
+    pub event_handler: bool,
+}
+
+impl Exports {
+    /// Reads the version and exports off a component's type. Unknown exports
+    /// (componentize-py adds its own) are ignored. `Err` lists the exports
+    /// when none of hookbox's is there.
+    pub fn of(component: &Component, engine: &Engine) -> Result<Exports, PluginError> {
+        let names: Vec<String> = component
+            .component_type()
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let has = |n: &str| names.iter().any(|e| e == n);
+        let (v1, v2, handler) = (has(RESOLVER_0_1), has(RESOLVER_0_2), has(EVENT_HANDLER_0_2));
+        match (v1, v2 || handler) {
+            (true, false) => Ok(Exports {
+                version: WitVersion::V0_1,
+                resolver: true,
+                event_handler: false,
+            }),
+            (false, true) => Ok(Exports {
+                version: WitVersion::V0_2,
+                resolver: v2,
+                event_handler: handler,
+            }),
+            // Both versions' exports in one component: not something a
+            // toolchain builds; refused rather than guessed.
+            _ => Err(PluginError::World(if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            })),
+        }
+    }
+
+    /// The resolver interface's export name, when it has one.
+    pub fn resolver_interface(&self) -> Option<&'static str> {
+        self.resolver.then_some(match self.version {
+            WitVersion::V0_1 => RESOLVER_0_1,
+            WitVersion::V0_2 => RESOLVER_0_2,
+        })
+    }
+
+    /// `resolver`, `event-handler` or `resolver + event-handler`.
+    pub fn describe(&self) -> &'static str {
+        match (self.resolver, self.event_handler) {
+            (true, true) => "resolver + event-handler",
+            (true, false) => "resolver",
+            (false, true) => "event-handler",
+            (false, false) => "nothing",
+        }
+    }
 }
 
 impl fmt::Debug for Plugin {
@@ -153,21 +258,37 @@ impl Plugin {
             Some(cache) => cache.load_or_compile(runtime.engine(), &sum, bytes)?,
             None => (compile(runtime.engine(), bytes)?, false),
         };
-        let instance_pre = runtime
+        let exports = Exports::of(&component, runtime.engine())?;
+        let pre = runtime
             .linker()
             .instantiate_pre(&component)
             .map_err(PluginError::Imports)?;
-        // Type-checks the resolver export against the WIT world, once per plugin.
-        let pre = ImportHookPre::new(instance_pre).map_err(PluginError::World)?;
-        let resolve = component
-            .get_export_index(None, RESOLVER_INTERFACE)
-            .and_then(|interface| component.get_export_index(Some(&interface), "resolve"))
-            .ok_or(PluginError::NoResolve)?;
+        let resolve = match exports.resolver_interface() {
+            Some(interface) => Some(
+                component
+                    .get_export_index(None, interface)
+                    .and_then(|i| component.get_export_index(Some(&i), "resolve"))
+                    .ok_or(PluginError::NoResolve(interface))?,
+            ),
+            None => None,
+        };
+        let handle = match exports.event_handler {
+            true => Some(
+                component
+                    .get_export_index(None, EVENT_HANDLER_0_2)
+                    .and_then(|i| component.get_export_index(Some(&i), "handle"))
+                    .ok_or(PluginError::NoHandle)?,
+            ),
+            false => None,
+        };
         Ok(Plugin {
             inner: Arc::new(PluginInner {
                 digest,
                 pre,
+                exports,
                 resolve,
+                handle,
+                checked: OnceLock::new(),
                 from_cache,
             }),
         })
@@ -176,6 +297,11 @@ impl Plugin {
     /// SHA-256 of the component file, hex: names the exact version that answered.
     pub fn digest(&self) -> &str {
         &self.inner.digest
+    }
+
+    /// The WIT version it targets and what it exports.
+    pub fn exports(&self) -> Exports {
+        self.inner.exports
     }
 
     /// Whether this plugin was loaded from the precompiled cache (not compiled).
@@ -189,53 +315,66 @@ impl Plugin {
     }
 
     /// A new instance of the plugin in `store`, as its `resolve` function.
+    /// The first instance of a plugin type-checks `resolve` against the
+    /// host's types; a mismatch fails this and every later instantiation.
     pub(crate) async fn instantiate(&self, store: &mut Store<State>) -> wasmtime::Result<Resolve> {
-        let instance = self
-            .inner
-            .pre
-            .instance_pre()
-            .instantiate_async(&mut *store)
-            .await?;
-        let func = instance
-            .get_func(&mut *store, self.inner.resolve)
-            .ok_or_else(|| {
-                wasmtime::format_err!(
-                    "the instance lacks the resolver export its component declares"
-                )
-            })?;
+        let resolve = self.inner.resolve.ok_or_else(|| {
+            wasmtime::format_err!("the plugin exports no resolver (it handles event hooks only)")
+        })?;
+        let instance = self.inner.pre.instantiate_async(&mut *store).await?;
+        let func = instance.get_func(&mut *store, resolve).ok_or_else(|| {
+            wasmtime::format_err!("the instance lacks the resolver export its component declares")
+        })?;
+        let checked = self.inner.checked.get_or_init(|| {
+            func.typed::<(&wit::ImportRequest,), (Result<wit::Response, String>,)>(&*store)
+                .map(|_| ())
+                .map_err(|e| format!("`resolve` does not have the WIT signature: {e:#}"))
+        });
+        if let Err(e) = checked {
+            return Err(wasmtime::format_err!("{e}"));
+        }
         Ok(Resolve(func))
+    }
+
+    /// A new instance of the plugin in `store`, as its event handler's
+    /// `handle` function (typed by the caller, which checks the signature).
+    pub(crate) async fn instantiate_handler(
+        &self,
+        store: &mut Store<State>,
+    ) -> wasmtime::Result<Func> {
+        let handle = self
+            .inner
+            .handle
+            .ok_or_else(|| wasmtime::format_err!("the plugin exports no event handler"))?;
+        let instance = self.inner.pre.instantiate_async(&mut *store).await?;
+        instance.get_func(&mut *store, handle).ok_or_else(|| {
+            wasmtime::format_err!("the instance lacks the event handler its component declares")
+        })
     }
 }
 
-// Macros, so that `RESOLVER_INTERFACE` is spelt from the same literals at compile time.
-macro_rules! world_version {
-    () => {
-        "0.1.0"
-    };
-}
-macro_rules! resolver_export {
-    () => {
-        "hookbox:okta-import/resolver@"
-    };
-}
-/// The version of the world this host implements (`package hookbox:okta-import@…` in `wit/`).
-pub(crate) const WORLD_VERSION: &str = world_version!();
+/// The resolver export of WIT 0.1.0.
+pub(crate) const RESOLVER_0_1: &str = "hookbox:okta-import/resolver@0.1.0";
+/// The resolver export of WIT 0.2.0.
+pub(crate) const RESOLVER_0_2: &str = "hookbox:okta-import/resolver@0.2.0";
+/// The event handler export of WIT 0.2.0 (called for event hooks).
+pub(crate) const EVENT_HANDLER_0_2: &str = "hookbox:okta-import/event-handler@0.2.0";
+/// The newest WIT version this host implements (what new plugins should target).
+pub(crate) const WORLD_VERSION: &str = "0.2.0";
 /// What every version of the resolver interface is named, before its version.
-pub(crate) const RESOLVER_EXPORT: &str = resolver_export!();
-/// The component interface the resolver is exported as, at this host's version.
-pub(crate) const RESOLVER_INTERFACE: &str = concat!(resolver_export!(), world_version!());
+pub(crate) const RESOLVER_EXPORT: &str = "hookbox:okta-import/resolver@";
 
 /// The request and answer of `resolve`, as the host's types.
 type ResolveSignature<'a> = TypedFunc<(&'a wit::ImportRequest,), (Result<wit::Response, String>,)>;
 
-/// An instance's `resolve` export.
+/// An instance's `resolve` export (0.1.0 or 0.2.0: the same signature over
+/// the same Rust types, see [`bindings`]).
 ///
 /// Not the bindgen-generated `ImportHook`: building that from an instance
 /// type-checks the whole request/response type tree against the component
 /// again, on every instantiation (a few µs per request, measured). The check
-/// is done once, when the plugin is loaded ([`ImportHookPre::new`]); an
-/// instance can only come from [`Plugin::instantiate`], i.e. from that
-/// checked component.
+/// is done once per plugin, on its first instance ([`Plugin::instantiate`]);
+/// an instance can only come from there, i.e. from a checked component.
 pub(crate) struct Resolve(Func);
 
 impl Resolve {
@@ -248,9 +387,10 @@ impl Resolve {
     ) -> wasmtime::Result<Result<wit::Response, String>> {
         // SAFETY: `new_unchecked` requires the function's component type to
         // match the signature. The function is the `resolve` export of an
-        // instance of a component whose export was type-checked against this
-        // very signature (the WIT world's `resolve`, the same bindgen types) by
-        // `ImportHookPre::new` in `Plugin::from_digested`.
+        // instance of a component whose `resolve` was type-checked against
+        // this very signature (`Func::typed`, the same host types) on its
+        // first instance, in `Plugin::instantiate`, which refuses to hand
+        // out a `Resolve` when that check failed.
         let typed: ResolveSignature<'_> = unsafe { TypedFunc::new_unchecked(self.0) };
         let (answer,) = typed.call_async(&mut *store, (request,)).await?;
         Ok(answer)

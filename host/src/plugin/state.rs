@@ -1,6 +1,7 @@
 //! What one request's `Store` holds, and the host side of everything a
-//! plugin may call: the `host` interface (log, config-get), a locked-down
-//! WASI, and the memory limiter.
+//! plugin may call: the `host` interface (log, config-get) of both WIT
+//! versions, a locked-down WASI, and the memory limiter. The 0.2.0 `claims`
+//! and `directory` interfaces are in `claims.rs`.
 //!
 //! A `State` belongs to one store, which belongs to one tenant and serves one
 //! request at a time: one request in `fresh` mode, up to
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use wasmtime::ResourceLimiter;
@@ -20,8 +21,11 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::v0_2::hookbox::okta_import as v0_2;
+use super::claims::{StoreCalls, StoreScope, reserve};
 use super::hookbox::okta_import::host::{self, Level};
 use super::hookbox::okta_import::types;
+use super::limits::Limits;
 
 /// Longest log line kept from a plugin; longer lines are cut.
 pub const MAX_LOG_LINE: usize = 1024;
@@ -47,11 +51,22 @@ pub struct State {
     pub(super) log: PluginLog,
     stdout: Capture,
     stderr: Capture,
+    /// The tenant's space of the claim store (always this store's tenant).
+    pub(super) scope: StoreScope,
+    /// Store calls made during the current request.
+    pub(super) calls: StoreCalls,
+    /// What a store call leaves of the deadline for the plugin itself.
+    pub(super) reserve: Duration,
 }
 
 impl State {
-    /// A store's state; [`State::begin`] must run before each request.
-    pub fn new(settings: Arc<BTreeMap<String, String>>, memory_limit: u64) -> State {
+    /// A store's state for one tenant (its settings, limits and store
+    /// scope); [`State::begin`] must run before each request.
+    pub fn new(
+        settings: Arc<BTreeMap<String, String>>,
+        limits: &Limits,
+        scope: StoreScope,
+    ) -> State {
         let stdout = Capture::default();
         let stderr = Capture::default();
         // Deny by default: the builder starts with no preopened directories, no
@@ -69,17 +84,21 @@ impl State {
             wasi,
             table: ResourceTable::new(),
             settings,
-            limiter: MemoryLimiter::new(memory_limit),
+            limiter: MemoryLimiter::new(limits.memory),
             deadline: Instant::now(),
             log: PluginLog::default(),
             stdout,
             stderr,
+            scope,
+            calls: StoreCalls::default(),
+            reserve: reserve(limits.deadline),
         }
     }
 
     /// Resets what belongs to one request, so nothing of the previous request
     /// of a reused store leaks into this one's figures or log: the deadline,
-    /// the log, captured stdio and the limiter's `exceeded` flag. The settings
+    /// the log, captured stdio, the store-call count and the limiter's
+    /// `exceeded` flag. The settings
     /// and the memory limit are the tenant's and stay. The limiter's `peak`
     /// stays too: linear memory never shrinks, so the instance's largest
     /// memory so far is also the largest it has during this request.
@@ -90,6 +109,12 @@ impl State {
             *capture.lock() = CaptureBuf::default();
         }
         self.limiter.exceeded = false;
+        self.calls = StoreCalls::default();
+    }
+
+    /// Store calls made since [`State::begin`], and calls refused by the cap.
+    pub fn store_calls(&self) -> (u32, u32) {
+        (self.calls.made, self.calls.refused)
     }
 
     /// Everything the plugin logged since [`State::begin`], stdout and stderr
@@ -132,6 +157,27 @@ impl host::Host for State {
         self.settings.get(&key).cloned()
     }
 }
+
+/// 0.2.0's `host`: the same functions as 0.1.0's, on its own (versioned)
+/// instance name; one implementation.
+impl v0_2::host::Host for State {
+    fn log(&mut self, level: v0_2::host::Level, message: String) {
+        let level = match level {
+            v0_2::host::Level::Trace => Level::Trace,
+            v0_2::host::Level::Debug => Level::Debug,
+            v0_2::host::Level::Info => Level::Info,
+            v0_2::host::Level::Warn => Level::Warn,
+            v0_2::host::Level::Error => Level::Error,
+        };
+        <State as host::Host>::log(self, level, message);
+    }
+
+    fn config_get(&mut self, key: String) -> Option<String> {
+        <State as host::Host>::config_get(self, key)
+    }
+}
+
+impl v0_2::events::Host for State {}
 
 /// The lines a plugin logged in one invocation, capped.
 #[derive(Debug, Default, Clone)]

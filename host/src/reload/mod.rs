@@ -17,8 +17,13 @@
 //!   the next one sees the new table; tenants added, removed or re-keyed
 //!   change in that same store;
 //! - an invalid configuration file changes nothing;
-//! - `[server]`, `[tls]` and `[engine]` are fixed at start: their changes are
-//!   reported as needing a restart, never half-applied;
+//! - a tenant whose `auth.oauth` settings are unchanged keeps its verifier
+//!   (cached keys, refresh state); changed settings build a new verifier,
+//!   which fetches the issuer's metadata and keys before the tenant goes
+//!   live; when that fails the tenant keeps its old version, like a plugin
+//!   that fails;
+//! - `[server]`, `[tls]`, `[engine]` and `[store]` are fixed at start: their
+//!   changes are reported as needing a restart, never half-applied;
 //! - reloads run one at a time, so an older table can never be published last.
 
 mod plan;
@@ -75,8 +80,15 @@ impl Reloader {
     }
 
     /// Re-reads the configuration file and swaps in what loads; see the module docs.
-    /// Never fails as a whole: the report says what happened.
+    /// Never fails as a whole: the report says what happened (and the
+    /// metrics count it: `hookbox_reloads_total`).
     pub async fn reload(&self) -> ReloadReport {
+        let report = self.reload_once().await;
+        self.app.metrics().reload(&report);
+        report
+    }
+
+    async fn reload_once(&self) -> ReloadReport {
         let start = Instant::now();
         let _one_at_a_time = self.lock.lock().await;
         let current = self.app.tenants();
@@ -106,6 +118,32 @@ impl Reloader {
         };
         if let Ok(mut w) = self.watched.lock() {
             *w = plan::watch_list(&self.path, &config);
+        }
+
+        // OAuth verifiers: the running one when the settings are the same, else a new one
+        // (fetching keys: async, and bounded by each issuer's fetch_timeout).
+        for c in candidates.iter_mut() {
+            let (Ok(plugin), Some(oauth)) = (&c.plugin, &c.config.auth.oauth) else {
+                continue;
+            };
+            let running = current
+                .get(&c.config.id)
+                .filter(|t| t.auth().oauth.as_ref() == Some(oauth))
+                .and_then(|t| t.oauth().cloned());
+            c.oauth = match running {
+                Some(v) => Some(v),
+                None => match hookbox_oauth::Verifier::from_config(oauth).await {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        let digest = Some(plugin.digest().to_owned());
+                        c.plugin = Err(plan::Rejection {
+                            digest,
+                            reason: RejectReason::OAuth(e),
+                        });
+                        None
+                    }
+                },
+            };
         }
 
         // Smoke requests run on the async runtime, like real requests.

@@ -7,11 +7,14 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hookbox_store::StoreConfig;
+
 use super::report::{Change, TenantReport};
 use crate::config::{Config, ConfigError, Overrides, ServerConfig, TenantConfig, TlsSource};
 use crate::hook::decode::DecodeError;
 use crate::plugin::{Compiled, EngineConfig, Failure, Limits, Plugin, PluginError, Runtime};
 use crate::tenant::{Tenant, Tenants};
+use hookbox_oauth::Verifier;
 
 /// Why a tenant's new version does not go live (the report's `reason`).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,9 @@ pub enum RejectReason {
     /// The smoke request file is not a valid request.
     #[error("smoke: the smoke file is not a valid request: {0}")]
     SmokeInvalid(DecodeError),
+    /// No scratch claim store could be made for the smoke request.
+    #[error("smoke: cannot make a scratch claim store: {0}")]
+    SmokeStore(hookbox_store::StoreError),
     /// No instance slot was free to run the smoke request.
     #[error("smoke: no free instance slot to run it")]
     SmokeOverloaded,
@@ -57,6 +63,10 @@ pub enum RejectReason {
     /// The plugin failed the smoke request.
     #[error("smoke: {0}")]
     SmokeFailed(Failure),
+    /// New `auth.oauth` settings, and the verifier could not be set up with
+    /// them (the step and URL that failed).
+    #[error("auth.oauth: {0}")]
+    OAuth(hookbox_oauth::SetupError),
 }
 
 /// Why a tenant's new version cannot go live, and which file version it was.
@@ -74,6 +84,9 @@ pub(super) struct Candidate {
     pub(super) smoke: Option<Result<Vec<u8>, RejectReason>>,
     /// The running tenant already is this version: nothing to smoke-test or rebuild.
     pub(super) unchanged: bool,
+    /// The verifier for `config.auth.oauth` (the running one when its
+    /// settings did not change), filled in before [`decide`].
+    pub(super) oauth: Option<Verifier>,
 }
 
 /// The sections fixed at start; a change to them needs a restart.
@@ -81,6 +94,7 @@ pub(super) struct Fixed {
     pub(super) server: ServerConfig,
     pub(super) tls: TlsSource,
     pub(super) engine: EngineConfig,
+    pub(super) store: StoreConfig,
 }
 
 impl Fixed {
@@ -89,6 +103,7 @@ impl Fixed {
             server: config.server.clone(),
             tls: config.tls.clone(),
             engine: config.engine.clone(),
+            store: config.store.clone(),
         }
     }
 
@@ -108,6 +123,11 @@ impl Fixed {
         };
         if engine != self.engine || (config.engine.fuel && !self.engine.fuel) {
             sections.push("engine".to_owned());
+        }
+        // The store is opened once, at start: claims must never be split
+        // between two stores by a half-applied change.
+        if config.store != self.store {
+            sections.push("store".to_owned());
         }
         sections
     }
@@ -142,6 +162,7 @@ pub(super) fn prepare(
                     })
                 }),
                 unchanged,
+                oauth: None,
             }
         })
         .collect();
@@ -207,11 +228,12 @@ pub(super) fn decide(
                         Change::Unchanged
                     }
                     Some(o) => {
-                        next.push(Arc::new(Tenant::succeed(o, c.config, plugin)));
+                        let t = Tenant::succeed(o, c.config, plugin).with_oauth(c.oauth);
+                        next.push(Arc::new(t));
                         Change::Updated
                     }
                     None => {
-                        next.push(Arc::new(Tenant::new(c.config, plugin)));
+                        next.push(Arc::new(Tenant::new(c.config, plugin).with_oauth(c.oauth)));
                         Change::Added
                     }
                 };

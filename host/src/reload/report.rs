@@ -15,7 +15,7 @@ pub struct ReloadReport {
     pub error: Option<String>,
     /// Every tenant of the old and the new configuration, by id.
     pub tenants: Vec<TenantReport>,
-    /// Sections (`server`, `tls`, `engine`) that changed but apply only after a restart.
+    /// Sections (`server`, `tls`, `engine`, `store`) that changed but apply only after a restart.
     pub needs_restart: Vec<String>,
     /// How long the reload took.
     pub duration_ms: u64,

@@ -1,9 +1,10 @@
 //! Smoke requests: a tenant's `smoke` file must be answered without error by
 //! a plugin version before it goes live, at a reload ([`smoke`]) and at
 //! start ([`smoke_at_start`]). Run through the request pipeline like a real
-//! request, on a throwaway binding (a fresh instance, permits of its own), so
-//! a smoke request never takes a live tenant's permit or leaves a warm
-//! instance behind.
+//! request, on a throwaway binding (a fresh instance, permits of its own, a
+//! scratch claim store), so a smoke request never takes a live tenant's
+//! permit, leaves a warm instance behind, claims a login in the tenant's
+//! real store or stores an answer for its event id there.
 
 use tokio::sync::Semaphore;
 
@@ -11,7 +12,7 @@ use super::plan::RejectReason;
 use crate::App;
 use crate::config::{ConfigError, TenantConfig};
 use crate::pipeline::{self, Refused, Verdict};
-use crate::plugin::{Backend, Binding, InstanceMode, Limits, Plugin, Runtime};
+use crate::plugin::{Backend, Binding, InstanceMode, Limits, Plugin, Runtime, StoreScope};
 
 /// A tenant failed its smoke request at start: the server does not start
 /// (exit code [`ConfigError::EXIT_CODE`], like any refused configuration).
@@ -43,18 +44,23 @@ pub(super) async fn smoke(
     };
     let backend = Backend::default();
     let permits = Semaphore::new(limits.max_concurrency as usize);
+    let scratch = hookbox_store::Store::scratch()
+        .await
+        .map_err(RejectReason::SmokeStore)?;
+    let scope = StoreScope::new(&config.id, &scratch);
     let binding = Binding {
         plugin,
         settings: &config.settings,
         limits: &limits,
         backend: &backend,
         permits: &permits,
+        scope: &scope,
     };
     match pipeline::handle(runtime, &binding, body).await {
         Err(Refused::BadRequest(e)) => Err(RejectReason::SmokeInvalid(e)),
         Err(Refused::Overloaded) => Err(RejectReason::SmokeOverloaded),
         Ok(handled) => match handled.verdict {
-            Verdict::Answered { .. } => Ok(()),
+            Verdict::Answered { .. } | Verdict::Replayed => Ok(()),
             Verdict::Declined(summary) => Err(RejectReason::SmokeDeclined(summary)),
             Verdict::Failed(failure) => Err(RejectReason::SmokeFailed(failure)),
         },

@@ -17,6 +17,7 @@ pub const ADMIN_RELOAD_PATH: &str = "/admin/reload";
 pub(super) struct AdminReload;
 
 impl Endpoint for AdminReload {
+    const NAME: &'static str = "admin_reload";
     const METHODS: &'static [Method] = &[Method::POST];
     const ALLOW: &'static str = "POST";
     type Caller = ();
@@ -25,7 +26,12 @@ impl Endpoint for AdminReload {
         ctx.app.admin().is_some()
     }
 
-    fn authenticate(ctx: &Ctx, _: &Params, headers: &HeaderMap) -> Result<(), HttpError> {
+    async fn authenticate(
+        ctx: &Ctx,
+        _: &Params,
+        headers: &HeaderMap,
+        _: tokio::time::Instant,
+    ) -> Result<(), HttpError> {
         // Swapped by a reload since `exists`: the endpoint is gone.
         let auth = ctx.app.admin().ok_or(HttpError::NotFound)?;
         if !auth.verify(headers) {

@@ -15,11 +15,17 @@ pub(super) const PATH: &str = "/healthz";
 pub(super) struct Healthz;
 
 impl Endpoint for Healthz {
+    const NAME: &'static str = "healthz";
     const METHODS: &'static [Method] = &[Method::GET, Method::HEAD];
     const ALLOW: &'static str = "GET";
     type Caller = ();
 
-    fn authenticate(_: &Ctx, _: &Params, _: &HeaderMap) -> Result<(), HttpError> {
+    async fn authenticate(
+        _: &Ctx,
+        _: &Params,
+        _: &HeaderMap,
+        _: tokio::time::Instant,
+    ) -> Result<(), HttpError> {
         Ok(())
     }
 

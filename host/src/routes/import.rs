@@ -1,4 +1,5 @@
-//! `POST /hooks/{tenant}/import`: Okta's import hook. The tenant's secret is
+//! `POST /hooks/{tenant}/import`: Okta's import hook. The tenant's
+//! credentials (header secret or OAuth bearer token, [`crate::auth`]) are
 //! checked before the body is looked at; the body goes through the request
 //! pipeline ([`crate::pipeline`]). Every request is logged once, in a span
 //! with tenant, event id and plugin digest, with its status, outcome and
@@ -12,8 +13,13 @@ use hyper::header::HeaderMap;
 use hyper::{Method, Request, StatusCode};
 use tracing::{Span, field};
 
+use hookbox_oauth::Rejection;
+use tokio::time::Instant;
+
 use super::{Answer, Ctx, Endpoint, Params, body};
+use crate::auth::{self, Refusal};
 use crate::error::HttpError;
+use crate::metrics::UNKNOWN_TENANT;
 use crate::pipeline;
 use crate::tenant::Tenant;
 
@@ -24,34 +30,64 @@ pub(super) const PATH: &str = "/hooks/{tenant}/import";
 pub(super) struct Import;
 
 impl Endpoint for Import {
+    const NAME: &'static str = "import";
     const METHODS: &'static [Method] = &[Method::POST];
     const ALLOW: &'static str = "POST";
     /// The tenant, from one snapshot of the table kept for the whole request.
     type Caller = Arc<Tenant>;
 
-    fn span(params: &Params) -> Span {
+    fn tenant_label(ctx: &Ctx, params: &Params) -> Option<String> {
+        let id = params.get("tenant");
+        Some(match ctx.app.tenants().get(id) {
+            Some(_) => id.to_owned(),
+            None => UNKNOWN_TENANT.to_owned(),
+        })
+    }
+
+    fn span(_params: &Params) -> Span {
         tracing::info_span!(
             "hook",
-            tenant = %params.get("tenant"),
+            // Recorded once the table knows it: never the raw path text.
+            tenant = field::Empty,
             event_id = field::Empty,
             plugin = field::Empty,
+            auth = field::Empty,
         )
     }
 
-    fn authenticate(
+    async fn authenticate(
         ctx: &Ctx,
         params: &Params,
         headers: &HeaderMap,
+        deadline: Instant,
     ) -> Result<Arc<Tenant>, HttpError> {
-        let tenant = ctx
-            .app
-            .tenant(params.get("tenant"))
-            .ok_or(HttpError::UnknownTenant)?;
-        Span::current().record("plugin", tenant.plugin().short_digest());
-        if !tenant.auth().verify(headers) {
-            return Err(HttpError::Unauthorized);
+        let Some(tenant) = ctx.app.tenant(params.get("tenant")) else {
+            // Parentheses cannot appear in a tenant id: never mistaken for one.
+            Span::current().record("tenant", field::display(UNKNOWN_TENANT));
+            return Err(HttpError::UnknownTenant);
+        };
+        // Displayed, as the id was before it was looked up: `tenant=acme`.
+        Span::current().record("tenant", field::display(tenant.id()));
+        // A plugin for event hooks only answers no import hook: as if no tenant were here.
+        if !tenant.plugin().exports().resolver {
+            return Err(HttpError::UnknownTenant);
         }
-        Ok(tenant)
+        Span::current().record("plugin", tenant.plugin().short_digest());
+        match auth::authenticate(tenant.auth(), tenant.oauth(), headers, deadline).await {
+            Ok(how) => {
+                Span::current().record("auth", how.method());
+                Ok(tenant)
+            }
+            Err(refusal) => {
+                // Which check failed, never the credential.
+                tracing::info!(check = refusal.check(), "hook refused: {refusal}");
+                Err(match refusal {
+                    Refusal::Secret => HttpError::Unauthorized,
+                    Refusal::OAuth(Rejection::KeysUnavailable) => HttpError::AuthUnavailable,
+                    Refusal::OAuth(_) => HttpError::InvalidToken,
+                })
+            }
+        }
     }
 
     async fn handle(
@@ -60,8 +96,10 @@ impl Endpoint for Import {
         req: Request<Incoming>,
     ) -> Result<Answer, HttpError> {
         let body = body::read_json(ctx.app.server(), req).await?;
-        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(), &body).await?;
-        handled.trace();
+        let scope = ctx.app.scope(&tenant);
+        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
+        handled.trace(tenant.log_budget());
+        ctx.app.metrics().plugin_call(tenant.id(), &handled.figures);
         Ok(Answer::json(
             StatusCode::OK,
             handled.body,

@@ -7,18 +7,30 @@
 //! 2. an endpoint that does not exist right now ([`Endpoint::exists`], e.g.
 //!    `/admin/reload` without `[admin]`) is the same 404, saying nothing more;
 //! 3. a method the endpoint does not answer is a 405 with `Allow`;
-//! 4. the caller is authenticated ([`Endpoint::authenticate`]; a 401 or 404)
-//!    before anything of the request is looked at;
+//! 4. the caller is authenticated ([`Endpoint::authenticate`]; a 401, 404,
+//!    or 503 when an OAuth issuer's keys are unavailable) before anything of
+//!    the request but its headers is looked at, within the request's
+//!    deadline (`server.request_timeout` from the request's start);
 //! 5. the endpoint handles the request.
 //!
 //! Steps 4 and 5 run in the endpoint's span, and the endpoint is told how
 //! its request ended ([`Endpoint::answered`]), for its own log line. Errors
-//! are [`HttpError`]s, rendered in one place.
+//! are [`HttpError`]s, rendered in one place. Every request, whatever its
+//! end, is counted once in the metrics by the endpoint's [`Endpoint::NAME`]
+//! (a path of no endpoint as `unmatched`), with its tenant for a tenant's
+//! endpoint ([`Endpoint::tenant_label`]).
+//!
+//! Two tables: [`Router::main`] on `[server] listen` (everything), and
+//! [`Router::ops`] on `[server] ops_listen` (only `/healthz`, `/readyz`,
+//! `/metrics`: never a tenant's or the admin's endpoint on plain HTTP).
 
 mod admin;
 mod body;
+mod events;
 mod healthz;
 mod import;
+mod metrics;
+mod readyz;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,38 +50,67 @@ use crate::reload::Reloader;
 pub use admin::ADMIN_RELOAD_PATH;
 
 /// What every endpoint may reach: the app, the reloader when the server was
-/// started from a configuration file, and the routing table itself.
+/// started from a configuration file, the routing table itself, and which
+/// listener the request came in on.
 pub(crate) struct Ctx {
     pub(crate) app: Arc<App>,
     pub(crate) reloader: Option<Arc<Reloader>>,
     pub(crate) router: Router,
+    /// The request came in on `[server] ops_listen`.
+    pub(crate) ops: bool,
 }
 
 /// Which endpoint a path leads to.
 #[derive(Debug, Clone, Copy)]
 enum Route {
     Import,
+    Events,
     Healthz,
+    Readyz,
+    Metrics,
     AdminReload,
 }
+
+/// The `route` label of a path no endpoint serves.
+const UNMATCHED: &str = "unmatched";
 
 /// The routing table, built once at start.
 pub(crate) struct Router(matchit::Router<Route>);
 
 impl Router {
-    /// Every endpoint hookbox serves.
-    pub(crate) fn new() -> Result<Router, matchit::InsertError> {
+    /// Every endpoint hookbox serves, for the main (HTTPS) listener.
+    pub(crate) fn main() -> Result<Router, matchit::InsertError> {
         let mut table = matchit::Router::new();
         table.insert(import::PATH, Route::Import)?;
+        table.insert(events::PATH, Route::Events)?;
         table.insert(healthz::PATH, Route::Healthz)?;
+        table.insert(readyz::PATH, Route::Readyz)?;
+        table.insert(metrics::PATH, Route::Metrics)?;
         table.insert(ADMIN_RELOAD_PATH, Route::AdminReload)?;
+        Ok(Router(table))
+    }
+
+    /// The operations endpoints only, for `[server] ops_listen` (plain HTTP).
+    pub(crate) fn ops() -> Result<Router, matchit::InsertError> {
+        let mut table = matchit::Router::new();
+        table.insert(healthz::PATH, Route::Healthz)?;
+        table.insert(readyz::PATH, Route::Readyz)?;
+        table.insert(metrics::PATH, Route::Metrics)?;
         Ok(Router(table))
     }
 
     /// Answers one request; see the module docs for the order of the checks.
     pub(crate) async fn route(&self, ctx: &Ctx, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let Ok(found) = self.0.at(req.uri().path()) else {
-            return HttpError::NotFound.into_response();
+            let e = HttpError::NotFound;
+            ctx.app.metrics().request(
+                None,
+                UNMATCHED,
+                e.status().as_u16(),
+                e.kind(),
+                Duration::ZERO,
+            );
+            return e.into_response();
         };
         let params = Params(
             found
@@ -80,7 +121,10 @@ impl Router {
         );
         match *found.value {
             Route::Import => dispatch::<import::Import>(ctx, params, req).await,
+            Route::Events => dispatch::<events::Events>(ctx, params, req).await,
             Route::Healthz => dispatch::<healthz::Healthz>(ctx, params, req).await,
+            Route::Readyz => dispatch::<readyz::Readyz>(ctx, params, req).await,
+            Route::Metrics => dispatch::<metrics::Metrics>(ctx, params, req).await,
             Route::AdminReload => dispatch::<admin::AdminReload>(ctx, params, req).await,
         }
     }
@@ -124,18 +168,32 @@ impl Answer {
         }
     }
 
+    /// An answer without a body (and so without a content type).
+    pub(crate) fn empty(status: StatusCode, outcome: &'static str) -> Answer {
+        Answer {
+            status,
+            content_type: "",
+            body: Bytes::new(),
+            outcome,
+        }
+    }
+
     fn into_response(self) -> Response<Full<Bytes>> {
         let mut response = Response::new(Full::new(self.body));
         *response.status_mut() = self.status;
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        if !self.content_type.is_empty() {
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(self.content_type));
+        }
         response
     }
 }
 
 /// One endpoint of the table.
 pub(crate) trait Endpoint {
+    /// Its `route` label in the metrics.
+    const NAME: &'static str;
     /// The methods it answers.
     const METHODS: &'static [Method];
     /// The `Allow` header of its 405.
@@ -148,17 +206,26 @@ pub(crate) trait Endpoint {
         true
     }
 
+    /// The `tenant` label of its requests: `None` for an endpoint of no
+    /// tenant; for a tenant's endpoint, the id if configured, otherwise
+    /// [`crate::metrics::UNKNOWN_TENANT`] (never text from the URL).
+    fn tenant_label(_ctx: &Ctx, _params: &Params) -> Option<String> {
+        None
+    }
+
     /// The span authentication and handling run in.
     fn span(_params: &Params) -> Span {
         Span::none()
     }
 
-    /// Who is calling; `Err` ends the request before anything of it is read.
+    /// Who is calling; `Err` ends the request before its body is read. Waits
+    /// (for an OAuth issuer's keys) at most until `deadline`.
     fn authenticate(
         ctx: &Ctx,
         params: &Params,
         headers: &HeaderMap,
-    ) -> Result<Self::Caller, HttpError>;
+        deadline: tokio::time::Instant,
+    ) -> impl Future<Output = Result<Self::Caller, HttpError>> + Send;
 
     /// Answers an authenticated request.
     fn handle(
@@ -177,16 +244,29 @@ async fn dispatch<E: Endpoint>(
     params: Params,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
+    let start = Instant::now();
+    let refused = |e: HttpError| {
+        // Before the endpoint's checks: counted without a tenant, as the route's.
+        ctx.app.metrics().request(
+            None,
+            E::NAME,
+            e.status().as_u16(),
+            e.kind(),
+            start.elapsed(),
+        );
+        e.into_response()
+    };
     if !E::exists(ctx) {
-        return HttpError::NotFound.into_response();
+        return refused(HttpError::NotFound);
     }
     if !E::METHODS.contains(req.method()) {
-        return HttpError::MethodNotAllowed { allow: E::ALLOW }.into_response();
+        return refused(HttpError::MethodNotAllowed { allow: E::ALLOW });
     }
     let span = E::span(&params);
+    let tenant = E::tenant_label(ctx, &params);
     async move {
-        let start = Instant::now();
-        let result = match E::authenticate(ctx, &params, req.headers()) {
+        let deadline = tokio::time::Instant::now() + ctx.app.server().request_timeout;
+        let result = match E::authenticate(ctx, &params, req.headers(), deadline).await {
             Ok(caller) => E::handle(ctx, caller, req).await,
             Err(e) => Err(e),
         };
@@ -194,7 +274,15 @@ async fn dispatch<E: Endpoint>(
             Ok(answer) => (answer.status, answer.outcome, answer.into_response()),
             Err(e) => (e.status(), e.kind(), e.into_response()),
         };
-        E::answered(status, outcome, start.elapsed());
+        let elapsed = start.elapsed();
+        E::answered(status, outcome, elapsed);
+        ctx.app.metrics().request(
+            tenant.as_deref(),
+            E::NAME,
+            status.as_u16(),
+            outcome,
+            elapsed,
+        );
         response
     }
     .instrument(span)
@@ -207,15 +295,20 @@ mod tests {
 
     #[test]
     fn the_table_routes_every_endpoint_and_nothing_else() {
-        let router = Router::new().expect("the table is consistent");
+        let router = Router::main().expect("the table is consistent");
         let route = |path: &str| router.0.at(path).ok().map(|m| *m.value);
         assert!(matches!(route("/hooks/acme/import"), Some(Route::Import)));
+        assert!(matches!(route("/hooks/acme/events"), Some(Route::Events)));
         assert!(matches!(route("/healthz"), Some(Route::Healthz)));
         assert!(matches!(route("/admin/reload"), Some(Route::AdminReload)));
+        assert!(matches!(route("/readyz"), Some(Route::Readyz)));
+        assert!(matches!(route("/metrics"), Some(Route::Metrics)));
         for unknown in [
             "/",
             "/hooks//import",
             "/hooks/a/b/import",
+            "/hooks//events",
+            "/hooks/acme/events/",
             "/hooks/acme",
             "/healthz/",
             "/admin",
@@ -224,5 +317,16 @@ mod tests {
         }
         let found = router.0.at("/hooks/acme/import").expect("routed");
         assert_eq!(found.params.get("tenant"), Some("acme"));
+    }
+
+    #[test]
+    fn the_ops_table_serves_probes_and_metrics_only() {
+        let router = Router::ops().expect("the table is consistent");
+        let route = |path: &str| router.0.at(path).ok().map(|m| *m.value);
+        assert!(matches!(route("/healthz"), Some(Route::Healthz)));
+        assert!(matches!(route("/readyz"), Some(Route::Readyz)));
+        assert!(matches!(route("/metrics"), Some(Route::Metrics)));
+        assert!(route("/hooks/acme/import").is_none());
+        assert!(route("/admin/reload").is_none());
     }
 }

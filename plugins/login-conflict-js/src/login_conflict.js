@@ -2,7 +2,10 @@
 //
 // A line-for-line port of the Rust reference resolver (`plugins/login-conflict`),
 // whose README is the specification: when Okta reports a conflict on `login`,
-// answer a new login that is valid, unique and the same on Okta's retry.
+// answer a new login that is valid, claimed in hookbox's claim store (and free
+// in the tenant's Okta directory when it has one), and the same for the same
+// user on a retry, a re-run or a restart; and, as an event handler, record the
+// logins Okta refused as not unique.
 //
 // This module imports nothing, so `node --test` runs it natively;
 // `resolver.js` is the component glue.
@@ -13,11 +16,18 @@
 //   `integer` (a BigInt: WIT s64), `float` (a number), `text`, `array`
 //   (a list of scalars, same shape), `json` (JSON text);
 // - a profile is a list of `{ name, value }`;
-// - the request has `appUserProfile`, `userProfile`, `context.conflicts`;
+// - the request has `appUserProfile`, `userProfile`, `userId`, `context.conflicts`;
 // - the host is `{ configGet(key) -> string | undefined, log(level, message) }`,
-//   levels `trace`, `debug`, `info`, `warn`, `error`.
+//   levels `trace`, `debug`, `info`, `warn`, `error`, plus the claim store
+//   `claim(key, owner) -> 'claimed' | 'already-yours' | 'taken'`,
+//   `ownerOf(key) -> string | undefined`, `release(key, owner) -> boolean`
+//   (each throwing `StoreError(kind)`) and the directory
+//   `findUser(login) -> string | undefined` (throwing `DirectoryError(kind)`,
+//   kind `not-configured` without a directory);
+// - an event is the WIT `event` variant: `{ tag: 'sync', val }` or `{ tag: 'other', val }`.
 //
-// The result is deterministic: no clock, no randomness, no hash-map order.
+// The answer depends only on the request, the settings and the claim store:
+// no clock, no randomness, no hash-map order.
 //
 // Performance: inside the component this runs in SpiderMonkey's interpreter
 // (no JIT), where every bytecode op and every call costs tens to hundreds of
@@ -33,19 +43,36 @@
 /** The longest local part an email address may have (RFC 5321). */
 export const MAX_LOCAL_PART = 64;
 
-/** Bound on suffix rounds (each round equals the conflicting login only by a 2^-24 chance). */
+/** Suffix rounds after round 0 (a round is skipped only when another user holds it). */
 const MAX_ROUNDS = 16;
 
-const RULES = {
-  'middle-name': 'middle name infixed',
-  'hashed-suffix': 'no middle name: hashed suffix',
-  'login-base-middle-name': 'first or last name missing: login base and middle name',
-  'login-base-hashed-suffix':
-    'first or last name missing, no middle name: login base and hashed suffix',
-};
+/** Identities up to this many UTF-8 bytes are claim owners as they are; longer ones by hash. */
+const MAX_OWNER_IDENTITY = 480;
+
+/** The longest key or owner the claim store accepts, in bytes. */
+export const MAX_KEY = 512;
+
+export const OWNER_KEY_PREFIX = 'owner:';
+export const OKTA_OWNER_PREFIX = 'okta:';
 
 /** The plugin's error: its message becomes Okta's `errorSummary`. */
 export class ResolveError extends Error {}
+
+/** A claim-store call failed; `kind` is `unavailable`, `timeout` or `invalid`. */
+export class StoreError extends Error {
+  constructor(kind) {
+    super(kind);
+    this.kind = kind;
+  }
+}
+
+/** A directory lookup failed; `kind` as in the WIT (`not-configured`, `rate-limited`…). */
+export class DirectoryError extends Error {
+  constructor(kind) {
+    super(kind);
+    this.kind = kind;
+  }
+}
 
 /** The value of the first attribute `name`, or undefined. */
 export function get(profile, name) {
@@ -419,6 +446,156 @@ function namePart(request, attr) {
   return nameIn(request.appUserProfile, attr) ?? nameIn(request.userProfile, attr);
 }
 
+/** Rust's `str::trim`: White_Space (Rust's set) stripped from both ends. */
+function rustTrim(text) {
+  let start = 0;
+  let end = text.length;
+  while (start < end && isWhiteSpace(text.charCodeAt(start))) start++;
+  while (end > start && isWhiteSpace(text.charCodeAt(end - 1))) end--;
+  return text.slice(start, end);
+}
+
+/** ASCII letters lowercased, nothing else (Rust's `to_ascii_lowercase`). */
+function asciiLower(text) {
+  return text.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+}
+
+/** The UTF-8 length of `text`. */
+function utf8Length(text) {
+  return UTF8.encode(text).length;
+}
+
+/**
+ * The candidates in the order tried, `{ local, rule, suffixed }` (see the Rust
+ * reference): the rule without a suffix, then the round-0 hashed suffix, then
+ * rounds 1 to 16; those equal to the conflicting local part are left out.
+ */
+export function candidates(request, conflictLocal, ident, names) {
+  const first = namePart(request, names.first);
+  const middle = namePart(request, names.middle);
+  const last = namePart(request, names.last);
+  let primary;
+  let suffixPieces;
+  let suffixRule;
+  if (first !== undefined && last !== undefined) {
+    if (middle !== undefined) primary = ['middle-name', [first, middle, last]];
+    suffixPieces = [first, last];
+    suffixRule = 'hashed-suffix';
+  } else {
+    // Nothing usable anywhere: a fixed word keeps the login readable.
+    const base = normaliseLoginBase(conflictLocal) || 'user';
+    if (middle !== undefined) primary = ['login-base-middle-name', [base, middle]];
+    suffixPieces = [base];
+    suffixRule = 'login-base-hashed-suffix';
+  }
+  const out = [];
+  if (primary !== undefined) {
+    out.push({ local: assemble(primary[1], undefined), rule: primary[0], suffixed: false });
+  }
+  for (let round = 0; round <= MAX_ROUNDS; round++) {
+    out.push({
+      local: assemble(suffixPieces, identitySuffix(ident, round)),
+      rule: round > 0 ? `${suffixRule}+rehashed` : suffixRule,
+      suffixed: true,
+    });
+  }
+  return out.filter((c) => !equalIgnoringAsciiCase(c.local, conflictLocal));
+}
+
+/** `id:<identity>`, or `id#<16 hex of FNV-1a 64>` over 480 UTF-8 bytes. */
+export function ownerFor(ident) {
+  if (utf8Length(ident) <= MAX_OWNER_IDENTITY) return `id:${ident}`;
+  const { hi, lo } = fnv1a64(ident);
+  return `id#${hi.toString(16).padStart(8, '0')}${lo.toString(16).padStart(8, '0')}`;
+}
+
+/** The claim key of a login: ASCII letters lowercased. */
+export function loginKey(login) {
+  return asciiLower(login);
+}
+
+/** The directory as one request uses it: not asked again after a failure. */
+class DirectoryUse {
+  constructor(host) {
+    this.host = host;
+    this.stopped = undefined;
+    this.used = false;
+  }
+
+  heldByOther(login, me) {
+    if (this.stopped !== undefined) return false;
+    this.used = true;
+    let found;
+    try {
+      found = this.host.findUser(login);
+    } catch (e) {
+      if (!(e instanceof DirectoryError)) throw e;
+      if (e.kind !== 'not-configured') {
+        this.host.log(
+          'warn',
+          `directory lookup failed (${e.kind}): going on with the claim store alone`,
+        );
+      }
+      this.stopped = e.kind;
+      return false;
+    }
+    return found !== undefined && found !== null && found !== me;
+  }
+
+  status() {
+    if (this.stopped === 'not-configured') return undefined;
+    if (this.stopped !== undefined) return this.stopped;
+    return this.used ? 'checked' : undefined;
+  }
+}
+
+const held = (result) => result === 'claimed' || result === 'already-yours';
+
+function choose(request, host, cands, domain, owner, directory, conflictLocal) {
+  const ownerKey = OWNER_KEY_PREFIX + owner;
+  const me = request.userId ?? undefined;
+  const recorded = host.ownerOf(ownerKey) ?? undefined;
+  if (recorded !== undefined) {
+    const at = recorded.lastIndexOf('@');
+    const fits =
+      at >= 0 &&
+      equalIgnoringAsciiCase(recorded.slice(at + 1), domain) &&
+      !equalIgnoringAsciiCase(recorded.slice(0, at), conflictLocal);
+    if (fits && !directory.heldByOther(recorded, me)) {
+      const result = host.claim(loginKey(recorded), owner);
+      if (held(result)) {
+        const match = cands.find((c) => equalIgnoringAsciiCase(`${c.local}@${domain}`, recorded));
+        return { login: recorded, rule: match ? match.rule : 'recorded', claim: result };
+      }
+    }
+    host.log('debug', 'the login recorded for this user no longer fits: choosing again');
+  }
+  for (const c of cands) {
+    const login = `${c.local}@${domain}`;
+    if (directory.heldByOther(login, me)) continue;
+    const result = host.claim(loginKey(login), owner);
+    if (!held(result)) continue;
+    recordOwner(host, ownerKey, recorded, login);
+    return { login, rule: c.rule, claim: result };
+  }
+  return undefined;
+}
+
+function recordOwner(host, ownerKey, recorded, login) {
+  let result;
+  try {
+    if (recorded !== undefined && recorded !== login) host.release(ownerKey, recorded);
+    result = host.claim(ownerKey, login);
+  } catch (e) {
+    if (!(e instanceof StoreError)) throw e;
+    host.log('warn', `the login chosen could not be recorded for this user (${e.kind})`);
+    return;
+  }
+  if (!held(result)) {
+    host.log('warn', 'the login chosen could not be recorded for this user (record held)');
+  }
+}
+
 /**
  * The whole resolver. Returns the WIT `response` record
  * (`{ commands, debugContext }`), or throws ResolveError(summary).
@@ -443,64 +620,139 @@ export function resolve(request, host) {
   const conflictLocal = login.slice(0, at);
   const domain = login.slice(at + 1);
 
-  const first = namePart(request, setting(host, 'first_name_attribute', 'firstName'));
-  const middle = namePart(request, setting(host, 'middle_name_attribute', 'middleName'));
-  const last = namePart(request, setting(host, 'last_name_attribute', 'lastName'));
-  const uniqueAttr = setting(host, 'unique_attribute', 'externalId');
+  const names = {
+    first: setting(host, 'first_name_attribute', 'firstName'),
+    middle: setting(host, 'middle_name_attribute', 'middleName'),
+    last: setting(host, 'last_name_attribute', 'lastName'),
+  };
+  const ident = identity(request, setting(host, 'unique_attribute', 'externalId'));
+  const onStoreError = rustTrim(setting(host, 'on_store_error', 'fallback'));
+  const cands = candidates(request, conflictLocal, ident, names);
+  const owner = ownerFor(ident);
+  const directory = new DirectoryUse(host);
 
-  let rule;
-  let pieces;
-  if (first !== undefined && last !== undefined) {
-    if (middle !== undefined) {
-      rule = 'middle-name';
-      pieces = [first, middle, last];
-    } else {
-      rule = 'hashed-suffix';
-      pieces = [first, last];
+  let chosen;
+  try {
+    chosen = choose(request, host, cands, domain, owner, directory, conflictLocal);
+    if (chosen === undefined) {
+      host.log('debug', 'every candidate is taken');
+      throw new ResolveError('login-conflict: every candidate login is taken');
     }
-  } else {
-    // Nothing usable anywhere: a fixed word keeps the login readable.
-    const base = normaliseLoginBase(conflictLocal) || 'user';
-    if (middle !== undefined) {
-      rule = 'login-base-middle-name';
-      pieces = [base, middle];
-    } else {
-      rule = 'login-base-hashed-suffix';
-      pieces = [base];
-    }
-  }
-  host.log('debug', RULES[rule]);
-
-  // The identity is only worked out when a suffix needs it (rendering the
-  // whole profile as JSON is not free); it has no other effect.
-  let ident;
-  const suffix = (round) => identitySuffix((ident ??= identity(request, uniqueAttr)), round);
-  const needsSuffix = rule === 'hashed-suffix' || rule === 'login-base-hashed-suffix';
-  let local = assemble(pieces, needsSuffix ? suffix(0) : undefined);
-  let round = 0;
-  while (equalIgnoringAsciiCase(local, conflictLocal)) {
-    round += 1;
-    if (round > MAX_ROUNDS) {
+  } catch (e) {
+    if (!(e instanceof StoreError)) throw e;
+    if (onStoreError === 'error') {
+      host.log('warn', `claim store failed (${e.kind}): answering an error`);
       throw new ResolveError(
-        'login-conflict: no login different from the conflicting one could be derived',
+        'login-conflict: the claim store is unavailable, so no login could be reserved',
       );
     }
-    local = assemble(pieces, suffix(round));
+    host.log(
+      'warn',
+      `claim store failed (${e.kind}): answering the stateless hashed-suffix login`,
+    );
+    const me = request.userId ?? undefined;
+    const fallback = cands.find(
+      (c) => c.suffixed && !directory.heldByOther(`${c.local}@${domain}`, me),
+    );
+    if (fallback === undefined) {
+      throw new ResolveError('login-conflict: every candidate login is taken');
+    }
+    chosen = { login: `${fallback.local}@${domain}`, rule: fallback.rule, claim: 'unavailable' };
   }
-  if (round > 0) {
-    host.log('debug', 'candidate equal to the conflicting login: suffix rehashed');
-    rule += '+rehashed';
-  }
+
+  host.log('debug', `login ${chosen.claim} by rule ${chosen.rule}`);
+  const debugContext = [
+    ['resolver', 'login-conflict'],
+    ['rule', chosen.rule],
+    ['claim', chosen.claim],
+  ];
+  const status = directory.status();
+  if (status !== undefined) debugContext.push(['directory', status]);
   return {
     commands: [
       {
         tag: 'user-profile-update',
-        val: [{ name: 'login', value: { tag: 'text', val: `${local}@${domain}` } }],
+        val: [{ name: 'login', value: { tag: 'text', val: chosen.login } }],
       },
     ],
-    debugContext: [
-      ['resolver', 'login-conflict'],
-      ['rule', rule],
-    ],
+    debugContext,
   };
+}
+
+function debugValue(data, key) {
+  const entry = data.find(([k]) => k === key);
+  return entry === undefined ? undefined : entry[1];
+}
+
+/** `error_code` starting with `notUnique` and `error_field` `login` (ASCII case ignored). */
+export function isLoginUniquenessError(sync) {
+  const code = debugValue(sync.debugData, 'error_code') ?? '';
+  const field = debugValue(sync.debugData, 'error_field') ?? '';
+  return (
+    code.length >= 9 &&
+    equalIgnoringAsciiCase(code.slice(0, 9), 'notUnique') &&
+    equalIgnoringAsciiCase(rustTrim(field), 'login')
+  );
+}
+
+/** The debug-data entry `login`, else the app user's alternate id; undefined if neither. */
+export function failedLogin(sync) {
+  const login = debugValue(sync.debugData, 'login') ?? sync.appUser?.alternateId ?? undefined;
+  if (login === undefined || login === null) return undefined;
+  const trimmed = rustTrim(login);
+  return trimmed.length > 0 ? trimmed : undefined;
+}
+
+/**
+ * The event handler: records a login Okta refused as not unique (see the Rust
+ * reference). Throws ResolveError(reason) when the claim store fails.
+ */
+export function handle(event, host) {
+  if (event.tag !== 'sync') {
+    host.log('debug', 'event ignored: not an app-user sync');
+    return;
+  }
+  const sync = event.val;
+  if (!isLoginUniquenessError(sync)) {
+    host.log('debug', 'sync event without a login uniqueness error: nothing to do');
+    return;
+  }
+  let oktaUser = sync.oktaUser?.id;
+  if (oktaUser !== undefined && isBlank(oktaUser)) oktaUser = undefined;
+  const app = sync.application?.id ?? '-';
+  const ids = `event ${sync.uuid}, Okta user ${oktaUser ?? '-'}, app ${app}`;
+  const login = failedLogin(sync);
+  if (login === undefined) {
+    host.log('warn', `login not unique (${ids}), but the event names no login: nothing recorded`);
+    return;
+  }
+  const key = loginKey(login);
+  if (utf8Length(key) > MAX_KEY || key.startsWith(OWNER_KEY_PREFIX)) {
+    host.log('warn', `login not unique (${ids}), but it cannot be a claim key: nothing recorded`);
+    return;
+  }
+  const owner =
+    oktaUser !== undefined ? OKTA_OWNER_PREFIX + oktaUser : `${OKTA_OWNER_PREFIX}event:${sync.uuid}`;
+  try {
+    const result = host.claim(key, owner);
+    if (result === 'claimed') {
+      host.log('info', `login not unique (${ids}): recorded as taken`);
+    } else if (result === 'already-yours') {
+      host.log('debug', `login not unique (${ids}): already recorded`);
+    } else {
+      const holder = host.ownerOf(key) ?? undefined;
+      if (holder !== undefined && !holder.startsWith(OKTA_OWNER_PREFIX)) {
+        host.release(key, holder);
+        host.claim(key, owner);
+        host.log('info', `login not unique (${ids}): taken back from the import it was handed to`);
+      } else {
+        host.log('debug', `login not unique (${ids}): already recorded`);
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof StoreError)) throw e;
+    throw new ResolveError(
+      `login-conflict: the claim store failed (${e.kind}) while recording a login Okta refused`,
+    );
+  }
 }

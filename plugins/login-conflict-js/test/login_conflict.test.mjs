@@ -12,13 +12,49 @@ import { canonical, decode, parse } from './okta_json.mjs';
 
 const CONFORMANCE = join(dirname(fileURLToPath(import.meta.url)), '../../../tests/conformance');
 
-function fakeHost(settings = {}) {
+/** Settings, a log, an in-memory claim store and directory (like the Rust SDK's fakes). */
+function fakeHost(settings = {}, { claims = new Map(), directory, directoryError, storeError } = {}) {
   const logs = [];
-  return {
+  const check = (...texts) => {
+    if (storeError !== undefined) throw new lc.StoreError(storeError);
+    for (const t of texts) {
+      if (!t || new TextEncoder().encode(t).length > lc.MAX_KEY) throw new lc.StoreError('invalid');
+    }
+  };
+  const host = {
     logs,
+    claims,
     configGet: (key) => settings[key],
     log: (level, message) => logs.push([level, message]),
+    claim(key, owner) {
+      check(key, owner);
+      const holder = claims.get(key);
+      if (holder === undefined) {
+        claims.set(key, owner);
+        return 'claimed';
+      }
+      return holder === owner ? 'already-yours' : 'taken';
+    },
+    ownerOf(key) {
+      check(key);
+      return claims.get(key);
+    },
+    release(key, owner) {
+      check(key, owner);
+      if (claims.get(key) !== owner) return false;
+      claims.delete(key);
+      return true;
+    },
+    findUser(login) {
+      if (directory === undefined) throw new lc.DirectoryError('not-configured');
+      if (directoryError !== undefined) throw new lc.DirectoryError(directoryError);
+      return directory.get(login.toLowerCase());
+    },
+    setStoreError(kind) {
+      storeError = kind;
+    },
   };
+  return host;
 }
 
 const text = (s) => ({ tag: 'text', val: s });
@@ -56,9 +92,10 @@ test('george gets his middle name infixed', () => {
     debugContext: [
       ['resolver', 'login-conflict'],
       ['rule', 'middle-name'],
+      ['claim', 'claimed'],
     ],
   });
-  assert.deepEqual(host.logs, [['debug', 'middle name infixed']]);
+  assert.deepEqual(host.logs, [['debug', 'login claimed by rule middle-name']]);
 });
 
 /** fnv1a64's halves as 16 hex digits. */
@@ -190,8 +227,8 @@ test('the new login always differs, ASCII case folding only', () => {
     ['externalId', 'g1'],
   ]);
   const response = lc.resolve(r, fakeHost());
-  assert.equal(loginOf(response), `george.alexander.smith.${lc.identitySuffix('g1', 1)}@example.com`);
-  assert.equal(ruleOf(response), 'middle-name+rehashed');
+  assert.equal(loginOf(response), `george.smith.${lc.identitySuffix('g1', 0)}@example.com`);
+  assert.equal(ruleOf(response), 'hashed-suffix');
   const kelvin = conflict(`\u212a.smith.${lc.identitySuffix('1', 0)}@example.com`, [
     ['firstName', 'K'],
     ['lastName', 'Smith'],
@@ -248,14 +285,97 @@ function answerBody(request, host) {
   return { t: 'obj', pairs };
 }
 
+const george = (ext) =>
+  conflict('george.smith@example.com', [
+    ['firstName', 'George'],
+    ['middleName', 'Alexander'],
+    ['lastName', 'Smith'],
+    ['externalId', ext],
+  ]);
+const debugOf = (response) => Object.fromEntries(response.debugContext);
+
+test('two owners with the same name get distinct logins; the same owner the same again', () => {
+  const claims = new Map();
+  const one = lc.resolve(george('u1'), fakeHost({}, { claims }));
+  const two = lc.resolve(george('u2'), fakeHost({}, { claims }));
+  assert.equal(loginOf(one), 'george.alexander.smith@example.com');
+  assert.equal(loginOf(two), `george.smith.${lc.identitySuffix('u2', 0)}@example.com`);
+  claims.delete('george.alexander.smith@example.com'); // an operator released it
+  const again = lc.resolve(george('u2'), fakeHost({}, { claims }));
+  assert.equal(loginOf(again), loginOf(two));
+  assert.equal(debugOf(again).claim, 'already-yours');
+});
+
+test('a failing store answers the stateless hashed suffix, or an error', () => {
+  const host = fakeHost({}, { storeError: 'timeout' });
+  const response = lc.resolve(george('u1'), host);
+  assert.equal(loginOf(response), `george.smith.${lc.identitySuffix('u1', 0)}@example.com`);
+  assert.equal(debugOf(response).claim, 'unavailable');
+  assert.throws(
+    () => lc.resolve(george('u1'), fakeHost({ on_store_error: 'error' }, { storeError: 'unavailable' })),
+    lc.ResolveError,
+  );
+});
+
+test('the directory skips logins other Okta users hold', () => {
+  const directory = new Map([['george.alexander.smith@example.com', '00u9']]);
+  const response = lc.resolve(george('u1'), fakeHost({}, { directory }));
+  assert.equal(loginOf(response), `george.smith.${lc.identitySuffix('u1', 0)}@example.com`);
+  assert.equal(debugOf(response).directory, 'checked');
+});
+
+test('the event handler records a login Okta refused', () => {
+  const host = fakeHost();
+  const event = {
+    tag: 'sync',
+    val: {
+      uuid: 'ev1',
+      oktaUser: { id: '00u5', type: 'User', alternateId: 'old@example.com' },
+      application: { id: '0oa1', type: 'AppInstance' },
+      appUser: { id: 'x', type: 'AppUser', alternateId: 'George.Alexander.Smith@example.com' },
+      debugData: [
+        ['error_code', 'notUniqueWithinOrg'],
+        ['error_field', 'login'],
+      ],
+    },
+  };
+  lc.handle(event, host);
+  assert.deepEqual([...host.claims], [['george.alexander.smith@example.com', 'okta:00u5']]);
+  assert.deepEqual(host.logs, [
+    ['info', 'login not unique (event ev1, Okta user 00u5, app 0oa1): recorded as taken'],
+  ]);
+  assert.equal(
+    loginOf(lc.resolve(george('u1'), host)),
+    `george.smith.${lc.identitySuffix('u1', 0)}@example.com`,
+  );
+  lc.handle({ tag: 'other', val: {} }, host);
+  host.setStoreError('unavailable');
+  assert.throws(() => lc.handle(event, host), lc.ResolveError);
+});
+
 const files = readdirSync(CONFORMANCE).filter((f) => f.endsWith('.json')).sort();
 test('there are conformance cases', () => assert.ok(files.length > 0));
 for (const file of files) {
   test(`conformance: ${file}`, () => {
     const c = parse(readFileSync(join(CONFORMANCE, file), 'utf8'));
     const get = (k) => c.pairs.find(([key]) => key === k)[1];
+    const opt = (k) => c.pairs.find(([key]) => key === k)?.[1];
     const settings = Object.fromEntries(get('settings').pairs);
-    const body = answerBody(decode(get('request')), fakeHost(settings));
+    const claims = new Map(opt('claims')?.pairs ?? []);
+    const store = opt('store');
+    const dir = opt('directory');
+    const host = fakeHost(settings, {
+      claims,
+      storeError: store !== undefined && store !== 'ok' ? store : undefined,
+      directory: dir && new Map(dir.pairs.map(([k, v]) => [k.toLowerCase(), v])),
+      directoryError: opt('directory_error'),
+    });
+    const body = answerBody(decode(get('request')), host);
     assert.equal(canonical(body), canonical(get('expected')));
+    const after = opt('claims_after');
+    if (after !== undefined) {
+      const sorted = (pairs) => JSON.stringify([...pairs].sort(([a], [b]) => (a < b ? -1 : 1)));
+      assert.equal(sorted(claims), sorted(after.pairs));
+    }
   });
 }

@@ -162,6 +162,7 @@ export function decode(root) {
   return {
     appUserProfile: profile(field(data, 'appUser')),
     userProfile: profile(field(data, 'user')),
+    userId: field(field(data, 'user'), 'id'),
     context: { conflicts: field(context, 'conflicts')?.items ?? [] },
   };
 }

@@ -10,7 +10,11 @@ from operator import attrgetter
 from componentize_py_types import Err
 
 import wit_world
+from wit_world.exports import EventHandler as EventHandlerProtocol
 from wit_world.exports import Resolver as ResolverProtocol
+from wit_world.imports import claims as wit_claims
+from wit_world.imports import directory as wit_directory
+from wit_world.imports import events as wit_events
 from wit_world.imports import host as wit_host
 from wit_world.imports import types as wit
 
@@ -101,6 +105,59 @@ class _Host:
     def log(level, message):
         wit_host.log(_LEVELS[level], message)
 
+    @staticmethod
+    def claim(key, owner):
+        try:
+            return _CLAIM_RESULTS[wit_claims.claim(key, owner)]
+        except Err as e:
+            raise login_conflict.StoreError(_store_error_kind(e.value))
+
+    @staticmethod
+    def owner_of(key):
+        try:
+            return wit_claims.owner_of(key)
+        except Err as e:
+            raise login_conflict.StoreError(_store_error_kind(e.value))
+
+    @staticmethod
+    def release(key, owner):
+        try:
+            return wit_claims.release(key, owner)
+        except Err as e:
+            raise login_conflict.StoreError(_store_error_kind(e.value))
+
+    @staticmethod
+    def find_user(login):
+        try:
+            return wit_directory.find_user(login)
+        except Err as e:
+            raise login_conflict.DirectoryError(_DIRECTORY_ERRORS[type(e.value)])
+
+
+_CLAIM_RESULTS = {
+    wit_claims.ClaimResult.CLAIMED: "claimed",
+    wit_claims.ClaimResult.ALREADY_YOURS: "already-yours",
+    wit_claims.ClaimResult.TAKEN: "taken",
+}
+
+_STORE_ERRORS = {
+    wit_claims.StoreError_Unavailable: "unavailable",
+    wit_claims.StoreError_Timeout: "timeout",
+    wit_claims.StoreError_Invalid: "invalid",
+}
+
+
+def _store_error_kind(error):
+    return _STORE_ERRORS[type(error)]
+
+
+_DIRECTORY_ERRORS = {
+    wit_directory.DirectoryError_NotConfigured: "not-configured",
+    wit_directory.DirectoryError_Unavailable: "unavailable",
+    wit_directory.DirectoryError_RateLimited: "rate-limited",
+    wit_directory.DirectoryError_TimedOut: "timed-out",
+    wit_directory.DirectoryError_Denied: "denied",
+}
 
 _HOST = _Host()
 
@@ -111,6 +168,7 @@ class Resolver(ResolverProtocol):
             app_user=_Profile(request.app_user_profile),
             user=_Profile(request.user_profile),
             conflicts=request.context.conflicts,  # only read
+            user_id=request.user_id,
         )
         try:
             answer = login_conflict.resolve(req, _HOST)
@@ -124,3 +182,24 @@ class Resolver(ResolverProtocol):
                 )
             )
         return wit.Response(commands=commands, debug_context=list(answer.debug_context))
+
+
+class EventHandler(EventHandlerProtocol):
+    def handle(self, event: wit_events.Event) -> None:
+        if isinstance(event, wit_events.Event_Sync):
+            sync = event.value
+            ev = login_conflict.SyncEvent(
+                uuid=sync.uuid,
+                okta_user_id=sync.okta_user.id if sync.okta_user is not None else None,
+                application_id=sync.application.id if sync.application is not None else None,
+                app_user_alternate_id=(
+                    sync.app_user.alternate_id if sync.app_user is not None else None
+                ),
+                debug_data=sync.debug_data,
+            )
+        else:
+            ev = None
+        try:
+            login_conflict.handle(ev, _HOST)
+        except login_conflict.ResolveError as e:
+            raise Err(str(e))

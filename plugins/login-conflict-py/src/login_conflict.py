@@ -2,7 +2,10 @@
 
 A line-for-line port of the Rust reference resolver (`plugins/login-conflict`),
 whose README is the specification: when Okta reports a conflict on `login`,
-answer a new login that is valid, unique and the same on Okta's retry.
+answer a new login that is valid, claimed in hookbox's claim store (and free in
+the tenant's Okta directory when it has one), and the same for the same user on
+a retry, a re-run or a restart; and, as an event handler, record the logins
+Okta refused as not unique.
 
 This module knows nothing of the component bindings, so it runs under plain
 `python3 -m unittest`; `app.py` is the glue that converts the WIT types.
@@ -16,10 +19,15 @@ Data shapes used here:
   or any object with `get(name)` (the first such attribute's value, or None)
   and iteration over its pairs: `app.py` passes a view of the WIT list that
   converts only the values the resolver reads;
-- the host is any object with `setting(key) -> str | None` and
-  `log(level, message)` (level: `"trace"`, `"debug"`, `"info"`, `"warn"`, `"error"`).
+- the host is any object with `setting(key) -> str | None`,
+  `log(level, message)` (level: `"trace"`, `"debug"`, `"info"`, `"warn"`, `"error"`),
+  the claim store `claim(key, owner) -> "claimed" | "already-yours" | "taken"`,
+  `owner_of(key) -> str | None`, `release(key, owner) -> bool` (each raising
+  `StoreError(kind)`), and the directory `find_user(login) -> str | None`
+  (raising `DirectoryError(kind)`; kind `not-configured` without a directory).
 
-The result is deterministic: no clock, no randomness, no dict-order dependence.
+The answer depends only on the request, the settings and the claim store: no
+clock, no randomness, no dict-order dependence.
 """
 
 from dataclasses import dataclass, field
@@ -29,17 +37,17 @@ from typing import List, Optional, Tuple
 #: The longest local part an email address may have (RFC 5321).
 MAX_LOCAL_PART = 64
 
-#: Bound on suffix rounds (each round can equal the conflicting login only by a 2^-24 chance).
+#: Suffix rounds after round 0 (a round is skipped only when another user holds it).
 MAX_ROUNDS = 16
 
-RULES = {
-    "middle-name": "middle name infixed",
-    "hashed-suffix": "no middle name: hashed suffix",
-    "login-base-middle-name": "first or last name missing: login base and middle name",
-    "login-base-hashed-suffix": (
-        "first or last name missing, no middle name: login base and hashed suffix"
-    ),
-}
+#: Identities up to this many UTF-8 bytes are claim owners as they are; longer ones by hash.
+MAX_OWNER_IDENTITY = 480
+
+#: The longest key or owner the claim store accepts, in bytes.
+MAX_KEY = 512
+
+OWNER_KEY_PREFIX = "owner:"
+OKTA_OWNER_PREFIX = "okta:"
 
 
 @dataclass
@@ -49,6 +57,8 @@ class Request:
     app_user: List[Tuple[str, tuple]] = field(default_factory=list)
     user: List[Tuple[str, tuple]] = field(default_factory=list)
     conflicts: List[str] = field(default_factory=list)
+    #: The matched Okta user (`data.user.id`), if any.
+    user_id: Optional[str] = None
 
 
 @dataclass
@@ -61,6 +71,34 @@ class Response:
 
 class ResolveError(Exception):
     """The plugin's error: its message becomes Okta's `errorSummary`."""
+
+
+class StoreError(Exception):
+    """A claim-store call failed; `kind` is `unavailable`, `timeout` or `invalid`."""
+
+    def __init__(self, kind):
+        super().__init__(kind)
+        self.kind = kind
+
+
+class DirectoryError(Exception):
+    """A directory lookup failed; `kind` is `not-configured`, `unavailable`,
+    `rate-limited`, `timed-out` or `denied`."""
+
+    def __init__(self, kind):
+        super().__init__(kind)
+        self.kind = kind
+
+
+@dataclass
+class SyncEvent:
+    """The parts of an app-user sync event (`application.provision.user.sync`) the handler reads."""
+
+    uuid: str = ""
+    okta_user_id: Optional[str] = None
+    application_id: Optional[str] = None
+    app_user_alternate_id: Optional[str] = None
+    debug_data: List[Tuple[str, str]] = field(default_factory=list)
 
 
 def get(profile, name):
@@ -343,10 +381,6 @@ def _setting(host, key, default):
     return value
 
 
-def _identity(request, host):
-    return identity(request, _setting(host, "unique_attribute", "externalId"))
-
-
 def _name_part(request, attr):
     for profile in (request.app_user, request.user):
         text = get_str(profile, attr)
@@ -355,6 +389,124 @@ def _name_part(request, attr):
             if name:
                 return name
     return None
+
+
+def _rust_trim(text):
+    return text.strip(_WHITE_SPACE_CHARS)
+
+
+def candidates(request, conflict_local, ident, first_attr="firstName",
+               middle_attr="middleName", last_attr="lastName"):
+    """[(local, rule, suffixed)] in the order tried (see the Rust reference)."""
+    first = _name_part(request, first_attr)
+    middle = _name_part(request, middle_attr)
+    last = _name_part(request, last_attr)
+    if first is not None and last is not None:
+        primary = ("middle-name", [first, middle, last]) if middle is not None else None
+        suffix_pieces, suffix_rule = [first, last], "hashed-suffix"
+    else:
+        # Nothing usable anywhere: a fixed word keeps the login readable.
+        base = normalise_login_base(conflict_local) or "user"
+        primary = ("login-base-middle-name", [base, middle]) if middle is not None else None
+        suffix_pieces, suffix_rule = [base], "login-base-hashed-suffix"
+    out = []
+    if primary is not None:
+        out.append((assemble(primary[1], None), primary[0], False))
+    for round_ in range(MAX_ROUNDS + 1):
+        rule = suffix_rule + ("+rehashed" if round_ > 0 else "")
+        out.append((assemble(suffix_pieces, identity_suffix(ident, round_)), rule, True))
+    # Rust's `eq_ignore_ascii_case`: only ASCII letters fold.
+    folded = _ascii_lower(conflict_local)
+    return [c for c in out if _ascii_lower(c[0]) != folded]
+
+
+def owner_for(ident):
+    """`id:<identity>`, or `id#<16 hex of FNV-1a 64>` over 480 UTF-8 bytes."""
+    data = ident.encode("utf-8")
+    if len(data) <= MAX_OWNER_IDENTITY:
+        return "id:" + ident
+    return "id#%016x" % fnv1a64(data)
+
+
+def login_key(login):
+    """The claim key of a login: ASCII letters lowercased."""
+    return _ascii_lower(login)
+
+
+class _DirectoryUse:
+    """The directory as one request uses it: not asked again after a failure."""
+
+    def __init__(self, host):
+        self.host = host
+        self.stopped = None
+        self.used = False
+
+    def held_by_other(self, login, me):
+        if self.stopped is not None:
+            return False
+        self.used = True
+        try:
+            found = self.host.find_user(login)
+        except DirectoryError as e:
+            if e.kind != "not-configured":
+                self.host.log("warn", "directory lookup failed (%s): going on with the claim store alone"
+                              % e.kind)
+            self.stopped = e.kind
+            return False
+        return found is not None and found != me
+
+    def status(self):
+        if self.stopped == "not-configured":
+            return None
+        if self.stopped is not None:
+            return self.stopped
+        return "checked" if self.used else None
+
+
+_HELD = ("claimed", "already-yours")
+
+
+def _choose(request, host, cands, domain, owner, directory, conflict_local):
+    owner_key = OWNER_KEY_PREFIX + owner
+    me = request.user_id
+    recorded = host.owner_of(owner_key)
+    if recorded is not None:
+        local, at, d = recorded.rpartition("@")
+        fits = bool(at) and _ascii_lower(d) == _ascii_lower(domain) and \
+            _ascii_lower(local) != _ascii_lower(conflict_local)
+        if fits and not directory.held_by_other(recorded, me):
+            result = host.claim(login_key(recorded), owner)
+            if result in _HELD:
+                rule = "recorded"
+                folded = _ascii_lower(recorded)
+                for c_local, c_rule, _ in cands:
+                    if _ascii_lower("%s@%s" % (c_local, domain)) == folded:
+                        rule = c_rule
+                        break
+                return recorded, rule, result
+        host.log("debug", "the login recorded for this user no longer fits: choosing again")
+    for c_local, c_rule, _ in cands:
+        login = "%s@%s" % (c_local, domain)
+        if directory.held_by_other(login, me):
+            continue
+        result = host.claim(login_key(login), owner)
+        if result not in _HELD:
+            continue
+        _record_owner(host, owner_key, recorded, login)
+        return login, c_rule, result
+    return None
+
+
+def _record_owner(host, owner_key, recorded, login):
+    try:
+        if recorded is not None and recorded != login:
+            host.release(owner_key, recorded)
+        result = host.claim(owner_key, login)
+    except StoreError as e:
+        host.log("warn", "the login chosen could not be recorded for this user (%s)" % e.kind)
+        return
+    if result not in _HELD:
+        host.log("warn", "the login chosen could not be recorded for this user (record held)")
 
 
 def resolve(request, host):
@@ -376,49 +528,107 @@ def resolve(request, host):
     first_attr = _setting(host, "first_name_attribute", "firstName")
     middle_attr = _setting(host, "middle_name_attribute", "middleName")
     last_attr = _setting(host, "last_name_attribute", "lastName")
-    first = _name_part(request, first_attr)
-    middle = _name_part(request, middle_attr)
-    last = _name_part(request, last_attr)
+    ident = identity(request, _setting(host, "unique_attribute", "externalId"))
+    on_store_error = _rust_trim(_setting(host, "on_store_error", "fallback"))
+    cands = candidates(request, conflict_local, ident, first_attr, middle_attr, last_attr)
+    owner = owner_for(ident)
+    directory = _DirectoryUse(host)
 
-    if first is not None and last is not None:
-        if middle is not None:
-            rule, pieces = "middle-name", [first, middle, last]
-        else:
-            rule, pieces = "hashed-suffix", [first, last]
-    else:
-        # Nothing usable anywhere: a fixed word keeps the login readable.
-        base = normalise_login_base(conflict_local) or "user"
-        if middle is not None:
-            rule, pieces = "login-base-middle-name", [base, middle]
-        else:
-            rule, pieces = "login-base-hashed-suffix", [base]
-    host.log("debug", RULES[rule])
-
-    # The identity (and the setting that names it) is only computed when a
-    # suffix is needed: with no unique attribute it is the whole profile as
-    # JSON, the dearest step, and the middle-name rules need it only to rehash.
-    ident = None
-    if rule in ("hashed-suffix", "login-base-hashed-suffix"):
-        ident = _identity(request, host)
-        local = assemble(pieces, identity_suffix(ident, 0))
-    else:
-        local = assemble(pieces, None)
-    # Rust's `eq_ignore_ascii_case`: only ASCII letters fold.
-    conflict_folded = _ascii_lower(conflict_local)
-    round_ = 0
-    while local == conflict_folded:
-        round_ += 1
-        if round_ > MAX_ROUNDS:
+    try:
+        chosen = _choose(request, host, cands, domain, owner, directory, conflict_local)
+        if chosen is None:
+            host.log("debug", "every candidate is taken")
+            raise ResolveError("login-conflict: every candidate login is taken")
+        new_login, rule, claim = chosen
+    except StoreError as e:
+        if on_store_error == "error":
+            host.log("warn", "claim store failed (%s): answering an error" % e.kind)
             raise ResolveError(
-                "login-conflict: no login different from the conflicting one could be derived"
+                "login-conflict: the claim store is unavailable, so no login could be reserved"
             )
-        if ident is None:
-            ident = _identity(request, host)
-        local = assemble(pieces, identity_suffix(ident, round_))
-    if round_ > 0:
-        host.log("debug", "candidate equal to the conflicting login: suffix rehashed")
-        rule += "+rehashed"
-    return Response(
-        login="%s@%s" % (local, domain),
-        debug_context=[("resolver", "login-conflict"), ("rule", rule)],
-    )
+        host.log("warn", "claim store failed (%s): answering the stateless hashed-suffix login"
+                 % e.kind)
+        for c_local, c_rule, suffixed in cands:
+            if suffixed and not directory.held_by_other("%s@%s" % (c_local, domain),
+                                                        request.user_id):
+                new_login, rule, claim = "%s@%s" % (c_local, domain), c_rule, "unavailable"
+                break
+        else:
+            raise ResolveError("login-conflict: every candidate login is taken")
+
+    host.log("debug", "login %s by rule %s" % (claim, rule))
+    debug = [("resolver", "login-conflict"), ("rule", rule), ("claim", claim)]
+    status = directory.status()
+    if status is not None:
+        debug.append(("directory", status))
+    return Response(login=new_login, debug_context=debug)
+
+
+def is_login_uniqueness_error(event):
+    """`error_code` starting with `notUnique` and `error_field` `login` (ASCII case ignored)."""
+    data = dict(reversed(event.debug_data))  # the first entry of a key wins, as in Rust
+    code = data.get("error_code", "")
+    field_ = data.get("error_field", "")
+    return _ascii_lower(code[:9]) == "notunique" and _ascii_lower(_rust_trim(field_)) == "login"
+
+
+def failed_login(event):
+    """The debug-data entry `login`, else the app user's alternate id; None if neither."""
+    data = dict(reversed(event.debug_data))
+    login = data.get("login")
+    if login is None:
+        login = event.app_user_alternate_id
+    if login is None:
+        return None
+    login = _rust_trim(login)
+    return login or None
+
+
+def handle(event, host):
+    """The event handler: `event` is a SyncEvent, or None for any other event.
+    Raises ResolveError(reason) when the claim store fails (the host retries)."""
+    if not isinstance(event, SyncEvent):
+        host.log("debug", "event ignored: not an app-user sync")
+        return
+    if not is_login_uniqueness_error(event):
+        host.log("debug", "sync event without a login uniqueness error: nothing to do")
+        return
+    okta_user = event.okta_user_id
+    if okta_user is not None and is_blank(okta_user):
+        okta_user = None
+    app = event.application_id if event.application_id is not None else "-"
+    ids = "event %s, Okta user %s, app %s" % (event.uuid, okta_user or "-", app)
+    login = failed_login(event)
+    if login is None:
+        host.log("warn", "login not unique (%s), but the event names no login: nothing recorded"
+                 % ids)
+        return
+    key = login_key(login)
+    if len(key.encode("utf-8")) > MAX_KEY or key.startswith(OWNER_KEY_PREFIX):
+        host.log("warn", "login not unique (%s), but it cannot be a claim key: nothing recorded"
+                 % ids)
+        return
+    if okta_user is not None:
+        owner = OKTA_OWNER_PREFIX + okta_user
+    else:
+        owner = OKTA_OWNER_PREFIX + "event:" + event.uuid
+    try:
+        result = host.claim(key, owner)
+        if result == "claimed":
+            host.log("info", "login not unique (%s): recorded as taken" % ids)
+        elif result == "already-yours":
+            host.log("debug", "login not unique (%s): already recorded" % ids)
+        else:
+            holder = host.owner_of(key)
+            if holder is not None and not holder.startswith(OKTA_OWNER_PREFIX):
+                host.release(key, holder)
+                host.claim(key, owner)
+                host.log("info", "login not unique (%s): taken back from the import it was handed to"
+                         % ids)
+            else:
+                host.log("debug", "login not unique (%s): already recorded" % ids)
+    except StoreError as e:
+        raise ResolveError(
+            "login-conflict: the claim store failed (%s) while recording a login Okta refused"
+            % e.kind
+        )

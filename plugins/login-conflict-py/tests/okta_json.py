@@ -116,6 +116,7 @@ def decode(raw):
         app_user=[(k, value(v)) for k, v in dict(data["appUser"])["profile"]],
         user=[(k, value(v)) for k, v in dict(data["user"])["profile"]],
         conflicts=list(context.get("conflicts") or []),
+        user_id=dict(data["user"]).get("id"),
     )
 
 

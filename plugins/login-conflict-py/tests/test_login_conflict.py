@@ -15,15 +15,56 @@ CONFORMANCE = pathlib.Path(__file__).resolve().parents[3] / "tests" / "conforman
 
 
 class FakeHost:
-    def __init__(self, settings=None):
+    """Settings, a log, an in-memory claim store and directory (like the Rust SDK's fakes)."""
+
+    def __init__(self, settings=None, claims=None, directory=None):
         self.settings = dict(settings or {})
         self.logs = []
+        self.claims = {} if claims is None else claims  # shared when passed in
+        self.store_error = None  # a kind: every store call fails
+        self.directory = directory  # {lowercased login: id}, None: not configured
+        self.directory_error = None
+        self.lookups = 0
 
     def setting(self, key):
         return self.settings.get(key)
 
     def log(self, level, message):
         self.logs.append((level, message))
+
+    def _store(self, *texts):
+        if self.store_error is not None:
+            raise lc.StoreError(self.store_error)
+        for t in texts:
+            if not t or len(t.encode("utf-8")) > lc.MAX_KEY:
+                raise lc.StoreError("invalid")
+
+    def claim(self, key, owner):
+        self._store(key, owner)
+        holder = self.claims.get(key)
+        if holder is None:
+            self.claims[key] = owner
+            return "claimed"
+        return "already-yours" if holder == owner else "taken"
+
+    def owner_of(self, key):
+        self._store(key)
+        return self.claims.get(key)
+
+    def release(self, key, owner):
+        self._store(key, owner)
+        if self.claims.get(key) == owner:
+            del self.claims[key]
+            return True
+        return False
+
+    def find_user(self, login):
+        self.lookups += 1
+        if self.directory is None:
+            raise lc.DirectoryError("not-configured")
+        if self.directory_error is not None:
+            raise lc.DirectoryError(self.directory_error)
+        return self.directory.get(login.lower())
 
 
 def text(s):
@@ -56,8 +97,9 @@ class ResolverTests(unittest.TestCase):
         response = lc.resolve(r, host)
         self.assertEqual(response.login, "george.alexander.smith@example.com")
         self.assertEqual(response.debug_context,
-                         [("resolver", "login-conflict"), ("rule", "middle-name")])
-        self.assertEqual(host.logs, [("debug", "middle name infixed")])
+                         [("resolver", "login-conflict"), ("rule", "middle-name"),
+                          ("claim", "claimed")])
+        self.assertEqual(host.logs, [("debug", "login claimed by rule middle-name")])
 
     def test_fnv1a64_reference_vectors(self):
         self.assertEqual(lc.fnv1a64(b""), 0xCBF29CE484222325)
@@ -146,9 +188,9 @@ class ResolverTests(unittest.TestCase):
         r = conflict("George.Alexander.Smith@example.com", [
             ("firstName", "George"), ("middleName", "Alexander"), ("lastName", "Smith"),
             ("externalId", "g1")])
-        self.assertEqual(login_for(r), "george.alexander.smith.%s@example.com"
-                         % lc.identity_suffix("g1", 1))
-        self.assertEqual(rule_of(r), "middle-name+rehashed")
+        self.assertEqual(login_for(r), "george.smith.%s@example.com"
+                         % lc.identity_suffix("g1", 0))
+        self.assertEqual(rule_of(r), "hashed-suffix")
 
     def test_non_ascii_case_folding_never_matches(self):
         # Kelvin sign lowercases to 'k' in Python, but Rust's eq_ignore_ascii_case keeps it.
@@ -185,6 +227,80 @@ class ResolverTests(unittest.TestCase):
         self.assertEqual(host.logs, [("debug", "no login conflict: nothing to do")])
 
 
+def george(ext):
+    return conflict("george.smith@example.com", [
+        ("firstName", "George"), ("middleName", "Alexander"), ("lastName", "Smith"),
+        ("externalId", ext)])
+
+
+class ClaimTests(unittest.TestCase):
+    def test_two_owners_with_the_same_name_get_distinct_logins(self):
+        store = {}
+        one = lc.resolve(george("u1"), FakeHost(claims=store))
+        two = lc.resolve(george("u2"), FakeHost(claims=store))
+        self.assertEqual(one.login, "george.alexander.smith@example.com")
+        self.assertEqual(two.login, "george.smith.%s@example.com" % lc.identity_suffix("u2", 0))
+        self.assertEqual(store["owner:id:u2"], two.login)
+
+    def test_the_same_owner_gets_the_same_login_again(self):
+        store = {}
+        lc.resolve(george("u1"), FakeHost(claims=store))
+        first = lc.resolve(george("u2"), FakeHost(claims=store))
+        del store["george.alexander.smith@example.com"]  # an operator released it
+        again = lc.resolve(george("u2"), FakeHost(claims=store))
+        self.assertEqual(again.login, first.login)
+        self.assertEqual(dict(again.debug_context)["claim"], "already-yours")
+
+    def test_store_failure(self):
+        host = FakeHost()
+        host.store_error = "timeout"
+        response = lc.resolve(george("u1"), host)
+        self.assertEqual(response.login,
+                         "george.smith.%s@example.com" % lc.identity_suffix("u1", 0))
+        self.assertEqual(dict(response.debug_context)["claim"], "unavailable")
+        self.assertIn(("warn", "claim store failed (timeout): answering the stateless "
+                       "hashed-suffix login"), host.logs)
+        host = FakeHost({"on_store_error": "error"})
+        host.store_error = "unavailable"
+        with self.assertRaises(lc.ResolveError):
+            lc.resolve(george("u1"), host)
+
+    def test_directory_skip(self):
+        host = FakeHost(directory={"george.alexander.smith@example.com": "00u9"})
+        response = lc.resolve(george("u1"), host)
+        self.assertEqual(response.login,
+                         "george.smith.%s@example.com" % lc.identity_suffix("u1", 0))
+        self.assertEqual(dict(response.debug_context)["directory"], "checked")
+
+    def test_event_handler_records_the_login(self):
+        host = FakeHost()
+        event = lc.SyncEvent(uuid="ev1", okta_user_id="00u5", application_id="0oa1",
+                             app_user_alternate_id="George.Alexander.Smith@example.com",
+                             debug_data=[("error_code", "notUniqueWithinOrg"),
+                                         ("error_field", "login")])
+        lc.handle(event, host)
+        self.assertEqual(host.claims, {"george.alexander.smith@example.com": "okta:00u5"})
+        self.assertEqual(host.logs, [("info", "login not unique (event ev1, Okta user 00u5, "
+                                      "app 0oa1): recorded as taken")])
+        self.assertEqual(lc.resolve(george("u1"), host).login,
+                         "george.smith.%s@example.com" % lc.identity_suffix("u1", 0))
+        lc.handle(None, host)
+        host.store_error = "unavailable"
+        with self.assertRaises(lc.ResolveError):
+            lc.handle(event, host)
+
+
+def conformance_host(case):
+    """A FakeHost set up as a conformance case says (claims, store, directory)."""
+    host = FakeHost(dict(case["settings"]), claims=dict(case.get("claims") or []))
+    if case.get("store") not in (None, "ok"):
+        host.store_error = case["store"]
+    if case.get("directory") is not None:
+        host.directory = {k.lower(): v for k, v in case["directory"]}
+    host.directory_error = case.get("directory_error")
+    return host
+
+
 class ConformanceTests(unittest.TestCase):
     def test_every_case(self):
         paths = sorted(CONFORMANCE.glob("*.json"))
@@ -192,8 +308,12 @@ class ConformanceTests(unittest.TestCase):
         for path in paths:
             with self.subTest(case=path.name):
                 case = dict(parse(path.read_text(encoding="utf-8")))
-                body = answer_body(decode(case["request"]), FakeHost(dict(case["settings"])))
+                host = conformance_host(case)
+                body = answer_body(decode(case["request"]), host)
                 self.assertEqual(canonical(body), canonical(case["expected"]))
+                if case.get("claims_after") is not None:
+                    self.assertEqual(sorted(host.claims.items()),
+                                     sorted(dict(case["claims_after"]).items()))
 
 
 if __name__ == "__main__":

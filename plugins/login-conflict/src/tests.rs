@@ -110,13 +110,14 @@ fn george_gets_his_middle_name_infixed() {
         response.debug_context(),
         [
             ("resolver".to_owned(), "login-conflict".to_owned()),
-            ("rule".to_owned(), "middle-name".to_owned())
+            ("rule".to_owned(), "middle-name".to_owned()),
+            ("claim".to_owned(), "claimed".to_owned())
         ]
     );
     let logs = host.logs();
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0].level, Level::Debug);
-    assert_eq!(logs[0].message, "middle name infixed");
+    assert_eq!(logs[0].message, "login claimed by rule middle-name");
 }
 
 #[test]
@@ -151,7 +152,7 @@ fn logs_name_the_rule_but_never_the_user() {
     resolve(&sample_fixture(), &host).unwrap();
     let logs = host.logs();
     assert_eq!(logs.len(), 1);
-    assert_eq!(logs[0].message, "no middle name: hashed suffix");
+    assert_eq!(logs[0].message, "login claimed by rule hashed-suffix");
     for line in logs {
         for personal in ["sally", "admin", "user221", "clouditude"] {
             assert!(!line.message.to_lowercase().contains(personal));
@@ -495,14 +496,13 @@ fn the_new_login_always_differs_from_the_conflicting_one() {
         .app_user_attr("lastName", "Smith")
         .app_user_attr("externalId", "g1")
         .build();
+    // The infix is the conflicting login itself: the next candidate, the
+    // hashed suffix, is answered.
     assert_eq!(
         login_for(&request),
-        format!(
-            "george.alexander.smith.{}@example.com",
-            identity_suffix("g1", 1)
-        )
+        format!("george.smith.{}@example.com", identity_suffix("g1", 0))
     );
-    assert_eq!(rule_of(&request), "middle-name+rehashed");
+    assert_eq!(rule_of(&request), "hashed-suffix");
 
     // A user imported again whose login this plugin made the first time.
     let earlier = format!("john.smith.{}@example.com", identity_suffix("j1", 0));
@@ -628,5 +628,473 @@ fn normalised_names_are_always_valid_pieces() {
             "{name:?} -> {piece:?}"
         );
         assert!(!piece.starts_with('-') && !piece.ends_with('-') && !piece.contains("--"));
+    }
+}
+
+// ---- The claim store, the directory and the event handler (WIT 0.2.0) ----
+
+mod stateful {
+    use hookbox_sdk::{
+        Actor, ClaimResult, Claims, DirectoryError, Event, FakeClaims, FakeDirectory, LogEvent,
+        StoreError, SyncEvent,
+    };
+
+    use super::*;
+
+    fn george(id: &str) -> Request {
+        conflict("george.smith@example.com")
+            .app_user_attr("firstName", "George")
+            .app_user_attr("middleName", "Alexander")
+            .app_user_attr("lastName", "Smith")
+            .app_user_attr("externalId", id)
+            .build()
+    }
+
+    fn host_with(claims: &FakeClaims) -> Host {
+        no_settings().with_claims(claims.clone())
+    }
+
+    fn answer(request: &Request, host: &Host) -> (String, String, String) {
+        let response = resolve(request, host).unwrap();
+        (
+            new_login(&response),
+            response.debug_value("rule").unwrap_or_default().to_owned(),
+            response.debug_value("claim").unwrap_or_default().to_owned(),
+        )
+    }
+
+    #[test]
+    fn two_owners_with_the_same_full_name_get_distinct_logins() {
+        let claims = FakeClaims::new();
+        let host = host_with(&claims);
+        let one = answer(&george("u1"), &host);
+        let two = answer(&george("u2"), &host);
+        assert_eq!(
+            one,
+            (
+                "george.alexander.smith@example.com".into(),
+                "middle-name".into(),
+                "claimed".into()
+            )
+        );
+        assert_eq!(
+            two,
+            (
+                format!("george.smith.{}@example.com", identity_suffix("u2", 0)),
+                "hashed-suffix".into(),
+                "claimed".into()
+            )
+        );
+        assert_eq!(
+            claims
+                .owner("george.alexander.smith@example.com")
+                .as_deref(),
+            Some("id:u1")
+        );
+        assert_eq!(
+            claims.owner("owner:id:u2"),
+            Some(format!(
+                "george.smith.{}@example.com",
+                identity_suffix("u2", 0)
+            ))
+        );
+    }
+
+    #[test]
+    fn fifty_users_sharing_five_names_get_fifty_distinct_logins_again_and_again() {
+        let claims = FakeClaims::new();
+        let names = [
+            ("George", Some("Alexander"), "Smith"),
+            ("George", None, "Smith"),
+            ("Mary", Some("Ann"), "Lee"),
+            ("Mary", None, "Lee"),
+            ("José", Some("María"), "Núñez"),
+        ];
+        let request = |i: usize| {
+            let (first, middle, last) = names[i % names.len()];
+            let mut b = conflict("taken@example.com")
+                .app_user_attr("firstName", first)
+                .app_user_attr("lastName", last)
+                .app_user_attr("externalId", format!("e{i}"));
+            if let Some(m) = middle {
+                b = b.app_user_attr("middleName", m);
+            }
+            b.build()
+        };
+        let host = host_with(&claims);
+        let first: Vec<String> = (0..50).map(|i| answer(&request(i), &host).0).collect();
+        let distinct: std::collections::BTreeSet<_> =
+            first.iter().map(|l| l.to_ascii_lowercase()).collect();
+        assert_eq!(distinct.len(), 50, "{first:?}");
+        // Interleaved re-runs, in another order: each user gets its login again.
+        for i in (0..50).rev() {
+            let (login, _, claim) = answer(&request(i), &host);
+            assert_eq!(login, first[i]);
+            assert_eq!(claim, "already-yours");
+        }
+    }
+
+    #[test]
+    fn the_same_owner_gets_the_same_login_on_a_retry_or_a_rerun() {
+        let claims = FakeClaims::new();
+        let host = host_with(&claims);
+        answer(&george("u1"), &host);
+        let (login, rule, claim) = answer(&george("u2"), &host);
+        assert_eq!(claim, "claimed");
+        // A retry with the same event id, a re-run with another.
+        let rerun = conflict("george.smith@example.com")
+            .event_id("another-event")
+            .app_user_attr("firstName", "George")
+            .app_user_attr("middleName", "Alexander")
+            .app_user_attr("lastName", "Smith")
+            .app_user_attr("externalId", "u2")
+            .build();
+        for request in [george("u2"), rerun.clone()] {
+            assert_eq!(
+                answer(&request, &host_with(&claims)),
+                (login.clone(), rule.clone(), "already-yours".into())
+            );
+        }
+        // An operator releases the infix u1 holds: u2 still keeps its own.
+        assert_eq!(
+            claims.release("george.alexander.smith@example.com", "id:u1"),
+            Ok(true)
+        );
+        assert_eq!(answer(&rerun, &host).0, login);
+    }
+
+    #[test]
+    fn logins_are_claimed_case_insensitively() {
+        let claims = FakeClaims::new();
+        claims.insert("george.alexander.smith@example.com", "id:other");
+        let request = conflict("george.smith@EXAMPLE.com")
+            .app_user_attr("firstName", "George")
+            .app_user_attr("middleName", "Alexander")
+            .app_user_attr("lastName", "Smith")
+            .app_user_attr("externalId", "u1")
+            .build();
+        let (login, rule, _) = answer(&request, &host_with(&claims));
+        assert_eq!(
+            login,
+            format!("george.smith.{}@EXAMPLE.com", identity_suffix("u1", 0))
+        );
+        assert_eq!(rule, "hashed-suffix");
+        assert_eq!(
+            claims.owner(&login.to_ascii_lowercase()).as_deref(),
+            Some("id:u1")
+        );
+    }
+
+    #[test]
+    fn taken_suffixes_go_to_further_rounds() {
+        let claims = FakeClaims::new();
+        claims.insert("george.alexander.smith@example.com", "id:x");
+        claims.insert(
+            format!("george.smith.{}@example.com", identity_suffix("u1", 0)),
+            "id:y",
+        );
+        let (login, rule, _) = answer(&george("u1"), &host_with(&claims));
+        assert_eq!(
+            login,
+            format!("george.smith.{}@example.com", identity_suffix("u1", 1))
+        );
+        assert_eq!(rule, "hashed-suffix+rehashed");
+    }
+
+    #[test]
+    fn every_candidate_taken_is_an_error() {
+        let claims = FakeClaims::new();
+        let local_parts = candidates(&george("u1"), "george.smith", "u1");
+        assert_eq!(local_parts.len(), 18);
+        for c in &local_parts {
+            claims.insert(format!("{}@example.com", c.local), "id:someone-else");
+        }
+        assert_eq!(
+            resolve(&george("u1"), &host_with(&claims)).unwrap_err(),
+            "login-conflict: every candidate login is taken"
+        );
+    }
+
+    #[test]
+    fn a_failing_store_answers_the_stateless_hashed_suffix_login() {
+        let expected = format!("george.smith.{}@example.com", identity_suffix("u1", 0));
+        // Failing from the first call, and failing half way.
+        for successes in [0, 1, 2] {
+            let claims = FakeClaims::new();
+            claims.insert("george.alexander.smith@example.com", "id:other");
+            claims.fail_after(successes, StoreError::Unavailable("redis down".into()));
+            let host = host_with(&claims);
+            let response = resolve(&george("u1"), &host).unwrap();
+            assert_eq!(new_login(&response), expected, "after {successes} calls");
+            assert_eq!(response.debug_value("rule"), Some("hashed-suffix"));
+            assert_eq!(response.debug_value("claim"), Some("unavailable"));
+            let warnings: Vec<_> = host
+                .logs()
+                .into_iter()
+                .filter(|l| l.level == Level::Warn)
+                .collect();
+            assert_eq!(warnings.len(), 1);
+            assert_eq!(
+                warnings[0].message,
+                "claim store failed (unavailable): answering the stateless hashed-suffix login"
+            );
+            assert!(!warnings[0].message.contains("redis down"));
+        }
+        // Two owners still differ without the store.
+        let claims = FakeClaims::new();
+        claims.fail_with(StoreError::Timeout);
+        let host = host_with(&claims);
+        assert_ne!(
+            answer(&george("u1"), &host).0,
+            answer(&george("u2"), &host).0
+        );
+    }
+
+    #[test]
+    fn on_store_error_error_answers_an_error_summary() {
+        let claims = FakeClaims::new();
+        claims.fail_with(StoreError::Timeout);
+        let host = Host::fake([("on_store_error", "error")]).with_claims(claims.clone());
+        assert_eq!(
+            resolve(&george("u1"), &host).unwrap_err(),
+            "login-conflict: the claim store is unavailable, so no login could be reserved"
+        );
+        // With a working store the setting changes nothing.
+        let host = Host::fake([("on_store_error", "error")]).with_claims(FakeClaims::new());
+        assert_eq!(
+            answer(&george("u1"), &host).0,
+            "george.alexander.smith@example.com"
+        );
+    }
+
+    #[test]
+    fn the_directory_skips_logins_other_okta_users_hold() {
+        let claims = FakeClaims::new();
+        let okta = FakeDirectory::new().with_user("George.Alexander.Smith@example.com", "00u9");
+        let host = host_with(&claims).with_directory(okta.clone());
+        let response = resolve(&george("u1"), &host).unwrap();
+        assert_eq!(
+            new_login(&response),
+            format!("george.smith.{}@example.com", identity_suffix("u1", 0))
+        );
+        assert_eq!(response.debug_value("directory"), Some("checked"));
+        assert_eq!(okta.lookups(), 2);
+        // Nothing was claimed for the login Okta's user holds.
+        assert_eq!(claims.owner("george.alexander.smith@example.com"), None);
+
+        // Held by the matched user itself: not a conflict.
+        let mine = conflict("george.smith@example.com")
+            .app_user_attr("firstName", "George")
+            .app_user_attr("middleName", "Alexander")
+            .app_user_attr("lastName", "Smith")
+            .app_user_attr("externalId", "u7")
+            .user_id("00u9")
+            .build();
+        assert_eq!(
+            answer(&mine, &host_with(&FakeClaims::new()).with_directory(okta)).0,
+            "george.alexander.smith@example.com"
+        );
+    }
+
+    #[test]
+    fn a_recorded_login_now_held_in_okta_is_replaced() {
+        let claims = FakeClaims::new();
+        let first = answer(&george("u1"), &host_with(&claims)).0;
+        assert_eq!(first, "george.alexander.smith@example.com");
+        let okta = FakeDirectory::new().with_user(&first, "00u9");
+        let (again, rule, claim) = answer(&george("u1"), &host_with(&claims).with_directory(okta));
+        assert_eq!(
+            again,
+            format!("george.smith.{}@example.com", identity_suffix("u1", 0))
+        );
+        assert_eq!(
+            (rule.as_str(), claim.as_str()),
+            ("hashed-suffix", "claimed")
+        );
+        assert_eq!(claims.owner("owner:id:u1"), Some(again));
+    }
+
+    #[test]
+    fn without_a_directory_or_with_a_failing_one_the_store_decides() {
+        let not_configured =
+            host_with(&FakeClaims::new()).with_directory(FakeDirectory::not_configured());
+        let response = resolve(&george("u1"), &not_configured).unwrap();
+        assert_eq!(new_login(&response), "george.alexander.smith@example.com");
+        assert_eq!(response.debug_value("directory"), None);
+
+        for (error, kind) in [
+            (DirectoryError::RateLimited, "rate-limited"),
+            (DirectoryError::TimedOut, "timed-out"),
+            (DirectoryError::Denied, "denied"),
+            (DirectoryError::Unavailable("503".into()), "unavailable"),
+        ] {
+            let okta = FakeDirectory::new().with_user("george.alexander.smith@example.com", "00u9");
+            okta.fail_with(error);
+            let host = host_with(&FakeClaims::new()).with_directory(okta.clone());
+            let response = resolve(&george("u1"), &host).unwrap();
+            assert_eq!(new_login(&response), "george.alexander.smith@example.com");
+            assert_eq!(response.debug_value("directory"), Some(kind));
+            // One failed lookup, then the directory is left alone.
+            assert_eq!(okta.lookups(), 1);
+            assert!(host.logs().iter().any(|l| l.level == Level::Warn
+                && l.message
+                    == format!(
+                        "directory lookup failed ({kind}): going on with the claim store alone"
+                    )));
+        }
+    }
+
+    #[test]
+    fn long_identities_are_hashed_into_the_owner() {
+        assert_eq!(owner_for("u1"), "id:u1");
+        let long = "x".repeat(481);
+        let owner = owner_for(&long);
+        assert!(owner.starts_with("id#") && owner.len() == 19, "{owner}");
+        assert_eq!(owner_for(&"x".repeat(480)).len(), 483);
+        // The whole-profile identity of a big row still claims.
+        let claims = FakeClaims::new();
+        let request = conflict("john.smith@example.com")
+            .app_user_attr("firstName", "John")
+            .app_user_attr("lastName", "Smith")
+            .app_user_attr("notes", "n".repeat(2000))
+            .build();
+        let (_, _, claim) = answer(&request, &host_with(&claims));
+        assert_eq!(claim, "claimed");
+    }
+
+    fn refused(uuid: &str, login: &str, user: &str) -> Event {
+        Event::Sync(
+            SyncEvent::builder()
+                .uuid(uuid)
+                .okta_user(Actor::new(user, "User").with_alternate_id("old@example.com"))
+                .app_user(
+                    Actor::new("app-user-1", "AppUser")
+                        .with_alternate_id(login)
+                        .with_display_name("George Smith"),
+                )
+                .application(Actor::new("0oa1", "AppInstance"))
+                .debug("AppName", "HR CSV")
+                .debug("error_code", "notUniqueWithinOrg")
+                .debug("error_field", "login")
+                .outcome("FAILURE", Some("login not unique"))
+                .build(),
+        )
+    }
+
+    #[test]
+    fn the_event_handler_records_a_login_okta_refused() {
+        let claims = FakeClaims::new();
+        let host = host_with(&claims);
+        handle(
+            &refused("ev1", "George.Alexander.Smith@example.com", "00u5"),
+            &host,
+        )
+        .unwrap();
+        assert_eq!(
+            claims
+                .owner("george.alexander.smith@example.com")
+                .as_deref(),
+            Some("okta:00u5")
+        );
+        let logs = host.logs();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].level, Level::Info);
+        assert_eq!(
+            logs[0].message,
+            "login not unique (event ev1, Okta user 00u5, app 0oa1): recorded as taken"
+        );
+        for personal in ["george", "smith", "example", "app-user-1"] {
+            assert!(!logs[0].message.to_lowercase().contains(personal));
+        }
+        // The same delivery again changes nothing.
+        handle(
+            &refused("ev1", "george.alexander.smith@example.com", "00u5"),
+            &host,
+        )
+        .unwrap();
+        assert_eq!(claims.snapshot().len(), 1);
+        // The next import does not hand it out.
+        let (login, rule, _) = answer(&george("u1"), &host);
+        assert_eq!(
+            login,
+            format!("george.smith.{}@example.com", identity_suffix("u1", 0))
+        );
+        assert_eq!(rule, "hashed-suffix");
+    }
+
+    #[test]
+    fn a_refused_login_handed_to_an_import_is_taken_back() {
+        let claims = FakeClaims::new();
+        let host = host_with(&claims);
+        let first = answer(&george("u1"), &host).0;
+        handle(&refused("ev2", &first, "00u5"), &host).unwrap();
+        assert_eq!(claims.owner(&first).as_deref(), Some("okta:00u5"));
+        // The user's next import chooses again, and keeps the new login.
+        let second = answer(&george("u1"), &host).0;
+        assert_ne!(second, first);
+        assert_eq!(answer(&george("u1"), &host).0, second);
+        // Another Okta record is never moved.
+        handle(&refused("ev3", &first, "00u6"), &host).unwrap();
+        assert_eq!(claims.owner(&first).as_deref(), Some("okta:00u5"));
+    }
+
+    #[test]
+    fn other_events_are_ignored_and_store_failures_are_retried() {
+        let claims = FakeClaims::new();
+        let host = host_with(&claims);
+        let ok_sync = Event::Sync(
+            SyncEvent::builder()
+                .debug("AppName", "HR")
+                .outcome("SUCCESS", None)
+                .build(),
+        );
+        handle(&ok_sync, &host).unwrap();
+        let other_error = Event::Sync(
+            SyncEvent::builder()
+                .debug("error_code", "notUniqueWithinOrg")
+                .debug("error_field", "email")
+                .build(),
+        );
+        handle(&other_error, &host).unwrap();
+        let other = Event::Other(LogEvent {
+            uuid: "o1".into(),
+            published: String::new(),
+            event_type: "user.lifecycle.create".into(),
+            version: "0".into(),
+            display_message: None,
+            severity: "INFO".into(),
+            actor: Actor::new("00u-admin", "User"),
+            targets: vec![],
+            outcome: None,
+            debug_data: vec![
+                ("error_code".into(), "notUniqueWithinOrg".into()),
+                ("error_field".into(), "login".into()),
+            ],
+            raw: "{}".into(),
+        });
+        handle(&other, &host).unwrap();
+        // Nothing to record without a login.
+        let no_login = Event::Sync(
+            SyncEvent::builder()
+                .debug("error_code", "notUniqueWithinOrg")
+                .debug("error_field", "LOGIN")
+                .build(),
+        );
+        handle(&no_login, &host).unwrap();
+        assert!(claims.snapshot().is_empty());
+        assert_eq!(claims.calls(), 0);
+
+        claims.fail_with(StoreError::Unavailable("down".into()));
+        assert_eq!(
+            handle(&refused("ev4", "a@example.com", "00u5"), &host).unwrap_err(),
+            "login-conflict: the claim store failed (unavailable) while recording a login Okta refused"
+        );
+        claims.recover();
+        handle(&refused("ev4", "a@example.com", "00u5"), &host).unwrap();
+        assert_eq!(claims.owner("a@example.com").as_deref(), Some("okta:00u5"));
+        assert_eq!(
+            claims.claim("a@example.com", "id:u1"),
+            Ok(ClaimResult::Taken)
+        );
     }
 }

@@ -15,7 +15,8 @@ fn counter_tenant(id: &str) -> TenantSpec {
 /// for a normal answer, the error summary for an error answer.
 async fn call(client: &Client, tenant: &str, event: &str) -> Result<i64, String> {
     let mut req = sample_request();
-    req["eventId"] = json!(event);
+    // Unique per call: a repeated eventId would be answered from the store.
+    req["eventId"] = json!(format!("{event}-{}", hookbox_tests::fresh_event_id()));
     let reply = client.hook(tenant, &format!("secret-{tenant}"), &req).await;
     assert_eq!(reply.status, 200, "{tenant} {event}");
     if let Some(summary) = reply.error_summary() {

@@ -5,8 +5,13 @@
 
 mod bad_input;
 mod cache;
+mod claims;
 mod conformance;
+mod deadlines;
+mod events;
 mod instance_mode;
+mod logs;
 mod misbehave;
+mod oauth;
 mod okta;
 mod reload;

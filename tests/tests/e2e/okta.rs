@@ -1,6 +1,9 @@
 //! The reference plugin answering Okta's requests through the real host.
 
-use hookbox_tests::{Proto, TenantSpec, TestServer, login_conflict_wasm, sample_request};
+use hookbox_tests::{
+    Proto, TenantSpec, TestServer, fresh_event_id, fresh_sample, login_conflict_wasm,
+    sample_request,
+};
 use serde_json::{Value, json};
 
 fn tenant() -> TenantSpec {
@@ -13,9 +16,12 @@ async fn server() -> (TestServer, TenantSpec) {
 }
 
 /// The sample request with its app-user names replaced.
+/// A new person (their own `externalId`, so their own claims) in a new
+/// request (its own `eventId`, so never a retry's stored answer).
 fn with_names(first: Value, middle: Value, last: Value, login: &str) -> Value {
-    let mut r = sample_request();
+    let mut r = fresh_sample();
     let p = &mut r["data"]["appUser"]["profile"];
+    p["externalId"] = json!(fresh_event_id());
     p["firstName"] = first;
     p["middleName"] = middle;
     p["lastName"] = last;

@@ -17,11 +17,20 @@
 //! | `log-flood` | 10,000 log lines of 1 KiB, 100 KiB each to stdout and stderr, then as `echo` |
 //! | `link` | the valid pair: link to `00u-misbehave` |
 //! | `counter` | counts the calls this instance served (a static), then by the request's `eventId`: `trap…` traps, `loop…` never returns, `bomb…` eats memory, `error…` declines; otherwise `user-profile-update` with `calls` = the count |
+//! | `store-flood` | claims 10,000 keys (`flood-0`…, owner `misbehave`) one after another, ignoring errors; then `user-profile-update` with `claimed`, `taken`, `failed` = the counts |
 //! | anything else | `Err("misbehave: unknown mode")` |
+//!
+//! It also exports the event handler (WIT 0.2.0), by the same setting:
+//! `trap` traps, `loop` never returns, `error` declines
+//! (`Err("misbehave: asked to fail")`), `store-flood` floods as above then
+//! succeeds; anything else logs the event's uuid at info level and succeeds.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use hookbox_sdk::{ActionResult, Attribute, Command, Host, Request, Resolver, Response, Value};
+use hookbox_sdk::{
+    ActionResult, Attribute, ClaimResult, Command, Event, EventHandler, Host, Request, Resolver,
+    Response, Value,
+};
 
 /// The resolver; exported as the component's `resolve`.
 pub struct Misbehave;
@@ -57,12 +66,54 @@ impl Resolver for Misbehave {
             }
             "link" => Ok(Response::new().link_to("00u-misbehave")),
             "counter" => counter(request),
+            "store-flood" => {
+                let (claimed, taken, failed) = store_flood(host);
+                Ok(Response::new()
+                    .update_user_profile("claimed", claimed)
+                    .update_user_profile("taken", taken)
+                    .update_user_profile("failed", failed))
+            }
             _ => Err("misbehave: unknown mode".into()),
         }
     }
 }
 
-hookbox_sdk::export!(Misbehave);
+impl EventHandler for Misbehave {
+    fn handle(event: &Event, host: &Host) -> Result<(), String> {
+        match host.setting("mode").as_deref().unwrap_or("echo") {
+            "trap" => panic!("misbehave: asked to trap"),
+            "loop" => spin(),
+            "error" => Err("misbehave: asked to fail".into()),
+            "store-flood" => {
+                store_flood(host);
+                Ok(())
+            }
+            _ => {
+                host.info(&format!("misbehave: event {}", event.uuid()));
+                Ok(())
+            }
+        }
+    }
+}
+
+hookbox_sdk::export!(resolver: Misbehave, handler: Misbehave);
+
+/// Keys claimed by `store-flood`: enough to show a store bound (size, time,
+/// per-call cap) or its absence.
+const FLOOD_KEYS: u32 = 10_000;
+
+/// Claims `FLOOD_KEYS` distinct keys: (claimed, taken, failed) as counts.
+fn store_flood(host: &Host) -> (i64, i64, i64) {
+    let (mut claimed, mut taken, mut failed) = (0, 0, 0);
+    for i in 0..FLOOD_KEYS {
+        match host.claims().claim(&format!("flood-{i}"), "misbehave") {
+            Ok(ClaimResult::Claimed | ClaimResult::AlreadyYours) => claimed += 1,
+            Ok(ClaimResult::Taken) => taken += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    (claimed, taken, failed)
+}
 
 fn echo(request: &Request) -> Response {
     let profile = request.app_user().attributes().to_vec();

@@ -1,34 +1,7 @@
-//! The `hookbox` binary itself: bad configuration is refused with exit code
-//! 64 before anything binds, and `serve --dev` serves the embedded reference
-//! plugin and announces where.
+//! `hookbox serve`: configuration refused before binding, `--dev`, SIGHUP,
+//! JSON logs and environment overrides, smoke requests at start.
 
-#![allow(clippy::unwrap_used)]
-
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-use hookbox_tests::{
-    Client, Pki, fixture_path, login_conflict_languages, login_conflict_wasm, misbehave_wasm,
-    sample_request, wrong_world_wasm,
-};
-
-/// A temporary directory with the server's `cert.pem` and `key.pem` from
-/// `pki`, and a `secret` file holding `s3cret`.
-fn server_files(pki: &Pki) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
-    std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
-    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
-    dir
-}
-
-fn hookbox() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbox"));
-    cmd.env_remove("HOOKBOX_CONFIG")
-        .env_remove("HOOKBOX_LISTEN")
-        .env("HOOKBOX_LOG", "warn");
-    cmd
-}
+use super::*;
 
 #[test]
 fn bad_configuration_exits_64_with_a_clear_message() {
@@ -41,6 +14,28 @@ fn bad_configuration_exits_64_with_a_clear_message() {
     .unwrap();
     let no_tenants = dir.path().join("empty.toml");
     std::fs::write(&no_tenants, "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n").unwrap();
+    let tenant = format!(
+        "[[tenants]]\nid = \"t\"\nplugin = {:?}\nauth = {{ secrets_env = [\"HOME\"] }}\n",
+        login_conflict_wasm().display().to_string()
+    );
+    let bad_store = dir.path().join("bad-store.toml");
+    std::fs::write(
+        &bad_store,
+        format!(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[store]\nbackend = \"sqlite\"\n{tenant}"
+        ),
+    )
+    .unwrap();
+    // A URL the store refuses when it opens (TLS to Redis is not built in).
+    let bad_redis = dir.path().join("bad-redis.toml");
+    std::fs::write(
+        &bad_redis,
+        format!(
+            "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n[store]\nbackend = \"redis\"\n\
+             url = \"rediss://127.0.0.1:1/0\"\n{tenant}"
+        ),
+    )
+    .unwrap();
     let cases = [
         (
             vec!["serve", "--config", "/nonexistent/hookbox.toml"],
@@ -62,6 +57,14 @@ fn bad_configuration_exits_64_with_a_clear_message() {
         (
             vec!["serve", "--dev", "--plugin", "/nonexistent.wasm"],
             "--plugin",
+        ),
+        (
+            vec!["serve", "--config", bad_store.to_str().unwrap()],
+            "backend",
+        ),
+        (
+            vec!["serve", "--config", bad_redis.to_str().unwrap()],
+            "[store] redis",
         ),
     ];
     for (args, needle) in cases {
@@ -95,7 +98,13 @@ fn dev_mode_serves_the_embedded_reference_plugin_in_either_instance_mode() {
             .spawn()
             .unwrap();
         // The server announces its bound address once it listens: wait for that line, not a timer.
-        let addr = wait_for_listening(&mut child);
+        let (addr, printed) = wait_for_listening_lines(&mut child);
+        let data_dir = printed
+            .iter()
+            .find_map(|l| l.strip_prefix("dev data directory: "))
+            .unwrap_or_else(|| panic!("the dev data directory is printed: {printed:?}"));
+        let data_dir = std::path::PathBuf::from(data_dir.split(" (").next().unwrap());
+        assert!(data_dir.join("store.redb").is_file(), "{data_dir:?}");
         // Several requests, so a reused instance answers the later ones.
         let replies: Vec<_> = (0..3)
             .map(|_| {
@@ -108,6 +117,7 @@ fn dev_mode_serves_the_embedded_reference_plugin_in_either_instance_mode() {
             .collect();
         child.kill().unwrap();
         child.wait().unwrap();
+        let _ = std::fs::remove_dir_all(&data_dir);
         for reply in replies {
             assert_eq!(reply.status, 200, "{mode}");
             assert_eq!(
@@ -127,153 +137,6 @@ fn dev_mode_serves_the_embedded_reference_plugin_in_either_instance_mode() {
         "an unknown mode is a usage error"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("fresh, reuse"));
-}
-
-fn output(cmd: &mut Command) -> (Option<i32>, String, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[test]
-fn check_names_the_world_and_the_imports() {
-    let (code, out, _) = output(hookbox().arg("check").arg(login_conflict_wasm()));
-    assert_eq!(code, Some(0), "{out}");
-    assert!(
-        out.contains("implements: hookbox:okta-import/import-hook@0.1.0"),
-        "{out}"
-    );
-    assert!(
-        out.contains("hookbox:okta-import/host@0.1.0: granted"),
-        "{out}"
-    );
-    assert!(out.contains("hookbox can load this plugin"), "{out}");
-}
-
-#[test]
-fn check_refuses_another_world_and_non_components_in_plain_sentences() {
-    let (code, out, _) = output(hookbox().arg("check").arg(wrong_world_wasm()));
-    assert_eq!(code, Some(1), "{out}");
-    assert!(
-        out.contains("does not implement hookbox:okta-import/import-hook"),
-        "{out}"
-    );
-    assert!(out.contains("greet"), "names what it does export: {out}");
-
-    let dir = tempfile::tempdir().unwrap();
-    let module = dir.path().join("module.wasm");
-    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
-    let (code, out, _) = output(hookbox().arg("check").arg(&module));
-    assert_eq!(code, Some(1));
-    assert!(
-        out.contains("core WebAssembly module, not a component"),
-        "{out}"
-    );
-    let junk = dir.path().join("junk.wasm");
-    std::fs::write(&junk, b"definitely not wasm").unwrap();
-    let (code, out, _) = output(hookbox().arg("check").arg(&junk));
-    assert_eq!(code, Some(1));
-    assert!(out.contains("not a WebAssembly file"), "{out}");
-}
-
-#[test]
-fn run_prints_the_okta_answer_and_its_cost_in_every_language() {
-    let sample = fixture_path("fixtures/sample-request.json");
-    for (language, plugin) in login_conflict_languages() {
-        run_prints_the_okta_answer_and_its_cost(language, &plugin, &sample);
-    }
-}
-
-fn run_prints_the_okta_answer_and_its_cost(
-    language: &str,
-    plugin: &std::path::Path,
-    sample: &std::path::Path,
-) {
-    let (code, out, err) = output(hookbox().arg("run").arg(plugin).arg(sample));
-    assert_eq!(code, Some(0), "{language}: {err}");
-    let body: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(
-        body["commands"][0]["value"]["login"],
-        "sally2.admin2.272ed9@clouditude.net"
-    );
-    for needle in [
-        "answered 1 command(s)",
-        "ms of 500 ms deadline",
-        "fuel:",
-        "bytes peak of 33554432",
-        "of 262144",
-    ] {
-        assert!(
-            err.contains(needle),
-            "{language}: expected '{needle}' in {err}"
-        );
-    }
-    assert!(
-        !err.contains("fuel:     0 "),
-        "{language}: the plugin ran, so it burnt fuel: {err}"
-    );
-    assert!(
-        err.contains("debug: no middle name"),
-        "{language}: plugin log lines are shown: {err}"
-    );
-}
-
-#[test]
-fn run_explains_limits_and_traps_with_the_guests_function_names() {
-    let sample = fixture_path("fixtures/sample-request.json");
-    let run = |mode: &str, extra: &[&str]| {
-        output(
-            hookbox()
-                .arg("run")
-                .arg(misbehave_wasm())
-                .arg(&sample)
-                .arg("--settings")
-                .arg(format!("mode={mode}"))
-                .args(extra),
-        )
-    };
-    let (code, out, err) = run("loop", &["--deadline", "100ms"]);
-    assert_eq!(code, Some(1));
-    assert!(
-        out.contains("exceeded its deadline") && err.contains("ran past its deadline"),
-        "{out}{err}"
-    );
-    assert!(
-        err.contains("fuel:     at least ") && err.contains("not counted"),
-        "after a deadline the fuel figure is a lower bound, and says so: {err}"
-    );
-    let (code, _, err) = run("loop", &["--fuel", "1000000"]);
-    assert_eq!(code, Some(1));
-    assert!(err.contains("used up limits.fuel"), "{err}");
-    let (code, _, err) = run("memory-bomb", &["--memory", "8MiB"]);
-    assert_eq!(code, Some(1));
-    assert!(err.contains("past limits.memory"), "{err}");
-    let (code, _, err) = run("trap", &[]);
-    assert_eq!(code, Some(1));
-    assert!(
-        err.contains("the plugin trapped") && err.contains("misbehave::Misbehave"),
-        "backtrace names the guest function: {err}"
-    );
-    let (code, _, err) = run("unpaired-link", &[]);
-    assert_eq!(code, Some(1));
-    assert!(err.contains("breaks Okta's rules: LINK_USER"), "{err}");
-}
-
-/// Reads stdout until the "listening" line and returns the bound address.
-fn wait_for_listening(child: &mut std::process::Child) -> std::net::SocketAddr {
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("hookbox exited before listening")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("hookbox listening on https://") {
-            return url.trim().parse().unwrap();
-        }
-    }
 }
 
 #[test]
@@ -422,34 +285,4 @@ fn a_plugin_failing_its_smoke_request_is_refused_at_start() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(addr.port() > 0);
-}
-
-/// `HOOKBOX_PERFMAP=1` leaves `/tmp/perf-<pid>.map` naming the plugin's own
-/// functions, for `perf report`; without it nothing is written.
-#[test]
-fn perfmap_names_the_plugins_functions_for_perf() {
-    let sample = fixture_path("fixtures/sample-request.json");
-    for on in [true, false] {
-        let mut cmd = hookbox();
-        cmd.arg("run").arg(login_conflict_wasm()).arg(&sample);
-        if on {
-            cmd.env("HOOKBOX_PERFMAP", "1");
-        }
-        let child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        let text = std::fs::read_to_string(&map).unwrap_or_default();
-        let _ = std::fs::remove_file(&map);
-        assert_eq!(
-            text.contains("login_conflict::resolve"),
-            on,
-            "HOOKBOX_PERFMAP={on}: {}",
-            text.lines().take(3).collect::<Vec<_>>().join("\n")
-        );
-    }
 }

@@ -1,0 +1,400 @@
+//! Prometheus metrics: every series hookbox exports, defined in this one
+//! file, in one [`Metrics`] held by [`crate::App`] and rendered by
+//! `GET /metrics` (on the main listener and on `[server] ops_listen`).
+//!
+//! Invariants:
+//! - label values are bounded: a `tenant` label is an id from the
+//!   configuration ([`crate::App`]'s table at the time), or the one fixed
+//!   value [`UNKNOWN_TENANT`] for a URL naming no configured tenant (never
+//!   the URL's text); every other label value is a `&'static str` of the code
+//!   (a route, a status class, an outcome kind, a reload change);
+//! - recording never blocks a request on anything but a short lock of the
+//!   family's map (prometheus-client's `Family`), and never fails;
+//! - what is measured where: the routing table records every request
+//!   ([`Metrics::request`]), the import endpoint records what the plugin
+//!   cost ([`Metrics::plugin_call`]), a reload records its report
+//!   ([`Metrics::reload`]), `App::publish` the live plugin digests
+//!   ([`Metrics::plugins`]); values that are read rather than counted (the
+//!   instance pool) are sampled when scraped ([`Metrics::render`]).
+//!
+//! Adding a feature's series (the claim store, OAuth, event hooks): add a
+//! field to [`Metrics`] below, register it in [`Metrics::new`] next to the
+//! others (the `// Feature series` section), and give it a small recording
+//! method with typed arguments, called from the one place the feature
+//! already reports its outcome; a value read from the feature's state is
+//! sampled in [`Metrics::render`] instead.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::pipeline::Figures;
+use crate::plugin::Runtime;
+use crate::reload::{Change, ReloadReport};
+use crate::tenant::Tenants;
+
+/// The `tenant` label of a request whose URL names no configured tenant.
+/// Outside the tenant id alphabet (`a-z 0-9 - _`), so it can never be an id.
+pub const UNKNOWN_TENANT: &str = "(unknown)";
+
+/// The `Content-Type` of [`Metrics::render`]'s text (OpenMetrics, which
+/// Prometheus negotiates and parses).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of `hookbox_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// A configured tenant id, [`UNKNOWN_TENANT`], or empty for routes of no tenant.
+    tenant: String,
+    /// The routing table's name of the endpoint (`unmatched` for no route).
+    route: &'static str,
+    /// `2xx`, `4xx`, `5xx`.
+    status: &'static str,
+    /// The answer's outcome: the plugin's verdict (`commands`, `trap`,
+    /// `deadline`…) or the error kind (`unauthorized`, `overloaded`…).
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabel {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabels {
+    tenant: String,
+    change: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    tenant: String,
+    digest: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Seconds, 100 µs to 2.5 s: a Rust plugin call is tens of µs, an
+/// interpreted one a few ms, and Okta gives up after 3 s.
+fn seconds() -> Histogram {
+    Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ])
+}
+
+/// Fuel units, 1e3 to 1e10 by factors of 10.
+fn fuel() -> Histogram {
+    Histogram::new(exponential_buckets(1e3, 10.0, 8))
+}
+
+/// Bytes of linear memory, 64 KiB (one wasm page) to 4 GiB by factors of 2.
+fn memory() -> Histogram {
+    Histogram::new(exponential_buckets(65536.0, 2.0, 17))
+}
+
+/// Every series hookbox exports; see the module docs.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Histograms<TenantLabel>,
+    plugin_seconds: Histograms<TenantLabel>,
+    plugin_fuel: Histograms<TenantLabel>,
+    plugin_memory: Histograms<TenantLabel>,
+    instances: Family<StateLabel, Gauge>,
+    instance_slots: Gauge,
+    reloads: Family<OutcomeLabel, Counter>,
+    reload_changes: Family<ChangeLabels, Counter>,
+    plugin_info: Family<PluginLabels, Gauge>,
+    draining: Gauge,
+    /// The digests `plugin_info` shows, to remove those a publication replaced.
+    shown: Mutex<Vec<PluginLabels>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Every series, registered under the prefix `hookbox_`.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("hookbox");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by tenant, route, status class and outcome",
+            requests.clone(),
+        );
+        let request_seconds = Histograms::new_with_constructor(seconds as fn() -> Histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from routing a tenant's request to its answer, by tenant",
+            request_seconds.clone(),
+        );
+        let plugin_seconds = Histograms::new_with_constructor(seconds as fn() -> Histogram);
+        registry.register(
+            "plugin_duration_seconds",
+            "Time of one plugin call (instantiation unless warm, and the call), by tenant",
+            plugin_seconds.clone(),
+        );
+        let plugin_fuel = Histograms::new_with_constructor(fuel as fn() -> Histogram);
+        registry.register(
+            "plugin_fuel_consumed",
+            "Fuel one plugin call consumed, by tenant (only when the engine meters fuel)",
+            plugin_fuel.clone(),
+        );
+        let plugin_memory = Histograms::new_with_constructor(memory as fn() -> Histogram);
+        registry.register(
+            "plugin_peak_memory_bytes",
+            "Largest linear memory one plugin call grew to, by tenant",
+            plugin_memory.clone(),
+        );
+        let instances = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "instances",
+            "Plugin instances of the engine's pool: busy (serving a call) or idle (warm, kept for reuse)",
+            instances.clone(),
+        );
+        let instance_slots = Gauge::default();
+        registry.register(
+            "instance_slots",
+            "Size of the engine's instance pool (engine.max_instances)",
+            instance_slots.clone(),
+        );
+        let reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "reloads",
+            "Reloads by outcome: applied, rejected (applied, some tenant kept its old version), failed (nothing changed)",
+            reloads.clone(),
+        );
+        let reload_changes = Family::<ChangeLabels, Counter>::default();
+        registry.register(
+            "reload_tenant_changes",
+            "What reloads did to each tenant: added, updated, removed, rejected",
+            reload_changes.clone(),
+        );
+        let plugin_info = Family::<PluginLabels, Gauge>::default();
+        registry.register(
+            "plugin_info",
+            "The plugin each tenant serves right now (value 1), by tenant and sha256 digest",
+            plugin_info.clone(),
+        );
+        let draining = Gauge::default();
+        registry.register(
+            "draining",
+            "1 from the first shutdown signal on (readiness fails), else 0",
+            draining.clone(),
+        );
+        // Feature series: the claim store (calls, errors, latency by backend),
+        // OAuth (key fetches) and event hooks (queue depth, dead events)
+        // register theirs here; see the module docs.
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            plugin_seconds,
+            plugin_fuel,
+            plugin_memory,
+            instances,
+            instance_slots,
+            reloads,
+            reload_changes,
+            plugin_info,
+            draining,
+            shown: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// One request answered by endpoint `route`; `tenant` is `Some` for a
+    /// tenant's endpoint (a configured id or [`UNKNOWN_TENANT`]), whose
+    /// latency is also recorded.
+    pub fn request(
+        &self,
+        tenant: Option<&str>,
+        route: &'static str,
+        status: u16,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
+        let status = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                tenant: tenant.unwrap_or_default().to_owned(),
+                route,
+                status,
+                outcome,
+            })
+            .inc();
+        if let Some(tenant) = tenant {
+            self.request_seconds
+                .get_or_create(&TenantLabel {
+                    tenant: tenant.to_owned(),
+                })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// What one plugin call of a configured tenant cost.
+    pub fn plugin_call(&self, tenant: &str, figures: &Figures) {
+        let label = TenantLabel {
+            tenant: tenant.to_owned(),
+        };
+        self.plugin_seconds
+            .get_or_create(&label)
+            .observe(figures.elapsed.as_secs_f64());
+        self.plugin_memory
+            .get_or_create(&label)
+            .observe(figures.peak_memory as f64);
+        if let Some(fuel) = figures.fuel_consumed {
+            self.plugin_fuel.get_or_create(&label).observe(fuel as f64);
+        }
+    }
+
+    /// A reload's outcome, and what it did to each tenant.
+    pub fn reload(&self, report: &ReloadReport) {
+        let rejected = report.tenants.iter().any(|t| t.change == Change::Rejected);
+        let outcome = match (report.applied, rejected) {
+            (false, _) => "failed",
+            (true, true) => "rejected",
+            (true, false) => "applied",
+        };
+        self.reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+        for t in &report.tenants {
+            let change = match t.change {
+                Change::Unchanged => continue,
+                Change::Added => "added",
+                Change::Removed => "removed",
+                Change::Updated => "updated",
+                Change::Rejected => "rejected",
+            };
+            self.reload_changes
+                .get_or_create(&ChangeLabels {
+                    tenant: t.id.clone(),
+                    change,
+                })
+                .inc();
+        }
+    }
+
+    /// The plugins `tenants` serve: `hookbox_plugin_info` shows exactly these
+    /// from now on.
+    pub fn plugins(&self, tenants: &Tenants) {
+        let now: Vec<PluginLabels> = tenants
+            .iter()
+            .map(|t| PluginLabels {
+                tenant: t.id().to_owned(),
+                digest: t.plugin().digest().to_owned(),
+            })
+            .collect();
+        // One publication at a time: the lock orders them, so an older table never wins.
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in shown.iter().filter(|l| !now.contains(l)) {
+            self.plugin_info.remove(gone);
+        }
+        for l in &now {
+            self.plugin_info.get_or_create(l).set(1);
+        }
+        *shown = now;
+    }
+
+    /// From the first shutdown signal on.
+    pub fn draining(&self) {
+        self.draining.set(1);
+    }
+
+    /// The text `GET /metrics` answers, with values read from `runtime` now.
+    pub fn render(&self, runtime: &Runtime) -> String {
+        let pool = runtime.pool();
+        self.instances
+            .get_or_create(&StateLabel { state: "busy" })
+            .set(pool.busy as i64);
+        self.instances
+            .get_or_create(&StateLabel { state: "idle" })
+            .set(pool.idle as i64);
+        self.instance_slots.set(i64::from(pool.slots));
+        let mut text = String::new();
+        // Writing into a String cannot fail; an encoding bug would show as a truncated page.
+        if let Err(e) = encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_status_class_and_outcome() {
+        let m = Metrics::new();
+        m.request(
+            Some("acme"),
+            "import",
+            200,
+            "commands",
+            Duration::from_millis(2),
+        );
+        m.request(
+            Some("acme"),
+            "import",
+            200,
+            "commands",
+            Duration::from_millis(3),
+        );
+        m.request(
+            Some(UNKNOWN_TENANT),
+            "import",
+            404,
+            "unknown_tenant",
+            Duration::ZERO,
+        );
+        m.request(None, "healthz", 200, "ok", Duration::ZERO);
+        let mut text = String::new();
+        encode(&mut text, &m.registry).expect("a String takes any text");
+        assert!(text.contains(
+            r#"hookbox_requests_total{tenant="acme",route="import",status="2xx",outcome="commands"} 2"#
+        ), "{text}");
+        assert!(text.contains(
+            r#"hookbox_requests_total{tenant="(unknown)",route="import",status="4xx",outcome="unknown_tenant"} 1"#
+        ), "{text}");
+        assert!(
+            text.contains(r#"hookbox_request_duration_seconds_count{tenant="acme"} 2"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"hookbox_request_duration_seconds_count{tenant=""}"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The `claims` and `directory` host interfaces of WIT 0.2.0: what a plugin
+//! reaches of the claim store ([`hookbox_store::Store`]) and of the tenant's
+//! Okta directory.
+//!
+//! Invariants:
+//! - **Scope**: every call is made in the tenant's own key space
+//!   ([`StoreScope`]: the tenant id comes from the host, never from the
+//!   guest), so a plugin can never read or claim another tenant's keys.
+//! - **Validation before the store**: an empty key or owner, or one longer
+//!   than 512 bytes, is `invalid` with a fixed text; nothing is stored.
+//! - **Bounded**: each call is bounded by what is left of the plugin's
+//!   deadline, minus a reserve ([`reserve`]) so that a plugin told `timeout`
+//!   still has time to fall back and answer; past it the guest gets
+//!   `timeout` (the write may still land: allowed, and documented in the
+//!   WIT). A request makes at most [`MAX_STORE_CALLS`] store calls; beyond,
+//!   each call answers `unavailable("store call cap reached …")` at once, so
+//!   a flooding plugin costs the store a bounded amount of work per request.
+//! - **No secrets or personal data in errors**: the texts the guest gets are
+//!   fixed per kind of failure; the store's own error is logged by the host
+//!   (its kind, never a key or an owner).
+//! - `directory.find-user` answers `not-configured` (issue 16 adds the real
+//!   lookup: [`find_user`] is the one seam).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hookbox_store::{ClaimOutcome, MAX_CLAIM_KEY, MAX_CLAIM_OWNER, Store, StoreError};
+
+use super::bindings::v0_2::hookbox::okta_import::claims::{self, ClaimResult};
+use super::bindings::v0_2::hookbox::okta_import::directory::{self, DirectoryError};
+use super::state::State;
+
+/// Store calls one request may make (claims, lookups, releases together).
+/// The reference plugin makes 3 for a conflict on an empty store; 64 leaves
+/// room for 18 candidates and their owner record, and bounds a flood.
+pub const MAX_STORE_CALLS: u32 = 64;
+
+/// The most a store call keeps back from the deadline for the plugin's own
+/// fallback, and the least.
+const MAX_RESERVE: Duration = Duration::from_millis(50);
+const MIN_RESERVE: Duration = Duration::from_millis(5);
+
+/// What is kept back of a plugin's deadline for the plugin itself after a
+/// store call timed out: a fifth of it, between 5 and 50 ms.
+pub(crate) fn reserve(deadline: Duration) -> Duration {
+    (deadline / 5).clamp(MIN_RESERVE, MAX_RESERVE)
+}
+
+/// One tenant's view of the claim store: the store and the tenant id every
+/// key is scoped by. Built by the host per request (or per reused instance,
+/// always for one tenant); the guest never chooses the tenant.
+#[derive(Clone)]
+pub struct StoreScope {
+    tenant: Arc<str>,
+    store: Store,
+}
+
+impl StoreScope {
+    /// `tenant`'s space of `store`.
+    pub fn new(tenant: &str, store: &Store) -> StoreScope {
+        StoreScope {
+            tenant: Arc::from(tenant),
+            store: store.clone(),
+        }
+    }
+
+    /// The tenant id keys are scoped by.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Per-request accounting of store calls, reset by `State::begin`.
+#[derive(Debug, Default)]
+pub(crate) struct StoreCalls {
+    /// Calls that reached (or were bounded for) the store.
+    pub(crate) made: u32,
+    /// Calls refused because the cap was reached.
+    pub(crate) refused: u32,
+}
+
+type StoreErr = claims::StoreError;
+
+fn check(what: &str, value: &str, max: usize) -> Result<(), StoreErr> {
+    if value.is_empty() {
+        return Err(StoreErr::Invalid(format!("empty {what}")));
+    }
+    if value.len() > max {
+        return Err(StoreErr::Invalid(format!("{what} longer than {max} bytes")));
+    }
+    Ok(())
+}
+
+impl State {
+    /// Runs one store call for the guest: counts it against the cap, bounds
+    /// it by the deadline, maps errors to the WIT's `store-error`.
+    async fn store_call<T, F>(&mut self, op: &'static str, call: F) -> Result<T, StoreErr>
+    where
+        F: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        if self.calls.made >= MAX_STORE_CALLS {
+            self.calls.refused += 1;
+            return Err(StoreErr::Unavailable(format!(
+                "store call cap reached: at most {MAX_STORE_CALLS} store calls per request"
+            )));
+        }
+        self.calls.made += 1;
+        let budget = self
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(self.reserve);
+        match tokio::time::timeout(budget, call).await {
+            Err(_elapsed) => Err(StoreErr::Timeout),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.store_error(op, &e)),
+        }
+    }
+
+    /// The guest's view of a store error: a fixed text per kind, never the
+    /// store's own text (which may name a URL); that is logged by the host.
+    fn store_error(&self, op: &'static str, e: &StoreError) -> StoreErr {
+        tracing::warn!(
+            target: "hookbox::store",
+            op,
+            kind = e.kind(),
+            error = %e,
+            backend = self.scope.store().backend_name(),
+            "claim store call failed"
+        );
+        let backend = self.scope.store().backend_name();
+        match e {
+            StoreError::Timeout(_) => StoreErr::Timeout,
+            StoreError::Invalid(_) => StoreErr::Invalid("refused by the store".to_owned()),
+            StoreError::Unavailable(_) => {
+                StoreErr::Unavailable(format!("the {backend} claim store is unavailable"))
+            }
+            StoreError::Io { .. } => {
+                StoreErr::Unavailable(format!("the {backend} claim store had an I/O error"))
+            }
+            StoreError::Corrupt(_) => {
+                StoreErr::Unavailable(format!("the {backend} claim store holds damaged data"))
+            }
+            _ => StoreErr::Unavailable(format!("the {backend} claim store failed")),
+        }
+    }
+}
+
+impl claims::Host for State {
+    async fn claim(&mut self, key: String, owner: String) -> Result<ClaimResult, StoreErr> {
+        check("key", &key, MAX_CLAIM_KEY)?;
+        check("owner", &owner, MAX_CLAIM_OWNER)?;
+        let scope = self.scope.clone();
+        let outcome = self
+            .store_call("claim", scope.store().claim(scope.tenant(), &key, &owner))
+            .await?;
+        Ok(match outcome {
+            ClaimOutcome::Claimed => ClaimResult::Claimed,
+            ClaimOutcome::AlreadyYours => ClaimResult::AlreadyYours,
+            ClaimOutcome::Taken => ClaimResult::Taken,
+        })
+    }
+
+    async fn owner_of(&mut self, key: String) -> Result<Option<String>, StoreErr> {
+        check("key", &key, MAX_CLAIM_KEY)?;
+        let scope = self.scope.clone();
+        self.store_call("owner-of", scope.store().owner_of(scope.tenant(), &key))
+            .await
+    }
+
+    async fn release(&mut self, key: String, owner: String) -> Result<bool, StoreErr> {
+        check("key", &key, MAX_CLAIM_KEY)?;
+        check("owner", &owner, MAX_CLAIM_OWNER)?;
+        let scope = self.scope.clone();
+        self.store_call(
+            "release",
+            scope.store().release(scope.tenant(), &key, &owner),
+        )
+        .await
+    }
+}
+
+impl directory::Host for State {
+    async fn find_user(&mut self, login: String) -> Result<Option<String>, DirectoryError> {
+        find_user(self, &login).await
+    }
+}
+
+/// The directory lookup. Issue 16 replaces this body with the tenant's Okta
+/// Users API lookup (cached, rate-limited, bounded like a store call); until
+/// then no tenant has a directory, and the WIT says to answer
+/// `not-configured` at once, with no I/O.
+async fn find_user(_state: &mut State, _login: &str) -> Result<Option<String>, DirectoryError> {
+    Err(DirectoryError::NotConfigured)
+}

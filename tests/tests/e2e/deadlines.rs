@@ -1,0 +1,336 @@
+//! Every phase of a connection has a deadline: a client that completes the
+//! TLS handshake and goes silent, sends its head slowly, idles on a
+//! keep-alive connection (HTTP/1.1, or HTTP/2 answering PINGs), or never
+//! reads its answers is disconnected at its configured time; a flood of
+//! silent connections at `max_connections` does not lock normal clients
+//! out; request heads are limited to the same size in both protocols.
+//!
+//! Each test asserts that the server closed the connection (end of stream
+//! or a reset, seen by reading); the configured timeouts are short and the
+//! test's own timeout only guards against a hang. The only time checks are
+//! lower bounds (not cut before the configured time), which a slow machine
+//! cannot break.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hookbox_tests::{Proto, TenantSpec, TestServer, misbehave_wasm, sample_request};
+use http_body_util::{BodyExt as _, Full};
+use hyper::Method;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Long enough that a deadline the test is not about never fires first.
+const NEVER: &str = "60s";
+
+/// Guards against a hang: far above every configured deadline.
+const GUARD: Duration = Duration::from_secs(20);
+
+fn tenant() -> TenantSpec {
+    TenantSpec::new("acme", misbehave_wasm()).setting("mode", "echo")
+}
+
+/// Reads until the server closes the connection; returns what was read and
+/// how long it took. Panics if it is still open after [`GUARD`].
+async fn until_closed(stream: &mut (impl AsyncRead + Unpin)) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let mut read = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match tokio::time::timeout(GUARD, stream.read(&mut buf)).await {
+            Err(_) => panic!(
+                "connection still open after {:?}; read {} bytes: {:?}",
+                started.elapsed(),
+                read.len(),
+                String::from_utf8_lossy(&read[..read.len().min(200)])
+            ),
+            Ok(Ok(0) | Err(_)) => return (read, started.elapsed()),
+            Ok(Ok(n)) => read.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn at_least(waited: Duration, configured_ms: u64) {
+    assert!(
+        waited >= Duration::from_millis(configured_ms * 8 / 10),
+        "cut before its {configured_ms}ms deadline: {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_client_after_the_handshake_is_cut_whatever_it_negotiated() {
+    let t = tenant();
+    let server = TestServer::builder()
+        .tenant(t.clone())
+        .header_timeout("300ms")
+        .idle_timeout(NEVER)
+        .start()
+        .await;
+    let client = server.client();
+    for alpn in [&[b"http/1.1".as_slice()][..], &[b"h2"], &[]] {
+        let mut tls = client.connect_tls(alpn, None).await;
+        let (read, waited) = until_closed(&mut tls).await;
+        at_least(waited, 300);
+        if alpn != [b"h2"] {
+            assert!(read.is_empty(), "{alpn:?}: sent {read:?}");
+        }
+    }
+    // A partial HTTP/2 preface is no better than silence.
+    let mut tls = client.connect_tls(&[b"h2"], None).await;
+    tls.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    tls.flush().await.unwrap();
+    let (_, waited) = until_closed(&mut tls).await;
+    at_least(waited, 300);
+    // The server still serves.
+    let reply = client.hook("acme", t.secret(), &sample_request()).await;
+    assert_eq!(reply.status, 200);
+}
+
+/// The head's timer is not reset by bytes: a client trickling one header
+/// line at a time is cut at `header_timeout`, unanswered.
+#[tokio::test]
+async fn a_trickled_head_is_cut_at_the_header_timeout() {
+    let t = tenant();
+    let server = TestServer::builder()
+        .tenant(t)
+        .header_timeout("500ms")
+        .idle_timeout(NEVER)
+        .start()
+        .await;
+    let tls = server.client().connect_tls(&[b"http/1.1"], None).await;
+    let (mut rx, mut tx) = tokio::io::split(tls);
+    let trickle = tokio::spawn(async move {
+        let mut line: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n";
+        while tx.write_all(line).await.is_ok() && tx.flush().await.is_ok() {
+            line = b"x-slow: y\r\n";
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let (read, waited) = until_closed(&mut rx).await;
+    trickle.abort();
+    at_least(waited, 500);
+    assert!(
+        read.is_empty(),
+        "answered: {}",
+        String::from_utf8_lossy(&read)
+    );
+}
+
+/// The same for the next request's head on a keep-alive connection: idle
+/// time is its own budget, but once a byte arrives the head must follow.
+#[tokio::test]
+async fn a_stalled_second_head_is_cut_at_the_header_timeout() {
+    let t = tenant();
+    let server = TestServer::builder()
+        .tenant(t)
+        .header_timeout("400ms")
+        .idle_timeout(NEVER)
+        .start()
+        .await;
+    let mut tls = server.client().connect_tls(&[b"http/1.1"], None).await;
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    // The whole first answer (a small JSON object), then half a head.
+    let mut first = Vec::new();
+    while !first.ends_with(b"}") {
+        let mut buf = [0u8; 4096];
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before answering");
+        first.extend_from_slice(&buf[..n]);
+    }
+    assert!(first.starts_with(b"HTTP/1.1 200"));
+    tls.write_all(b"GET /heal").await.unwrap();
+    tls.flush().await.unwrap();
+    let (read, waited) = until_closed(&mut tls).await;
+    at_least(waited, 400);
+    assert!(read.is_empty(), "{}", String::from_utf8_lossy(&read));
+}
+
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_is_closed_at_the_idle_timeout() {
+    let t = tenant();
+    let server = TestServer::builder()
+        .tenant(t)
+        .header_timeout(NEVER)
+        .idle_timeout("300ms")
+        .start()
+        .await;
+    let mut tls = server.client().connect_tls(&[b"http/1.1"], None).await;
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    let (read, waited) = until_closed(&mut tls).await;
+    at_least(waited, 300);
+    let read = String::from_utf8_lossy(&read);
+    assert!(read.starts_with("HTTP/1.1 200"), "{read}");
+}
+
+/// A client that answers PINGs (every HTTP/2 stack does, and this one sends
+/// its own every 50 ms) still loses an idle connection at `idle_timeout`:
+/// the server says GOAWAY and the connection ends.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_although_it_answers_pings() {
+    let t = tenant();
+    let server = TestServer::builder()
+        .tenant(t.clone())
+        .header_timeout(NEVER)
+        .idle_timeout("400ms")
+        .start()
+        .await;
+    let tls = server.client().connect_tls(&[b"h2"], None).await;
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(50))
+        .keep_alive_while_idle(true)
+        .handshake::<_, Full<Bytes>>(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = server.client().hook_request(
+        "acme",
+        Some(("authorization", t.secret())),
+        sample_request().to_string(),
+    );
+    let (mut parts, body) = req.into_parts();
+    parts.headers.remove(hyper::header::HOST);
+    let reply = send
+        .send_request(hyper::Request::from_parts(parts, body))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    reply.into_body().collect().await.unwrap();
+    let idle_since = Instant::now();
+    let ended = tokio::time::timeout(GUARD, conn).await;
+    assert!(
+        ended.is_ok(),
+        "HTTP/2 connection still open after {GUARD:?}"
+    );
+    at_least(idle_since.elapsed(), 400);
+}
+
+/// A client that pipelines requests and never reads the answers: once the
+/// answers fill the socket buffers, the server's write stalls and the
+/// connection is cut at `write_timeout` (the client's writes then fail).
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_at_the_write_timeout() {
+    let t = tenant();
+    let server = TestServer::builder()
+        .tenant(t.clone())
+        .write_timeout("300ms")
+        .header_timeout(NEVER)
+        .idle_timeout(NEVER)
+        .start()
+        .await;
+    let tls = server
+        .client()
+        .connect_tls(&[b"http/1.1"], Some(4096))
+        .await;
+    let (mut rx, mut tx) = tokio::io::split(tls);
+    let requests = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".repeat(100);
+    let writer = tokio::spawn(async move {
+        let mut sent = 0usize;
+        loop {
+            if let Err(e) = tx.write_all(&requests).await {
+                return (sent, e);
+            }
+            sent += 100;
+        }
+    });
+    let ended = tokio::time::timeout(Duration::from_secs(60), writer).await;
+    let (sent, error) = ended
+        .expect("the server never cut a client that does not read")
+        .unwrap();
+    assert!(sent > 0, "{error}");
+    // Reading now finds the end (after whatever answers were still buffered).
+    until_closed(&mut rx).await;
+    // Others are served meanwhile and after.
+    let reply = server
+        .client()
+        .hook("acme", t.secret(), &sample_request())
+        .await;
+    assert_eq!(reply.status, 200);
+}
+
+/// `max_connections` silent TLS clients (their head would not be due for a
+/// minute) do not lock a normal client out: at the cap, the connection idle
+/// the longest is closed to make room.
+#[tokio::test]
+async fn a_flood_of_silent_connections_does_not_lock_out_a_normal_client() {
+    let t = tenant();
+    let server = TestServer::builder()
+        .tenant(t.clone())
+        .max_connections(4)
+        .header_timeout(NEVER)
+        .idle_timeout(NEVER)
+        .start()
+        .await;
+    let client = server.client();
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(client.connect_tls(&[b"http/1.1"], None).await);
+    }
+    let reply = tokio::time::timeout(GUARD, client.hook("acme", t.secret(), &sample_request()))
+        .await
+        .expect("a normal client was locked out by silent connections");
+    assert_eq!(reply.status, 200);
+    // The oldest silent connection made room.
+    let (read, _) = until_closed(&mut silent[0]).await;
+    assert!(read.is_empty());
+    // Again, and on HTTP/2.
+    let mut conn = client.connect(Proto::H2).await;
+    let reply = conn
+        .send(client.request(Method::GET, "/healthz", Bytes::new()))
+        .await;
+    assert_eq!(reply.status, 200);
+}
+
+/// Request heads are limited to `max_header_size` in both protocols
+/// (431 in HTTP/1.1; in HTTP/2 the stream is refused), and the limit is
+/// configurable.
+#[tokio::test]
+async fn request_heads_are_limited_alike_in_both_protocols() {
+    let t = tenant();
+    let big = "x".repeat(20 * 1024);
+    let small = "x".repeat(8 * 1024);
+    for (limit, allowed) in [(None, false), (Some("32KiB"), true)] {
+        let mut setup = TestServer::builder().tenant(t.clone());
+        if let Some(limit) = limit {
+            setup = setup.max_header_size(limit);
+        }
+        let server = setup.start().await;
+        let client = server.client();
+        for proto in [Proto::H1, Proto::H2] {
+            for (value, ok) in [(&small, true), (&big, allowed)] {
+                let mut req = client.request(Method::GET, "/healthz", Bytes::new());
+                req.headers_mut().insert("x-big", value.parse().unwrap());
+                let status = send_status(client.connect(proto).await, req).await;
+                if ok {
+                    assert_eq!(status, Some(200), "{proto:?} {limit:?} {}", value.len());
+                } else {
+                    assert!(
+                        matches!(status, None | Some(431)),
+                        "{proto:?} {limit:?}: {status:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The status of `req`'s answer, `None` if the request failed as a whole.
+async fn send_status(
+    conn: hookbox_tests::Conn,
+    mut req: hyper::Request<Full<Bytes>>,
+) -> Option<u16> {
+    let response = match conn {
+        hookbox_tests::Conn::H1(mut s) => s.send_request(req).await,
+        hookbox_tests::Conn::H2(mut s) => {
+            req.headers_mut().remove(hyper::header::HOST);
+            s.send_request(req).await
+        }
+    };
+    response.ok().map(|r| r.status().as_u16())
+}
