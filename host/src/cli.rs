@@ -83,6 +83,8 @@ Each row becomes the import request Okta would send: every column in the app-use
 and the Okta profile mapped from columns (default login=login, email=email,
 firstName=firstName, lastName=lastName; change with --map OKTA=COLUMN, OKTA= to drop one).
 A row conflicts when its login (case-insensitively) is in --existing or an earlier row has it.
+The plugin's claims go to a throwaway store unless --real-store (with --config) names
+the configuration's [store]: a dry run never claims a login for real by default.
 
 Exit codes: 0 every row answered and no login held twice; otherwise a bit mask:
 1 a row failed (bad row, plugin error, plugin failure), 2 a login would be held twice
@@ -131,6 +133,10 @@ struct DryRunArgs {
     /// No progress bar or progress lines.
     #[arg(long, short)]
     quiet: bool,
+    /// Claim in --config's `[store]`, in --tenant's key space, instead of a
+    /// throwaway store: the plugin's claims are then REAL and kept.
+    #[arg(long, requires = "config")]
+    real_store: bool,
 }
 
 /// What `--config` and `--tenant` say for every `claims` subcommand.
@@ -377,28 +383,26 @@ fn dry_run(args: DryRunArgs) -> ExitCode {
             None => Vec::new(),
         };
         pairs.extend(args.map.iter().cloned());
-        let target = match (&args.config, &args.tenant) {
-            (Some(config), Some(tenant)) => dryrun::Target::from_config(config, tenant)?,
-            _ => dryrun::Target::from_plugin(
-                args.plugin.as_deref(),
-                args.settings.iter().cloned().collect(),
-                args.instance_mode
-                    .map_or(InstanceMode::Fresh, InstanceMode::from),
-            )?,
-        };
-        let options = dryrun::Options {
+        Ok(dryrun::Options {
             csv: args.csv.clone(),
             mapping: Mapping::default().with(pairs),
             existing: args.existing.clone(),
             out: args.out.clone(),
             concurrency: args.concurrency,
             quiet: args.quiet,
-        };
-        Ok((target, options))
+        })
     })();
-    let (target, options) = match prepared {
-        Ok(p) => p,
+    let options = match prepared {
+        Ok(o) => o,
         Err(e) => return fail(e.exit_code(), e),
+    };
+    // `--real-store`: the configuration's `[store]`, checked before anything runs.
+    let section = match (&args.config, args.real_store) {
+        (Some(config), true) => match StoreSection::load(config) {
+            Ok(s) => Some(s.store),
+            Err(e) => return fail(EXIT_CONFIG, e),
+        },
+        _ => None,
     };
     // Every core runs rows: each row is a task on the multi-threaded runtime.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -408,20 +412,47 @@ fn dry_run(args: DryRunArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(dryrun::run(&target, &options)) {
-        Ok(summary) => {
-            if args.json {
-                match serde_json::to_string_pretty(&summary) {
-                    Ok(json) => println!("{json}"),
-                    Err(e) => return fail(1, format!("cannot encode the summary: {e}")),
-                }
-            } else {
-                print!("{}", summary.text());
+    let summary = runtime.block_on(async {
+        let store = match &section {
+            Some(config) => match open_store(config).await {
+                Ok(store) => dryrun::DryRunStore::Real(store),
+                Err(e) => return Err(fail(EXIT_CONFIG, e)),
+            },
+            None => dryrun::DryRunStore::Scratch,
+        };
+        let target = match (&args.config, &args.tenant) {
+            (Some(config), Some(tenant)) => {
+                dryrun::Target::from_config(config, tenant, store).await
             }
-            ExitCode::from(summary.exit_code)
+            _ => {
+                dryrun::Target::from_plugin(
+                    args.plugin.clone(),
+                    args.settings.iter().cloned().collect(),
+                    args.instance_mode
+                        .map_or(InstanceMode::Fresh, InstanceMode::from),
+                    store,
+                )
+                .await
+            }
+        };
+        let target = target.map_err(|e| fail(e.exit_code(), e))?;
+        dryrun::run(&target, &options)
+            .await
+            .map_err(|e| fail(e.exit_code(), e))
+    });
+    let summary = match summary {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&summary) {
+            Ok(json) => println!("{json}"),
+            Err(e) => return fail(1, format!("cannot encode the summary: {e}")),
         }
-        Err(e) => fail(e.exit_code(), e),
+    } else {
+        print!("{}", summary.text());
     }
+    ExitCode::from(summary.exit_code)
 }
 
 fn check_auth(args: CheckAuthArgs) -> ExitCode {

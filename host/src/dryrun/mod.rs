@@ -58,11 +58,13 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::auth::{Auth, Secret};
+use hookbox_store::Store;
+
+use crate::auth::{Auth, Secret, TenantAuth};
 use crate::config::{Config, ConfigError, Overrides, ServerConfig, TenantConfig};
 use crate::pipeline::{self, Refused, Verdict};
 use crate::plugin::{EngineConfig, InstanceMode, Limits, Plugin, Runtime, Settings};
-use crate::tenant::Tenants;
+use crate::tenant::{Tenants, Verifiers};
 use crate::{App, AppError};
 
 pub use mapping::Mapping;
@@ -128,6 +130,38 @@ impl From<ConfigError> for DryRunError {
     }
 }
 
+/// Where a dry run's claims (and remembered answers) go.
+pub enum DryRunStore {
+    /// A throwaway store, empty, deleted afterwards (the default): a dry run
+    /// never claims a login for real.
+    Scratch,
+    /// A real, already opened store (`--real-store`: the configuration's
+    /// `[store]`), in the target tenant's key space: the plugin's claims are
+    /// then real and stay.
+    Real(Store),
+}
+
+impl DryRunStore {
+    /// The store to run with, and how the summary names it.
+    async fn open(self) -> Result<(Store, String), DryRunError> {
+        match self {
+            DryRunStore::Scratch => {
+                let store = Store::scratch().await.map_err(|e| {
+                    DryRunError::usage(format!("cannot create a throwaway claim store: {e}"))
+                })?;
+                Ok((store, "a throwaway store (claims are not kept)".to_owned()))
+            }
+            DryRunStore::Real(store) => {
+                let name = format!(
+                    "the configured {} store (claims are REAL and kept)",
+                    store.backend_name()
+                );
+                Ok((store, name))
+            }
+        }
+    }
+}
+
 /// What rows run against: one tenant of an [`App`] built for the dry run.
 pub struct Target {
     app: Arc<App>,
@@ -140,8 +174,13 @@ pub struct Target {
 
 impl Target {
     /// Tenant `tenant` of a configuration file, with its plugin, settings and
-    /// limits, on the file's `[engine]`. Blocking (compiles the plugin).
-    pub fn from_config(path: &Path, tenant: &str) -> Result<Target, DryRunError> {
+    /// limits, on the file's `[engine]`, its claims in `store`. Compiles the
+    /// plugin on a blocking thread.
+    pub async fn from_config(
+        path: &Path,
+        tenant: &str,
+        store: DryRunStore,
+    ) -> Result<Target, DryRunError> {
         let config = Config::load(path, &Overrides::default())?;
         let Some(tc) = config.tenants.iter().find(|t| t.id == tenant) else {
             let ids: Vec<&str> = config.tenants.iter().map(|t| t.id.as_str()).collect();
@@ -151,45 +190,65 @@ impl Target {
                 ids.join(", ")
             )));
         };
-        let runtime = Runtime::new(&config.engine).map_err(AppError::from)?;
-        // Only this tenant's plugin is compiled: the others are not run.
-        let tenants =
-            Tenants::load(&runtime, std::slice::from_ref(tc)).map_err(AppError::from)?;
+        // Nobody authenticates to a dry run: the tenant's OAuth issuer is
+        // not contacted (its verifier is never needed).
+        let mut tc = tc.clone();
+        tc.auth.oauth = None;
+        let (store, store_label) = store.open().await?;
+        let engine = config.engine.clone();
+        let (runtime, tenants) = tokio::task::spawn_blocking(move || {
+            let runtime = Runtime::new(&engine).map_err(AppError::from)?;
+            // Only this tenant's plugin is compiled: the others are not run.
+            let tenants = Tenants::load(&runtime, std::slice::from_ref(&tc), &Verifiers::new())
+                .map_err(AppError::from)?;
+            Ok::<_, DryRunError>((runtime, tenants))
+        })
+        .await
+        .map_err(|e| DryRunError::usage(format!("loading the plugin failed: {e}")))??;
         Ok(Target {
-            app: Arc::new(App::new(runtime, tenants, config.server.clone())),
+            app: Arc::new(App::new(runtime, tenants, config.server.clone(), store)),
             tenant: tenant.to_owned(),
-            label: format!("tenant {tenant} of {}", path.display()),
+            label: format!("tenant {tenant} of {}; claims in {store_label}", path.display()),
             max_instances: config.engine.max_instances,
         })
     }
 
     /// A plugin file (or, with `None`, the embedded reference plugin) with
-    /// `settings`, default limits and `instance_mode`, as a tenant of a
-    /// default engine. Blocking (compiles the plugin).
-    pub fn from_plugin(
-        path: Option<&Path>,
+    /// `settings`, default limits and `instance_mode`, as tenant
+    /// [`PLUGIN_TENANT`] of a default engine, its claims in `store`.
+    /// Compiles the plugin on a blocking thread.
+    pub async fn from_plugin(
+        path: Option<PathBuf>,
         settings: Settings,
         instance_mode: InstanceMode,
+        store: DryRunStore,
     ) -> Result<Target, DryRunError> {
+        let (store, store_label) = store.open().await?;
         let engine = EngineConfig::default();
-        let runtime = Runtime::new(&engine).map_err(AppError::from)?;
-        let (plugin, file, label) = match path {
-            Some(p) => (
-                Plugin::load(&runtime, p).map_err(|e| DryRunError::usage(e.to_string()))?,
-                p.to_owned(),
-                format!("plugin {}", p.display()),
-            ),
-            None => {
-                let bytes =
-                    crate::dev::reference_plugin().map_err(|e| DryRunError::usage(e.to_string()))?;
-                (
-                    Plugin::from_bytes(&runtime, bytes)
-                        .map_err(|e| DryRunError::usage(e.to_string()))?,
-                    PathBuf::from("<embedded login-conflict>"),
-                    "the embedded reference plugin".to_owned(),
-                )
-            }
-        };
+        let max_instances = engine.max_instances;
+        let (runtime, plugin, file, label) = tokio::task::spawn_blocking(move || {
+            let runtime = Runtime::new(&engine).map_err(AppError::from)?;
+            let (plugin, file, label) = match path {
+                Some(p) => (
+                    Plugin::load(&runtime, &p).map_err(|e| DryRunError::usage(e.to_string()))?,
+                    format!("plugin {}", p.display()),
+                    p,
+                ),
+                None => {
+                    let bytes = crate::dev::reference_plugin()
+                        .map_err(|e| DryRunError::usage(e.to_string()))?;
+                    (
+                        Plugin::from_bytes(&runtime, bytes)
+                            .map_err(|e| DryRunError::usage(e.to_string()))?,
+                        "the embedded reference plugin".to_owned(),
+                        PathBuf::from("<embedded login-conflict>"),
+                    )
+                }
+            };
+            Ok::<_, DryRunError>((runtime, plugin, label, file))
+        })
+        .await
+        .map_err(|e| DryRunError::usage(format!("loading the plugin failed: {e}")))??;
         // Nobody authenticates to a dry run; a tenant must have credentials.
         let auth = Auth::new(
             AUTHORIZATION,
@@ -199,20 +258,21 @@ impl Target {
         let config = TenantConfig {
             id: PLUGIN_TENANT.to_owned(),
             plugin: file,
-            auth,
+            auth: TenantAuth::secret(auth),
             limits: Limits {
                 instance_mode,
                 ..Limits::default()
             },
             settings: Arc::new(settings),
             smoke: None,
+            events: Default::default(),
         };
         let tenants = Tenants::from_parts([(config, plugin)]);
         Ok(Target {
-            app: Arc::new(App::new(runtime, tenants, ServerConfig::default())),
+            app: Arc::new(App::new(runtime, tenants, ServerConfig::default(), store)),
             tenant: PLUGIN_TENANT.to_owned(),
-            label,
-            max_instances: engine.max_instances,
+            label: format!("{label}; claims in {store_label}"),
+            max_instances,
         })
     }
 
@@ -483,7 +543,8 @@ async fn run_row(shared: &Shared, record: &StringRecord, mut d: Decision) -> Dec
         d.outcome = Outcome::NotRun("the tenant is gone".into());
         return d;
     };
-    let binding = tenant.binding();
+    let scope = shared.app.scope(&tenant);
+    let binding = tenant.binding(&scope);
     let mut tries = 0;
     let handled = loop {
         let start = Instant::now();
@@ -511,10 +572,16 @@ async fn run_row(shared: &Shared, record: &StringRecord, mut d: Decision) -> Dec
             detail: f.detail().to_owned(),
         },
         Verdict::Declined(summary) => Outcome::PluginError(summary),
-        Verdict::Answered { .. } if answer.linked => Outcome::Linked,
-        Verdict::Answered { .. } if d.new_login.is_some() => Outcome::LoginChanged,
-        Verdict::Answered { commands: 0 } => Outcome::Unchanged,
-        Verdict::Answered { .. } => Outcome::Commands,
+        // A replay (the same row already answered in a real store) is read
+        // back from the stored body like an answer.
+        Verdict::Answered { .. } | Verdict::Replayed if answer.linked => Outcome::Linked,
+        Verdict::Answered { .. } | Verdict::Replayed if d.new_login.is_some() => {
+            Outcome::LoginChanged
+        }
+        Verdict::Answered { .. } | Verdict::Replayed if d.commands.is_empty() => {
+            Outcome::Unchanged
+        }
+        Verdict::Answered { .. } | Verdict::Replayed => Outcome::Commands,
     };
     d
 }
