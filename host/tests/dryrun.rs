@@ -3,14 +3,19 @@
 //! quotes and newlines, accents, empty names, duplicate full names, a short
 //! row, invalid UTF-8) gives the expected decisions file and summary; logins
 //! already held are conflicts; a bad row is reported by number and the run
-//! goes on; a 100,000-row file streams.
+//! goes on; with claims (the 0.2.0 reference plugin) no login is handed to
+//! two rows nor equals an existing one, and a stateless 0.1.0 plugin's
+//! duplicates are caught; the claims go to a throwaway store unless
+//! `--real-store`; a 100,000-row file streams, every decision checked.
 
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hookbox_tests::login_conflict_wasm;
+use std::collections::HashSet;
+
+use hookbox_tests::{legacy_wasm, login_conflict_wasm};
 use serde_json::Value;
 
 fn hookbox() -> Command {
@@ -102,7 +107,9 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
 }
 
 fn is_hex6(s: &str) -> bool {
-    s.len() == 6 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    s.len() == 6
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// `prefix.<6 hex>@domain`.
@@ -187,7 +194,10 @@ fn a_generated_import_gives_the_expected_decisions_and_summary() {
     let d = decisions(&out);
     assert_eq!(d.len(), 11, "one line per row, bad rows included");
     let rows: Vec<&str> = d.iter().map(|r| r["row"].as_str()).collect();
-    assert_eq!(rows, ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]);
+    assert_eq!(
+        rows,
+        ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"]
+    );
     let col = |row: usize, c: &str| d[row - 1][c].clone();
 
     assert_eq!(col(1, "outcome"), "unchanged");
@@ -202,7 +212,11 @@ fn a_generated_import_gives_the_expected_decisions_and_summary() {
     assert_eq!(col(3, "conflict"), "existing");
     assert_eq!(col(3, "rule"), "hashed-suffix");
     assert!(
-        suffixed(&col(3, "new_login"), "jose.muller-ludenscheidt", "example.com"),
+        suffixed(
+            &col(3, "new_login"),
+            "jose.muller-ludenscheidt",
+            "example.com"
+        ),
         "{}",
         col(3, "new_login")
     );
@@ -215,11 +229,37 @@ fn a_generated_import_gives_the_expected_decisions_and_summary() {
     assert_eq!(col(5, "detail"), "6 fields where the header has 7");
 
     assert_eq!(col(6, "outcome"), "unchanged");
+    // Rows 7 and 8 want one login (one full name, one middle name) and run
+    // concurrently: the claim store gives it to one of them, the other gets
+    // the hashed suffix.
+    let mut pair = Vec::new();
     for row in [7, 8] {
         assert_eq!(col(row, "conflict"), "earlier-row", "row {row}");
-        assert_eq!(col(row, "rule"), "middle-name", "row {row}");
-        assert_eq!(col(row, "new_login"), "mary-ann.q.obrien@example.com");
         assert_eq!(col(row, "external_id"), format!("e{row}"));
+        pair.push((col(row, "rule"), col(row, "new_login")));
+    }
+    pair.sort();
+    assert_eq!(pair[0].0, "hashed-suffix");
+    assert!(
+        suffixed(&pair[0].1, "mary-ann.obrien", "example.com"),
+        "{pair:?}"
+    );
+    assert_eq!(
+        pair[1],
+        (
+            "middle-name".to_owned(),
+            "mary-ann.q.obrien@example.com".to_owned()
+        )
+    );
+    // No new login is another row's, new or old, nor an existing one.
+    let mut held: HashSet<String> = ["jmuller@example.com", "nobody@example.com"]
+        .map(str::to_owned)
+        .into();
+    held.extend(d.iter().map(|r| r["old_login"].to_lowercase()));
+    for r in &d {
+        if !r["new_login"].is_empty() {
+            assert!(held.insert(r["new_login"].to_lowercase()), "{r:?}");
+        }
     }
     assert_eq!(col(9, "outcome"), "bad-row");
     assert_eq!(col(10, "outcome"), "bad-row");
@@ -241,7 +281,7 @@ fn a_generated_import_gives_the_expected_decisions_and_summary() {
     );
     assert_eq!(
         summary["rules"],
-        serde_json::json!({"hashed-suffix": 2, "login-base-hashed-suffix": 1, "middle-name": 2})
+        serde_json::json!({"hashed-suffix": 3, "login-base-hashed-suffix": 1, "middle-name": 1})
     );
     assert_eq!(summary["failures"], serde_json::json!({}));
     assert_eq!(summary["bad_rows"]["count"], 3);
@@ -250,64 +290,115 @@ fn a_generated_import_gives_the_expected_decisions_and_summary() {
     assert_eq!(summary["new_logins_existing"]["count"], 0);
     assert_eq!(summary["unresolved_conflicts"]["count"], 0);
     assert!(summary["time_per_row"]["p99_ms"].as_f64().unwrap() > 0.0);
-    // The stateless 0.1.0 reference plugin gives rows 7 and 8 (one full name,
-    // one middle name) the same new login: the check must say so.
-    assert_eq!(summary["logins_to_two_rows"]["count"], 1);
-    let shared = &summary["logins_to_two_rows"]["examples"][0];
-    assert_eq!(shared["login"], "mary-ann.q.obrien@example.com");
-    assert_eq!((shared["first_row"].as_u64(), shared["row"].as_u64()), (Some(7), Some(8)));
-    // Bad rows (1) and a login held twice (2).
-    assert_eq!(summary["exit_code"], 3);
-    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    // With claims, no login is handed to two rows.
+    assert_eq!(summary["logins_to_two_rows"]["count"], 0);
+    // Bad rows (1), no login held twice (2).
+    assert_eq!(summary["exit_code"], 1);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
 
     // The same run for people: the text summary says the same.
     let text = dry_run(&[s(&csv), "--existing", s(&existing), "--quiet"]);
-    assert_eq!(text.code, Some(3));
+    assert_eq!(text.code, Some(1));
     for needle in [
         "rows:          11",
         "conflicts:     5 (earlier-row 3, existing 2)",
-        "rules:         hashed-suffix 2, login-base-hashed-suffix 1, middle-name 2",
+        "rules:         hashed-suffix 3, login-base-hashed-suffix 1, middle-name 1",
         "row 5 (line 7): 6 fields where the header has 7",
-        "mary-ann.q.obrien@example.com: rows 7 and 8",
-        "PROBLEMS: rows failed, logins held twice (exit code 3)",
+        "new logins equal to an existing one:   0",
+        "a throwaway store",
+        "PROBLEMS: rows failed (exit code 1)",
     ] {
         assert!(text.stdout.contains(needle), "{needle}:\n{}", text.stdout);
     }
 }
 
+/// Distinct new logins that are neither an existing login nor any row's own.
+fn assert_no_login_held_twice(d: &[std::collections::HashMap<String, String>], existing: &[&str]) {
+    let mut held: HashSet<String> = existing.iter().map(|l| l.to_lowercase()).collect();
+    held.extend(d.iter().map(|r| r["old_login"].to_lowercase()));
+    for r in d {
+        if !r["new_login"].is_empty() {
+            assert!(
+                held.insert(r["new_login"].to_lowercase()),
+                "held twice: {r:?}"
+            );
+        }
+    }
+}
+
 #[test]
-fn new_logins_are_checked_against_existing_ones() {
+fn with_claims_no_login_is_held_twice_and_a_stateless_plugin_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("users.csv");
     std::fs::write(
         &csv,
         "externalId,login,firstName,middleName,lastName\n\
          a1,alice.jones@example.com,Alice,B,Jones\n\
-         b1,bob.stone@example.com,Bob,,Stone\n",
+         b1,bob.stone@example.com,Bob,,Stone\n\
+         c1,carl.ray@example.com,Carl,D,Ray\n\
+         c2,carl.ray@example.com,Carl,D,Ray\n\
+         c3,carl.ray@example.com,Carl,D,Ray\n",
     )
     .unwrap();
     // alice.jones is held, and so is what the middle-name rule makes of it.
-    let existing = existing(
-        dir.path(),
-        &["alice.jones@example.com", "Alice.B.Jones@example.com"],
-    );
-    let run = dry_run(&[s(&csv), "--existing", s(&existing), "--json", "-q"]);
+    let held = ["alice.jones@example.com", "Alice.B.Jones@example.com"];
+    let existing = existing(dir.path(), &held);
+    let out = dir.path().join("decisions.csv");
+
+    // The reference plugin claims its logins; the existing ones are claimed
+    // in the throwaway store first, as Okta users hold them.
+    let run = dry_run(&[
+        s(&csv),
+        "--existing",
+        s(&existing),
+        "--out",
+        s(&out),
+        "--json",
+        "-q",
+    ]);
     let summary = run.json();
-    assert_eq!(summary["conflicts"], serde_json::json!({"existing": 1}));
-    // The stateless 0.1.0 reference plugin cannot know the infixed login is
-    // held: the dry run must catch it.
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        summary["conflicts"],
+        serde_json::json!({"existing": 1, "earlier-row": 2})
+    );
+    assert_eq!(summary["new_logins_existing"]["count"], 0);
+    assert_eq!(summary["logins_to_two_rows"]["count"], 0);
+    assert_eq!(summary["unresolved_conflicts"]["count"], 0);
+    assert_eq!(summary["outcomes"]["login-changed"], 3);
+    let d = decisions(&out);
+    assert_no_login_held_twice(&d, &held);
+    assert!(
+        suffixed(&d[0]["new_login"], "alice.jones", "example.com"),
+        "{:?}",
+        d[0]
+    );
+
+    // A stateless 0.1.0 plugin cannot know the infixed login is held, and
+    // gives rows 4 and 5 the same one: the checks must say both.
+    let run = dry_run(&[
+        s(&csv),
+        "--plugin",
+        s(&legacy_wasm()),
+        "--existing",
+        s(&existing),
+        "--json",
+        "-q",
+    ]);
+    let summary = run.json();
     assert_eq!(summary["new_logins_existing"]["count"], 1);
     assert_eq!(
         summary["new_logins_existing"]["examples"][0]["login"],
         "alice.b.jones@example.com"
     );
+    assert_eq!(summary["logins_to_two_rows"]["count"], 1);
+    let shared = &summary["logins_to_two_rows"]["examples"][0];
+    assert_eq!(shared["login"], "carl.d.ray@example.com");
+    assert_eq!(
+        (shared["first_row"].as_u64(), shared["row"].as_u64()),
+        (Some(4), Some(5))
+    );
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-
-    // Without the trap, nothing is held twice and the exit code is 0.
-    let existing = self::existing(dir.path(), &["alice.jones@example.com"]);
-    let run = dry_run(&[s(&csv), "--existing", s(&existing), "--json", "-q"]);
-    assert_eq!(run.json()["new_logins_existing"]["count"], 0);
-    assert_eq!(run.code, Some(0), "{}", run.stdout);
 }
 
 #[test]
@@ -360,6 +451,46 @@ fn a_configured_tenant_runs_with_its_settings_and_mapping_flags_apply() {
     // The tenant's setting names the middle-name column: the middle-name rule applies.
     assert_eq!(summary["rules"], serde_json::json!({"middle-name": 1}));
 
+    // By default the claims went to a throwaway store: the configured one has none.
+    let claims_show = |key: &str| {
+        let out = hookbox()
+            .args([
+                "claims",
+                "show",
+                "--config",
+                s(&config),
+                "--tenant",
+                "acme",
+                key,
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        )
+    };
+    assert_eq!(claims_show("pat.lee.kim@example.com").0, Some(1));
+    // With --real-store, the plugin's claim is made in the configured store.
+    let real = dry_run(&[
+        s(&csv),
+        "--config",
+        s(&config),
+        "--tenant",
+        "acme",
+        "--map-file",
+        s(&mapping),
+        "--map",
+        "lastName=last",
+        "--real-store",
+        "-q",
+    ]);
+    assert_eq!(real.code, Some(0), "{}", real.stderr);
+    assert!(real.stdout.contains("REAL"), "{}", real.stdout);
+    let (code, owner) = claims_show("pat.lee.kim@example.com");
+    assert_eq!(code, Some(0), "the claim is real");
+    assert!(owner.starts_with("id:"), "{owner}");
+
     let cases: &[(&[&str], &str)] = &[
         (&["--tenant", "nope"], "no tenant 'nope'"),
         (&["--map", "login=nope"], "no column 'nope'"),
@@ -408,8 +539,33 @@ fn a_hundred_thousand_rows_stream_in_bounded_memory() {
         assert_eq!(summary["rows"], rows);
         assert_eq!(summary["conflicts"]["earlier-row"], rows / 10);
         assert_eq!(summary["outcomes"]["login-changed"], rows / 10);
-        let lines = std::fs::read_to_string(&out).unwrap().lines().count();
-        assert_eq!(lines, rows + 1);
+        assert_eq!(summary["logins_to_two_rows"]["count"], 0);
+        assert_eq!(summary["new_logins_existing"]["count"], 0);
+        assert_eq!(summary["unresolved_conflicts"]["count"], 0);
+        // Every row's decision, in order: the right row, its own login, and
+        // a new login exactly for the repeated ones, none held twice.
+        let d = decisions(&out);
+        assert_eq!(d.len(), rows);
+        for (i, r) in d.iter().enumerate() {
+            let login = if i % 10 == 9 { i - 1 } else { i };
+            assert_eq!(r["row"], (i + 1).to_string());
+            assert_eq!(r["external_id"], format!("x{i}"));
+            assert_eq!(r["old_login"], format!("user{login}@example.com"));
+            if i % 10 == 9 {
+                assert_eq!(r["outcome"], "login-changed", "{r:?}");
+                assert!(
+                    suffixed(
+                        &r["new_login"],
+                        &format!("given{i}.family{i}"),
+                        "example.com"
+                    ),
+                    "{r:?}"
+                );
+            } else {
+                assert_eq!(r["outcome"], "unchanged", "{r:?}");
+            }
+        }
+        assert_no_login_held_twice(&d, &[]);
         let rss = summary["peak_rss_bytes"].as_u64().unwrap_or(0);
         eprintln!(
             "{rows} rows: {:.0} rows/s, peak RSS {:.1} MiB",

@@ -300,7 +300,8 @@ mod tests {
         let row = StringRecord::from(vec![" ann@x.test ", "Ann", "e1"]);
         assert_eq!(columns.login(&row), Some("ann@x.test"));
         assert_eq!(columns.external_id(&row), "e1");
-        let body: Value = serde_json::from_slice(&columns.request(&row, 7, true, &context())).unwrap();
+        let body: Value =
+            serde_json::from_slice(&columns.request(&row, 7, true, &context())).unwrap();
         assert_eq!(body["eventId"], "dryrun-7");
         assert_eq!(body["data"]["context"]["conflicts"], json!(["login"]));
         assert_eq!(
@@ -327,7 +328,8 @@ mod tests {
             .resolve(&header(&["user", "middle", "email"]))
             .unwrap();
         let row = StringRecord::from(vec!["u@x.test", "Q", "e@x.test"]);
-        let body: Value = serde_json::from_slice(&columns.request(&row, 1, false, &context())).unwrap();
+        let body: Value =
+            serde_json::from_slice(&columns.request(&row, 1, false, &context())).unwrap();
         assert_eq!(
             body["data"]["user"]["profile"],
             json!({"login": "u@x.test", "middleName": "Q"})

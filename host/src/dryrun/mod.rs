@@ -40,6 +40,10 @@
 //!   by row and line and never sent; the run goes on. Only an unreadable file
 //!   or an unwritable decisions file stops it.
 //! - Each row's `eventId` is `dryrun-<row>`: the same file sends the same ids.
+//! - Claims go to a throwaway store ([`DryRunStore::Scratch`], the default),
+//!   never the real one unless the caller opened it ([`DryRunStore::Real`]).
+//!   Only a throwaway store is seeded with the `--existing` logins (held by
+//!   [`EXISTING_OWNER`]); a real one is never written to but by the plugin.
 
 pub mod mapping;
 pub mod progress;
@@ -73,6 +77,10 @@ pub use report::{Conflict, Decision, Outcome, Summary};
 
 use mapping::{Columns, Context};
 use report::{DecisionsWriter, LoginSet};
+
+/// Who holds each `--existing` login in a throwaway store (an Okta user, as
+/// the reference plugin's event handler records them: `okta:<user id>`).
+pub const EXISTING_OWNER: &str = "okta:existing";
 
 /// The tenant id a `--plugin` run is served as.
 pub const PLUGIN_TENANT: &str = "dry-run";
@@ -142,21 +150,25 @@ pub enum DryRunStore {
 }
 
 impl DryRunStore {
-    /// The store to run with, and how the summary names it.
-    async fn open(self) -> Result<(Store, String), DryRunError> {
+    /// The store to run with, how the summary names it, and whether it is a scratch one.
+    async fn open(self) -> Result<(Store, String, bool), DryRunError> {
         match self {
             DryRunStore::Scratch => {
                 let store = Store::scratch().await.map_err(|e| {
                     DryRunError::usage(format!("cannot create a throwaway claim store: {e}"))
                 })?;
-                Ok((store, "a throwaway store (claims are not kept)".to_owned()))
+                Ok((
+                    store,
+                    "a throwaway store (claims are not kept)".to_owned(),
+                    true,
+                ))
             }
             DryRunStore::Real(store) => {
                 let name = format!(
                     "the configured {} store (claims are REAL and kept)",
                     store.backend_name()
                 );
-                Ok((store, name))
+                Ok((store, name, false))
             }
         }
     }
@@ -170,6 +182,9 @@ pub struct Target {
     label: String,
     /// The engine's instance pool size (bounds the concurrency).
     max_instances: u32,
+    /// The claims go to a throwaway store: `--existing` logins are claimed
+    /// in it first ([`EXISTING_OWNER`]), as Okta users hold them.
+    scratch: bool,
 }
 
 impl Target {
@@ -194,7 +209,7 @@ impl Target {
         // not contacted (its verifier is never needed).
         let mut tc = tc.clone();
         tc.auth.oauth = None;
-        let (store, store_label) = store.open().await?;
+        let (store, store_label, scratch) = store.open().await?;
         let engine = config.engine.clone();
         let (runtime, tenants) = tokio::task::spawn_blocking(move || {
             let runtime = Runtime::new(&engine).map_err(AppError::from)?;
@@ -208,8 +223,12 @@ impl Target {
         Ok(Target {
             app: Arc::new(App::new(runtime, tenants, config.server.clone(), store)),
             tenant: tenant.to_owned(),
-            label: format!("tenant {tenant} of {}; claims in {store_label}", path.display()),
+            label: format!(
+                "tenant {tenant} of {}; claims in {store_label}",
+                path.display()
+            ),
             max_instances: config.engine.max_instances,
+            scratch,
         })
     }
 
@@ -223,7 +242,7 @@ impl Target {
         instance_mode: InstanceMode,
         store: DryRunStore,
     ) -> Result<Target, DryRunError> {
-        let (store, store_label) = store.open().await?;
+        let (store, store_label, scratch) = store.open().await?;
         let engine = EngineConfig::default();
         let max_instances = engine.max_instances;
         let (runtime, plugin, file, label) = tokio::task::spawn_blocking(move || {
@@ -273,6 +292,7 @@ impl Target {
             tenant: PLUGIN_TENANT.to_owned(),
             label: format!("{label}; claims in {store_label}"),
             max_instances,
+            scratch,
         })
     }
 
@@ -334,15 +354,17 @@ pub async fn run(target: &Target, options: &Options) -> Result<Summary, DryRunEr
         InstanceMode::Fresh => "fresh",
         InstanceMode::Reuse { .. } => "reuse",
     };
-    let existing = read_existing(options.existing.as_deref())?;
+    let seed = target
+        .scratch
+        .then(|| (target.app.store(), target.tenant.as_str()));
+    let existing = read_existing(options.existing.as_deref(), seed).await?;
     let total = if options.quiet {
         None
     } else {
         count_rows(&options.csv)
     };
-    let file = File::open(&options.csv).map_err(|e| {
-        DryRunError::usage(format!("cannot read {}: {e}", options.csv.display()))
-    })?;
+    let file = File::open(&options.csv)
+        .map_err(|e| DryRunError::usage(format!("cannot read {}: {e}", options.csv.display())))?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
         .from_reader(BufReader::with_capacity(64 * 1024, file));
@@ -406,7 +428,14 @@ pub async fn run(target: &Target, options: &Options) -> Result<Summary, DryRunEr
             Ok(true) => {
                 row += 1;
                 let line = record.position().map_or(0, csv::Position::line);
-                Some(start_row(&shared, &existing, &mut earlier, &record, row, line))
+                Some(start_row(
+                    &shared,
+                    &existing,
+                    &mut earlier,
+                    &record,
+                    row,
+                    line,
+                ))
             }
             Err(e) => {
                 // A record the reader could split but not accept; anything else
@@ -578,9 +607,7 @@ async fn run_row(shared: &Shared, record: &StringRecord, mut d: Decision) -> Dec
         Verdict::Answered { .. } | Verdict::Replayed if d.new_login.is_some() => {
             Outcome::LoginChanged
         }
-        Verdict::Answered { .. } | Verdict::Replayed if d.commands.is_empty() => {
-            Outcome::Unchanged
-        }
+        Verdict::Answered { .. } | Verdict::Replayed if d.commands.is_empty() => Outcome::Unchanged,
         Verdict::Answered { .. } | Verdict::Replayed => Outcome::Commands,
     };
     d
@@ -647,8 +674,16 @@ async fn finish_row(
     Ok(())
 }
 
-/// Reads `--existing`: one login a line; blank lines and `#` comments skipped.
-fn read_existing(path: Option<&Path>) -> Result<LoginSet, DryRunError> {
+/// Reads `--existing`: one login a line; blank lines and `#` comments
+/// skipped. With `seed` (a throwaway store and the tenant), each login is
+/// also claimed there for [`EXISTING_OWNER`], under the claim-key
+/// convention of WIT 0.2.0 plugins (the login with ASCII letters
+/// lowercased): a plugin that claims its logins then never hands out one an
+/// Okta user holds, as it would not once the tenant's directory answers.
+async fn read_existing(
+    path: Option<&Path>,
+    seed: Option<(&Store, &str)>,
+) -> Result<LoginSet, DryRunError> {
     let mut set = LoginSet::default();
     let Some(path) = path else {
         return Ok(set);
@@ -659,6 +694,16 @@ fn read_existing(path: Option<&Path>) -> Result<LoginSet, DryRunError> {
     for line in text.lines().map(str::trim) {
         if !line.is_empty() && !line.starts_with('#') {
             set.insert(line, 0);
+            if let Some((store, tenant)) = seed {
+                store
+                    .claim(tenant, &line.to_ascii_lowercase(), EXISTING_OWNER)
+                    .await
+                    .map_err(|e| {
+                        DryRunError::usage(format!(
+                            "--existing: cannot claim the existing logins in the throwaway store: {e}"
+                        ))
+                    })?;
+            }
         }
     }
     Ok(set)
@@ -684,7 +729,10 @@ fn count_rows(path: &Path) -> Option<u64> {
 
 /// `time` as RFC 3339 in UTC, to the second (Okta's `eventTime`).
 fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Howard Hinnant's days-to-civil, for days since 1970-01-01.
     let z = days as i64 + 719_468;

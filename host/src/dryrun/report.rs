@@ -89,9 +89,7 @@ impl Outcome {
             Outcome::PluginError(d) | Outcome::NotRun(d) | Outcome::BadRow(d) => d,
             Outcome::Failed { kind, detail } if detail.is_empty() => kind,
             Outcome::Failed { detail, .. } => detail,
-            Outcome::Unchanged | Outcome::LoginChanged | Outcome::Commands | Outcome::Linked => {
-                ""
-            }
+            Outcome::Unchanged | Outcome::LoginChanged | Outcome::Commands | Outcome::Linked => "",
         }
     }
 
@@ -715,7 +713,12 @@ mod tests {
         assert!(s.ok());
         // The plugin made an existing login.
         s.add(
-            &decision(2, "taken@x.test", Some(Conflict::Existing), Some("TAKEN@x.test")),
+            &decision(
+                2,
+                "taken@x.test",
+                Some(Conflict::Existing),
+                Some("TAKEN@x.test"),
+            ),
             &existing,
         );
         assert_eq!(s.new_logins_existing.count, 1);
