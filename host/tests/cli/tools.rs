@@ -14,9 +14,7 @@ fn check_names_the_world_the_version_the_exports_and_the_imports() {
         "{out}"
     );
     assert!(
-        out.contains(
-            "event-handler@0.2.0: handles event hooks (POST /hooks/{tenant}/events)"
-        ),
+        out.contains("event-handler@0.2.0: handles event hooks (POST /hooks/{tenant}/events)"),
         "{out}"
     );
     assert!(
@@ -52,10 +50,7 @@ fn check_names_the_world_the_version_the_exports_and_the_imports() {
         ),
         "{out}"
     );
-    assert!(
-        !out.contains("answers the import hook"),
-        "{out}"
-    );
+    assert!(!out.contains("answers the import hook"), "{out}");
 }
 
 #[test]
