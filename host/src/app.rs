@@ -11,6 +11,10 @@
 //! endpoint and listener reports from the same state. An app may exist
 //! before its tenants are loaded ([`App::starting`], then [`App::load`]):
 //! the ops listener serves `/healthz` and a failing `/readyz` meanwhile.
+//! The claim store gets one readiness check, `store`, registered when the
+//! app is built: a [`Store::ping`] per `/readyz` (a Redis `PING` or an
+//! embedded read transaction: no cache, so a stopped Redis shows at the next
+//! probe), bounded by [`STORE_PING_TIMEOUT`].
 //! Each tenant with `auth.oauth` gets one readiness check, `oauth:{tenant}`,
 //! registered the first time a table holding it is published; it always
 //! asks the tenant's current verifier (whichever the last reload left) and
@@ -19,6 +23,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use hookbox_store::Store;
@@ -30,6 +35,10 @@ use crate::metrics::Metrics;
 use crate::plugin::{EngineError, Runtime, StoreScope};
 use crate::readiness::{Check, CheckFuture, Readiness};
 use crate::tenant::{self, Tenant, TenantError, Tenants, Verifiers};
+
+/// How long the `store` readiness check waits for [`Store::ping`]: under
+/// [`crate::readiness::CHECK_TIMEOUT`], so `/readyz` says why.
+pub const STORE_PING_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Why an [`App`] could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +150,8 @@ impl App {
             events_wake: watch::Sender::new(0),
             oauth_checks: Mutex::new(HashSet::new()),
         };
+        app.readiness
+            .register(Arc::new(StorePing(app.store.clone())));
         app.register_oauth_checks(&tenants);
         app.tenants.store(Arc::new(tenants));
         app
@@ -164,7 +175,7 @@ impl App {
 
     /// `tenant`'s space of the claim store: what its requests run with.
     pub fn scope(&self, tenant: &Tenant) -> StoreScope {
-        StoreScope::new(tenant.id(), &self.store)
+        StoreScope::new(tenant.id(), &self.store).with_metrics(self.metrics.store())
     }
 
     /// The engine every tenant's plugin runs on.
@@ -238,6 +249,34 @@ impl App {
                 }));
             }
         }
+    }
+}
+
+/// `/readyz`'s check of the claim store: it answers a ping within
+/// [`STORE_PING_TIMEOUT`].
+struct StorePing(Store);
+
+impl Check for StorePing {
+    fn name(&self) -> &str {
+        "store"
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        Box::pin(async move {
+            let backend = self.0.backend_name();
+            match tokio::time::timeout(STORE_PING_TIMEOUT, self.0.ping()).await {
+                Ok(Ok(())) => Ok(()),
+                // The kind only: the store's own text may name a URL with credentials.
+                Ok(Err(e)) => Err(format!(
+                    "the {backend} store does not answer ({})",
+                    e.kind()
+                )),
+                Err(_) => Err(format!(
+                    "the {backend} store did not answer within {} ms",
+                    STORE_PING_TIMEOUT.as_millis()
+                )),
+            }
+        })
     }
 }
 

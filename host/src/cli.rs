@@ -139,8 +139,8 @@ struct DryRunArgs {
     real_store: bool,
 }
 
-/// What `--config` and `--tenant` say for every `claims` subcommand.
-#[derive(clap::Args)]
+/// What `--config` and `--tenant` say for every `claims` and `events` subcommand.
+#[derive(clap::Args, Clone)]
 struct ClaimsTarget {
     /// The server's configuration file: its `[store]` is used (nothing else is read).
     #[arg(long, env = "HOOKBOX_CONFIG")]
@@ -536,8 +536,21 @@ fn claims(command: ClaimsCommand) -> ExitCode {
         ClaimsCommand::List { target, .. }
         | ClaimsCommand::Show { target, .. }
         | ClaimsCommand::Release { target, .. }
-        | ClaimsCommand::Claim { target, .. } => target,
+        | ClaimsCommand::Claim { target, .. } => target.clone(),
     };
+    on_tenant_store(&target, "claim store", |store| async move {
+        claims_command(&store, command).await
+    })
+}
+
+/// An operator command on `target`'s configured store: the file's `[store]`
+/// read, the tenant checked against its tenants (exit 64 if either is
+/// wrong), the store opened, then `run`; a store error exits 1 naming `what`.
+fn on_tenant_store<F, Fut>(target: &ClaimsTarget, what: &str, run: F) -> ExitCode
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<ExitCode, StoreError>>,
+{
     let section = match StoreSection::load(&target.config) {
         Ok(s) => s,
         Err(e) => return fail(EXIT_CONFIG, e),
@@ -554,9 +567,9 @@ fn claims(command: ClaimsCommand) -> ExitCode {
             Ok(s) => s,
             Err(e) => return fail(EXIT_CONFIG, e),
         };
-        match claims_command(&store, command).await {
+        match run(store).await {
             Ok(code) => code,
-            Err(e) => fail(1, format!("claim store: {e}")),
+            Err(e) => fail(1, format!("{what}: {e}")),
         }
     })
 }
@@ -658,28 +671,10 @@ async fn claims_command(store: &Store, command: ClaimsCommand) -> Result<ExitCod
 
 fn events(command: EventsCommand) -> ExitCode {
     let target = match &command {
-        EventsCommand::Dead { target, .. } | EventsCommand::Replay { target, .. } => target,
+        EventsCommand::Dead { target, .. } | EventsCommand::Replay { target, .. } => target.clone(),
     };
-    let section = match StoreSection::load(&target.config) {
-        Ok(s) => s,
-        Err(e) => return fail(EXIT_CONFIG, e),
-    };
-    if let Err(e) = section.tenant(&target.tenant) {
-        return fail(EXIT_CONFIG, e);
-    }
-    let runtime = match small_runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    runtime.block_on(async {
-        let store = match open_store(&section.store).await {
-            Ok(s) => s,
-            Err(e) => return fail(EXIT_CONFIG, e),
-        };
-        match events_command(&store, command).await {
-            Ok(code) => code,
-            Err(e) => fail(1, format!("event store: {e}")),
-        }
+    on_tenant_store(&target, "event store", |store| async move {
+        events_command(&store, command).await
     })
 }
 

@@ -17,6 +17,25 @@
 //!   ([`Metrics::plugins`]); values that are read rather than counted (the
 //!   instance pool) are sampled when scraped ([`Metrics::render`]).
 //!
+//! The features' series:
+//! - **claim store**: every call the host makes for a request (the plugin's
+//!   `claim`, `owner_of`, `release` host functions, and the pipeline's
+//!   `recall` and `remember`) is recorded by its tenant's store scope
+//!   ([`StoreMetrics::call`], a handle [`Metrics::store`] hands to
+//!   `App::scope`), by `backend` and `op`; errors also by `kind` (the
+//!   store's [`hookbox_store::StoreError::kind`], or `timeout` when the
+//!   host's own bound ran out). Smoke requests and `hookbox run` use a
+//!   scratch store and are not recorded;
+//! - **OAuth**: key fetches by tenant and outcome, read from each tenant's
+//!   verifier when scraped ([`hookbox_oauth::Verifier::fetch_outcomes`]) and
+//!   added to the counters as differences, so a verifier a reload replaced
+//!   does not make them go down;
+//! - **event hooks**: each tenant's queue depth is read from the store when
+//!   scraped (a bounded, O(1) call per tenant with an event handler; a
+//!   tenant whose depth could not be read has no sample on that page);
+//!   handler outcomes (`handled`, `retrying`, `dead`, `unsettled`) are
+//!   counted by the worker when it settles an event.
+//!
 //! Adding a feature's series (the claim store, OAuth, event hooks): add a
 //! field to [`Metrics`] below, register it in [`Metrics::new`] next to the
 //! others (the `// Feature series` section), and give it a small recording
@@ -24,6 +43,7 @@
 //! already reports its outcome; a value read from the feature's state is
 //! sampled in [`Metrics::render`] instead.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -35,14 +55,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::App;
 use crate::pipeline::Figures;
-use crate::plugin::Runtime;
 use crate::reload::{Change, ReloadReport};
 use crate::tenant::Tenants;
 
 /// The `tenant` label of a request whose URL names no configured tenant.
 /// Outside the tenant id alphabet (`a-z 0-9 - _`), so it can never be an id.
 pub const UNKNOWN_TENANT: &str = "(unknown)";
+
+/// How long reading one tenant's event-queue depth may take when scraped
+/// (all tenants at once): a scrape stays fast while the store is down.
+pub const SAMPLE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The `Content-Type` of [`Metrics::render`]'s text (OpenMetrics, which
 /// Prometheus negotiates and parses).
@@ -89,6 +113,31 @@ struct PluginLabels {
     digest: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    /// `embedded` or `redis`.
+    backend: &'static str,
+    /// `claim`, `owner_of`, `release`, `recall`, `remember`.
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreErrorLabels {
+    backend: &'static str,
+    op: &'static str,
+    /// `unavailable`, `timeout`, `invalid`, `io`, `corrupt`.
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantOutcome {
+    tenant: String,
+    outcome: &'static str,
+}
+
+/// An OAuth tenant's verifier as last sampled, with its `(ok, failed)` fetch counts then.
+type Sampled = (hookbox_oauth::Verifier, (u64, u64));
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Seconds, 100 µs to 2.5 s: a Rust plugin call is tens of µs, an
@@ -96,6 +145,15 @@ type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 fn seconds() -> Histogram {
     Histogram::new([
         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ])
+}
+
+/// Seconds, 50 µs to 1 s: an embedded read is tens of µs, a committed
+/// claim (fsync) or a Redis round trip about a millisecond, and the host
+/// bounds a call by a fraction of the plugin's deadline.
+fn store_seconds() -> Histogram {
+    Histogram::new([
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
     ])
 }
 
@@ -123,6 +181,12 @@ pub struct Metrics {
     reload_changes: Family<ChangeLabels, Counter>,
     plugin_info: Family<PluginLabels, Gauge>,
     draining: Gauge,
+    store: StoreMetrics,
+    oauth_fetches: Family<TenantOutcome, Counter>,
+    /// Per tenant: the verifier last sampled and its `(ok, failed)` counts then.
+    oauth_seen: Mutex<HashMap<String, Sampled>>,
+    events_queued: Family<TenantLabel, Gauge>,
+    event_outcomes: Family<TenantOutcome, Counter>,
     /// The digests `plugin_info` shows, to remove those a publication replaced.
     shown: Mutex<Vec<PluginLabels>>,
 }
@@ -212,6 +276,44 @@ impl Metrics {
         // Feature series: the claim store (calls, errors, latency by backend),
         // OAuth (key fetches) and event hooks (queue depth, dead events)
         // register theirs here; see the module docs.
+        let store = StoreMetrics {
+            calls: Family::default(),
+            errors: Family::default(),
+            seconds: Histograms::new_with_constructor(store_seconds as fn() -> Histogram),
+        };
+        registry.register(
+            "store_calls",
+            "Claim-store calls the host made for requests and event handlers, by backend and operation",
+            store.calls.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Claim-store calls that failed, by backend, operation and error kind (timeout: the host's bound ran out)",
+            store.errors.clone(),
+        );
+        registry.register(
+            "store_call_duration_seconds",
+            "Time of one claim-store call, failed ones included, by backend and operation",
+            store.seconds.clone(),
+        );
+        let oauth_fetches = Family::<TenantOutcome, Counter>::default();
+        registry.register(
+            "oauth_key_fetches",
+            "Finished JWKS fetches of each OAuth tenant's verifier (the one at start included), by outcome: ok, failed",
+            oauth_fetches.clone(),
+        );
+        let events_queued = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "events_queued",
+            "Events queued for each tenant's event handler (leased ones included, dead ones not), read from the store when scraped",
+            events_queued.clone(),
+        );
+        let event_outcomes = Family::<TenantOutcome, Counter>::default();
+        registry.register(
+            "events_handled",
+            "Event-handler runs this process settled, by tenant and outcome: handled, retrying, dead (moved to the dead list), unsettled (the store did not record it)",
+            event_outcomes.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -225,6 +327,11 @@ impl Metrics {
             reload_changes,
             plugin_info,
             draining,
+            store,
+            oauth_fetches,
+            oauth_seen: Mutex::new(HashMap::new()),
+            events_queued,
+            event_outcomes,
             shown: Mutex::new(Vec::new()),
         }
     }
@@ -332,9 +439,94 @@ impl Metrics {
         self.draining.set(1);
     }
 
-    /// The text `GET /metrics` answers, with values read from `runtime` now.
-    pub fn render(&self, runtime: &Runtime) -> String {
-        let pool = runtime.pool();
+    /// The claim-store series, for the store scopes that record into them.
+    pub fn store(&self) -> StoreMetrics {
+        self.store.clone()
+    }
+
+    /// The worker settled one event of `tenant`'s: `handled`, `retrying`,
+    /// `dead` or `unsettled`.
+    pub fn event_handled(&self, tenant: &str, outcome: &'static str) {
+        self.event_outcomes
+            .get_or_create(&TenantOutcome {
+                tenant: tenant.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Adds each OAuth tenant's key fetches finished since the last scrape.
+    fn sample_oauth(&self, tenants: &Tenants) {
+        let mut seen = self.oauth_seen.lock().unwrap_or_else(|e| e.into_inner());
+        for tenant in tenants.iter() {
+            let Some(verifier) = tenant.oauth() else {
+                continue;
+            };
+            let now = verifier.fetch_outcomes();
+            let before = match seen.get(tenant.id()) {
+                Some((last, counts)) if last.same_as(verifier) => *counts,
+                // New tenant or a new verifier (new settings): all its fetches are new.
+                _ => (0, 0),
+            };
+            for (outcome, n) in [
+                ("ok", now.0 - before.0.min(now.0)),
+                ("failed", now.1 - before.1.min(now.1)),
+            ] {
+                let counter = self.oauth_fetches.get_or_create(&TenantOutcome {
+                    tenant: tenant.id().to_owned(),
+                    outcome,
+                });
+                counter.inc_by(n);
+            }
+            seen.insert(tenant.id().to_owned(), (verifier.clone(), now));
+        }
+        // A removed tenant's verifier is let go; its counters stay (counters never go down).
+        seen.retain(|id, _| tenants.get(id).is_some_and(|t| t.oauth().is_some()));
+    }
+
+    /// Reads the queue depth of each tenant with an event handler, at once,
+    /// each bounded by [`SAMPLE_TIMEOUT`].
+    async fn sample_events(&self, app: &App) {
+        let tenants = app.tenants();
+        let ids: Vec<&str> = tenants
+            .iter()
+            .filter(|t| t.handles_events())
+            .map(|t| t.id())
+            .collect();
+        let depths = futures::future::join_all(ids.iter().map(|&id| async move {
+            match tokio::time::timeout(SAMPLE_TIMEOUT, app.store().queued(id)).await {
+                Ok(Ok(n)) => Some(n),
+                Ok(Err(e)) => {
+                    tracing::debug!(
+                        tenant = id,
+                        kind = e.kind(),
+                        "cannot read the event queue depth"
+                    );
+                    None
+                }
+                Err(_) => None,
+            }
+        }))
+        .await;
+        // Only tenants read just now have a sample: a stale depth would mislead.
+        self.events_queued.clear();
+        for (id, depth) in ids.iter().zip(depths) {
+            if let Some(n) = depth {
+                self.events_queued
+                    .get_or_create(&TenantLabel {
+                        tenant: (*id).to_owned(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// The text `GET /metrics` answers, with the values that are read rather
+    /// than counted (instance pool, OAuth fetches, event queues) read now.
+    pub async fn render(&self, app: &App) -> String {
+        self.sample_oauth(&app.tenants());
+        self.sample_events(app).await;
+        let pool = app.runtime().pool();
         self.instances
             .get_or_create(&StateLabel { state: "busy" })
             .set(pool.busy as i64);
@@ -348,6 +540,44 @@ impl Metrics {
             tracing::error!(error = %e, "cannot encode the metrics");
         }
         text
+    }
+}
+
+/// The claim-store series, as a cheap handle (clones share the series):
+/// each tenant's store scope holds one and records every call it makes.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    calls: Family<StoreLabels, Counter>,
+    errors: Family<StoreErrorLabels, Counter>,
+    seconds: Histograms<StoreLabels>,
+}
+
+impl std::fmt::Debug for StoreMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreMetrics")
+    }
+}
+
+impl StoreMetrics {
+    /// One call `op` to the `backend` store that took `elapsed`; `error` is
+    /// its error kind if it failed.
+    pub fn call(
+        &self,
+        backend: &'static str,
+        op: &'static str,
+        elapsed: Duration,
+        error: Option<&'static str>,
+    ) {
+        let labels = StoreLabels { backend, op };
+        self.calls.get_or_create(&labels).inc();
+        self.seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        if let Some(kind) = error {
+            self.errors
+                .get_or_create(&StoreErrorLabels { backend, op, kind })
+                .inc();
+        }
     }
 }
 
@@ -394,6 +624,31 @@ mod tests {
         );
         assert!(
             !text.contains(r#"hookbox_request_duration_seconds_count{tenant=""}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn store_calls_are_counted_by_backend_op_and_error_kind() {
+        let m = Metrics::new();
+        let store = m.store();
+        store.call("redis", "claim", Duration::from_micros(800), None);
+        store.call("redis", "claim", Duration::from_millis(2), Some("timeout"));
+        store.call("embedded", "recall", Duration::from_micros(40), None);
+        m.event_handled("acme", "dead");
+        let mut text = String::new();
+        encode(&mut text, &m.registry).expect("a String takes any text");
+        for line in [
+            r#"hookbox_store_calls_total{backend="redis",op="claim"} 2"#,
+            r#"hookbox_store_errors_total{backend="redis",op="claim",kind="timeout"} 1"#,
+            r#"hookbox_store_call_duration_seconds_count{backend="redis",op="claim"} 2"#,
+            r#"hookbox_store_calls_total{backend="embedded",op="recall"} 1"#,
+            r#"hookbox_events_handled_total{tenant="acme",outcome="dead"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert!(
+            !text.contains(r#"hookbox_store_errors_total{backend="embedded""#),
             "{text}"
         );
     }

@@ -32,7 +32,7 @@
 
 use std::time::{Duration, Instant};
 
-use hookbox_store::{Remembered, StoreError};
+use hookbox_store::Remembered;
 use sha2::{Digest, Sha256};
 use tracing::Span;
 
@@ -151,16 +151,6 @@ pub fn store_budget(deadline: Duration) -> Duration {
     (deadline / 4).min(Duration::from_millis(250))
 }
 
-/// A store call bounded by `budget`; a timeout is the store's `Timeout`.
-async fn bounded<T>(
-    budget: Duration,
-    call: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    tokio::time::timeout(budget, call)
-        .await
-        .unwrap_or(Err(StoreError::Timeout(budget)))
-}
-
 /// Runs one authenticated request body through `binding`; see the module docs.
 pub async fn handle(
     runtime: &Runtime,
@@ -172,14 +162,18 @@ pub async fn handle(
         "event_id",
         crate::log::client_text(&request.event_id, crate::log::MAX_CLIENT_TEXT).as_ref(),
     );
-    let (store, tenant) = (binding.scope.store(), binding.scope.tenant());
+    let scope = &binding.scope;
+    let (store, tenant) = (scope.store(), scope.tenant());
     let budget = store_budget(binding.limits.deadline);
     let digest: [u8; 32] = Sha256::digest(body).into();
     let mut store_errors = Vec::new();
 
     // A retry is answered before taking a permit: it costs no plugin run.
     let mut event_id_reused = false;
-    match bounded(budget, store.recall(tenant, &request.event_id)).await {
+    match scope
+        .call("recall", budget, store.recall(tenant, &request.event_id))
+        .await
+    {
         Ok(Some(stored)) if stored.request_digest == digest => {
             return Ok(Handled::replay(stored.body, store_errors));
         }
@@ -208,7 +202,7 @@ pub async fn handle(
     if matches!(verdict, Verdict::Answered { .. }) && !event_id_reused {
         let started = Instant::now();
         let remembered = store.remember(tenant, &request.event_id, digest, body.clone());
-        match bounded(budget, remembered).await {
+        match scope.call("remember", budget, remembered).await {
             Ok(Remembered::Stored) => {}
             // A racing request of the same event stored first: answer as it did.
             Ok(Remembered::Existing(stored)) if stored.request_digest == digest => {

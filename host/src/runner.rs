@@ -62,6 +62,25 @@ pub(crate) struct CheckReport {
     pub(crate) text: String,
 }
 
+/// An engine sized for one call under `limits` (fuel metered, so the report
+/// can show it) and the plugin at `plugin_path` compiled on it, off the
+/// async threads. Shared by `hookbox run` and `hookbox run --events`.
+async fn load_for_run(plugin_path: &Path, limits: &Limits) -> Result<(Runtime, Plugin), RunError> {
+    let engine = EngineConfig {
+        max_instances: 2,
+        max_memory: limits.memory.max(EngineConfig::default().max_memory),
+        fuel: true,
+        ..EngineConfig::default()
+    };
+    let plugin_path = plugin_path.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<_, RunError> {
+        let runtime = Runtime::new(&engine)?;
+        let plugin = Plugin::load(&runtime, &plugin_path)?;
+        Ok((runtime, plugin))
+    })
+    .await?
+}
+
 /// Inspects a component file. Never fails: every problem is a sentence in the report.
 pub(crate) fn check(path: &Path) -> CheckReport {
     let mut text = String::new();
@@ -287,19 +306,7 @@ pub(crate) async fn run(
     })?;
     // Refused before compiling anything (the pipeline would refuse it too, later).
     decode::decode(&body).map_err(|e| RunError::InvalidRequest(e.to_string()))?;
-    let engine = EngineConfig {
-        max_instances: 2,
-        max_memory: limits.memory.max(EngineConfig::default().max_memory),
-        fuel: true,
-        ..EngineConfig::default()
-    };
-    let plugin_path = plugin_path.to_owned();
-    let (runtime, plugin) = tokio::task::spawn_blocking(move || -> Result<_, RunError> {
-        let runtime = Runtime::new(&engine)?;
-        let plugin = Plugin::load(&runtime, &plugin_path)?;
-        Ok((runtime, plugin))
-    })
-    .await??;
+    let (runtime, plugin) = load_for_run(plugin_path, &limits).await?;
 
     // A fresh instance, permits of its own: one request, as a tenant's first.
     let limits = Limits {
@@ -429,19 +436,7 @@ pub async fn run_events(
     })?;
     let delivery = crate::events::delivery::decode(&body)
         .map_err(|e| RunError::InvalidRequest(e.to_string()))?;
-    let engine = EngineConfig {
-        max_instances: 2,
-        max_memory: limits.memory.max(EngineConfig::default().max_memory),
-        fuel: true,
-        ..EngineConfig::default()
-    };
-    let plugin_path = plugin_path.to_owned();
-    let (runtime, plugin) = tokio::task::spawn_blocking(move || -> Result<_, RunError> {
-        let runtime = Runtime::new(&engine)?;
-        let plugin = Plugin::load(&runtime, &plugin_path)?;
-        Ok((runtime, plugin))
-    })
-    .await??;
+    let (runtime, plugin) = load_for_run(plugin_path, &limits).await?;
     if !plugin.exports().event_handler {
         return Err(RunError::InvalidRequest(
             "the plugin exports no event handler (hookbox:okta-import/event-handler@0.2.0)".into(),

@@ -14,7 +14,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use hookbox_tests::{Client, Pki, login_conflict_wasm, misbehave_wasm, sample_request};
+use hookbox_tests::{
+    Client, Pki, fresh_sample, login_conflict_wasm, misbehave_wasm, sample_request,
+};
 
 fn hookbox() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbox"));
@@ -207,11 +209,15 @@ fn metrics_count_a_mix_of_traffic() {
     let body = sample_request();
 
     rt.block_on(async {
+        // Three imports, then Okta's retry of the last: answered from the store.
+        let mut last = body.clone();
         for _ in 0..3 {
-            let r = client.hook("good", "secret-good", &body).await;
+            last = fresh_sample();
+            let r = client.hook("good", "secret-good", &last).await;
             assert_eq!(r.status, 200);
             assert!(r.new_login().is_some(), "{:?}", r.body);
         }
+        assert_eq!(client.hook("good", "secret-good", &last).await.status, 200);
         for _ in 0..2 {
             assert_eq!(client.hook("good", "wrong", &body).await.status, 401);
         }
@@ -254,6 +260,7 @@ fn metrics_count_a_mix_of_traffic() {
     let m = scrape(ops);
     let expect = [
         (requests("good", "2xx", "commands"), 3.0),
+        (requests("good", "2xx", "replay"), 1.0),
         (requests("good", "4xx", "unauthorized"), 2.0),
         (requests("(unknown)", "4xx", "unknown_tenant"), 1.0),
         (requests("trap", "2xx", "trap"), 1.0),
@@ -261,7 +268,7 @@ fn metrics_count_a_mix_of_traffic() {
         (requests("slow", "5xx", "overloaded"), 1.0),
         (
             "hookbox_request_duration_seconds_count{tenant=\"good\"}".into(),
-            5.0,
+            6.0,
         ),
         (
             "hookbox_request_duration_seconds_count{tenant=\"slow\"}".into(),
@@ -504,9 +511,13 @@ fn an_unprivileged_user_with_read_only_config_serves() {
     std::fs::create_dir(&data).unwrap();
     chown(&data, Some(10001), Some(10001)).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // As in the image: the claim store and the compiled-plugin cache live in
+    // the writable data volume, never beside the read-only config.
     let server = format!(
-        "listen = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:0\"\n[engine]\ncache_dir = {:?}",
-        data.join("cwasm").display().to_string()
+        "listen = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:0\"\n[engine]\ncache_dir = {:?}\n\
+         [store]\nbackend = \"embedded\"\npath = {:?}",
+        data.join("cwasm").display().to_string(),
+        data.join("store.redb").display().to_string()
     );
     write_config(&etc, &server, &[("acme", plugin.as_path(), "")]);
     for entry in std::fs::read_dir(&etc).unwrap() {
@@ -550,4 +561,211 @@ fn hex_sha256(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The sum of every sample whose series starts with `prefix` (e.g. all
+/// error kinds of one operation).
+fn sum(m: &BTreeMap<String, f64>, prefix: &str) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+/// Polls `/readyz` until its status is `want` (for at most a minute: the
+/// store client reconnects on its own schedule); returns the body.
+fn until_ready_is(ops: SocketAddr, want: u16) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, body) = get(ops, "/readyz");
+        if status == want {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz never answered {want}: {status} {body}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+fn store_series(name: &str, op: &str) -> String {
+    format!("hookbox_{name}{{backend=\"redis\",op=\"{op}\"}}")
+}
+
+fn events_handled(tenant: &str, outcome: &str) -> String {
+    format!("hookbox_events_handled_total{{tenant=\"{tenant}\",outcome=\"{outcome}\"}}")
+}
+
+#[test]
+fn metrics_show_the_store_oauth_and_event_hooks_and_readiness_follows_the_store() {
+    use hookbox_store::testing::RedisServer;
+    let pki = Pki::new();
+    let rt = runtime();
+    let mut redis = RedisServer::start().unwrap();
+    let issuer = rt
+        .block_on(hookbox_oauth::testing::FakeIssuer::start())
+        .unwrap();
+    let good = login_conflict_wasm();
+    let events = hookbox_tests::events_only_wasm();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cert.pem"), &pki.server_cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &pki.server_key_pem).unwrap();
+    std::fs::write(dir.path().join("issuer-ca.pem"), issuer.ca_pem()).unwrap();
+    let mut toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:0\"\n\
+         [tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n\
+         [store]\nbackend = \"redis\"\nurl = {:?}\ncall_timeout = \"250ms\"\nconnect_timeout = \"250ms\"\n",
+        redis.url()
+    );
+    for (id, plugin, extra) in [
+        // `good` could handle events too (the reference plugin exports a handler): not here.
+        ("good", &good, "events = { enabled = false }\n".to_owned()),
+        ("events", &events, String::new()),
+        (
+            "failing",
+            &events,
+            "events = { max_attempts = 1 }\n[tenants.settings]\nfail = \"true\"\n".to_owned(),
+        ),
+    ] {
+        std::fs::write(
+            dir.path().join(format!("{id}.secret")),
+            format!("secret-{id}\n"),
+        )
+        .unwrap();
+        toml += &format!(
+            "\n[[tenants]]\nid = {id:?}\nplugin = {:?}\nauth = {{ secrets_file = [\"{id}.secret\"] }}\n{extra}",
+            plugin.display().to_string()
+        );
+    }
+    std::fs::write(dir.path().join("api.secret"), "secret-api\n").unwrap();
+    toml += &format!(
+        "\n[[tenants]]\nid = \"api\"\nplugin = {:?}\n\
+         auth = {{ secrets_file = [\"api.secret\"], oauth = {{ issuer = {:?}, audience = {:?}, ca_file = \"issuer-ca.pem\" }} }}\n",
+        good.display().to_string(),
+        issuer.issuer(),
+        hookbox_oauth::testing::AUDIENCE,
+    );
+    std::fs::write(dir.path().join("hookbox.toml"), toml).unwrap();
+    let mut s = Server::serve(&dir.path().join("hookbox.toml"));
+    let ops = s.ops();
+    let addr = s.main();
+    let client = Client::new(addr, &pki.ca_der);
+    assert_eq!(get(ops, "/readyz").0, 200);
+
+    // An import request that claims a login, then Okta's retry of it (answered from the store).
+    let body = hookbox_tests::fresh_sample();
+    let delivery = hookbox_tests::delivery("delivery-sync.json");
+    let syncs = delivery["data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["eventType"] == "application.provision.user.sync")
+        .count() as f64;
+    assert!(syncs >= 1.0);
+    rt.block_on(async {
+        let first = client.hook("good", "secret-good", &body).await;
+        assert_eq!(first.status, 200);
+        assert!(first.new_login().is_some(), "{:?}", first.body);
+        let retry = client.hook("good", "secret-good", &body).await;
+        assert_eq!(retry.status, 200);
+        assert_eq!(retry.body, first.body);
+        for tenant in ["events", "failing"] {
+            let r = client
+                .events(tenant, &format!("secret-{tenant}"), &delivery)
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    });
+    until(ops, "the events handled and dead", |m| {
+        value(m, &events_handled("events", "handled")) == syncs
+            && value(m, &events_handled("failing", "dead")) == syncs
+    });
+
+    let m = scrape(ops);
+    let exact = [
+        // The first request missed and kept its answer; the retry was found.
+        (store_series("store_calls_total", "recall"), 2.0),
+        (store_series("store_calls_total", "remember"), 1.0),
+        (
+            store_series("store_call_duration_seconds_count", "recall"),
+            2.0,
+        ),
+        (
+            "hookbox_oauth_key_fetches_total{tenant=\"api\",outcome=\"ok\"}".into(),
+            1.0,
+        ),
+        (
+            "hookbox_oauth_key_fetches_total{tenant=\"api\",outcome=\"failed\"}".into(),
+            0.0,
+        ),
+        ("hookbox_events_queued{tenant=\"events\"}".into(), 0.0),
+        ("hookbox_events_queued{tenant=\"failing\"}".into(), 0.0),
+        (events_handled("events", "retrying"), 0.0),
+        (events_handled("failing", "handled"), 0.0),
+    ];
+    let wrong: Vec<String> = exact
+        .iter()
+        .filter(|(series, want)| value(&m, series) != *want)
+        .map(|(series, want)| format!("{series}: {} (want {want})", value(&m, series)))
+        .collect();
+    assert!(wrong.is_empty(), "{wrong:#?}\n{m:#?}");
+    // Sampled series are there even at 0 (a depth of 0 read, not a missing one).
+    for series in [
+        "hookbox_events_queued{tenant=\"events\"}",
+        "hookbox_oauth_key_fetches_total{tenant=\"api\",outcome=\"failed\"}",
+    ] {
+        assert!(m.contains_key(series), "{series} missing: {m:#?}");
+    }
+    // The plugin claimed its login (and the event handler its `seen:` key): at least one each.
+    let claims = value(&m, &store_series("store_calls_total", "claim"));
+    assert!(claims >= 1.0 + syncs, "{m:#?}");
+    assert_eq!(
+        value(
+            &m,
+            &store_series("store_call_duration_seconds_count", "claim")
+        ),
+        claims
+    );
+    assert!(
+        value(&m, &store_series("store_calls_total", "owner_of")) >= 1.0,
+        "{m:#?}"
+    );
+    assert_eq!(sum(&m, "hookbox_store_errors_total"), 0.0, "{m:#?}");
+    // Only tenants with event hooks on have a queue depth.
+    assert!(
+        !m.contains_key("hookbox_events_queued{tenant=\"good\"}"),
+        "{m:#?}"
+    );
+
+    // Redis stops: not ready at the next probe, the scrape still answers (no
+    // queue depth it could not read), and a request counts its store errors.
+    redis.stop();
+    let body_503 = until_ready_is(ops, 503);
+    assert!(body_503.contains("store: "), "{body_503}");
+    let reply = rt.block_on(client.hook("good", "secret-good", &hookbox_tests::fresh_sample()));
+    assert_eq!(reply.status, 200, "answered without the store");
+    let m = scrape(ops);
+    assert!(
+        !m.contains_key("hookbox_events_queued{tenant=\"events\"}"),
+        "{m:#?}"
+    );
+    assert!(
+        sum(
+            &m,
+            "hookbox_store_errors_total{backend=\"redis\",op=\"recall\""
+        ) >= 1.0,
+        "{m:#?}"
+    );
+    assert_eq!(
+        value(&m, &store_series("store_calls_total", "recall")),
+        3.0,
+        "{m:#?}"
+    );
+
+    // Redis is back: ready again.
+    redis.restart().unwrap();
+    until_ready_is(ops, 200);
+    s.signal("TERM");
+    assert_eq!(s.wait(), Some(0));
 }

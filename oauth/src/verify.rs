@@ -290,6 +290,9 @@ struct Inner {
     /// Bumped after every fetch attempt; waiters watch it.
     attempts: watch::Sender<u64>,
     fetches: AtomicU64,
+    /// JWKS fetches that ended in new keys (the first included), and that failed.
+    fetched_ok: AtomicU64,
+    fetch_failed: AtomicU64,
     validations: Vec<(Algorithm, Validation)>,
     /// Tokens that verified, by SHA-256 of the token (see the module docs).
     verified: Mutex<HashMap<[u8; 32], CachedToken>>,
@@ -488,6 +491,8 @@ impl Verifier {
                 gate: Mutex::new(Gate::default()),
                 attempts: watch::Sender::new(0),
                 fetches,
+                fetched_ok: AtomicU64::new(1),
+                fetch_failed: AtomicU64::new(0),
                 validations,
                 verified: Mutex::new(HashMap::new()),
             }),
@@ -512,6 +517,22 @@ impl Verifier {
     /// JWKS fetches attempted since the verifier was built (including the first).
     pub fn fetch_count(&self) -> u64 {
         self.inner.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Finished JWKS fetches since the verifier was built: `(succeeded,
+    /// failed)`, the first fetch (which succeeded, or there would be no
+    /// verifier) included; a fetch in flight is in neither. For metrics.
+    pub fn fetch_outcomes(&self) -> (u64, u64) {
+        (
+            self.inner.fetched_ok.load(Ordering::Relaxed),
+            self.inner.fetch_failed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether `self` and `other` are clones of one verifier (the same keys,
+    /// counts and refresh state), e.g. one a reload kept.
+    pub fn same_as(&self, other: &Verifier) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The cached keys, sorted by `kid`.
@@ -834,6 +855,7 @@ impl Inner {
                     last_error: None,
                     last_success: Some(SystemTime::now()),
                 }));
+                self.fetched_ok.fetch_add(1, Ordering::Relaxed);
                 Ok(n)
             }
             Err(error) => {
@@ -856,6 +878,7 @@ impl Inner {
                     last_error: Some(text),
                     last_success: old.last_success,
                 }));
+                self.fetch_failed.fetch_add(1, Ordering::Relaxed);
                 Err(error)
             }
         };

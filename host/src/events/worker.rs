@@ -161,12 +161,17 @@ async fn run_handler(app: &App, tenant: &Tenant, event: &Delivery) -> Result<Han
 async fn settle(app: &App, tenant: &Tenant, event: &Delivery, outcome: Result<(), String>) {
     let store = app.store();
     let id = tenant.id();
+    let counted = |outcome| app.metrics().event_handled(id, outcome);
     let reason = match outcome {
         Ok(()) => {
             match store.ack(id, event.id).await {
-                Ok(_) => tracing::info!(outcome = "handled", "event handled"),
+                Ok(_) => {
+                    counted("handled");
+                    tracing::info!(outcome = "handled", "event handled")
+                }
                 // The lease runs out and the event is handled again: at least once.
                 Err(e) => {
+                    counted("unsettled");
                     tracing::warn!(kind = e.kind(), error = %e, "event handled, but not acknowledged; it will be handled again")
                 }
             }
@@ -178,26 +183,36 @@ async fn settle(app: &App, tenant: &Tenant, event: &Delivery, outcome: Result<()
     let attempts = event.attempts + 1;
     let retry_in = (attempts < config.max_attempts).then(|| super::backoff(config, attempts));
     match store.fail(id, event.id, &reason, retry_in).await {
-        Ok(FailOutcome::Retrying) => tracing::warn!(
-            outcome = "retrying",
-            retry_in_ms = retry_in.map_or(0, |d| d.as_millis() as u64),
-            reason = %reason,
-            "event handler failed; will retry"
-        ),
-        Ok(FailOutcome::Dead) => tracing::error!(
-            outcome = "dead",
-            attempts,
-            reason = %reason,
-            "event handler failed for the last time; the event is dead (hookbox events dead)"
-        ),
+        Ok(FailOutcome::Retrying) => {
+            counted("retrying");
+            tracing::warn!(
+                outcome = "retrying",
+                retry_in_ms = retry_in.map_or(0, |d| d.as_millis() as u64),
+                reason = %reason,
+                "event handler failed; will retry"
+            )
+        }
+        Ok(FailOutcome::Dead) => {
+            counted("dead");
+            tracing::error!(
+                outcome = "dead",
+                attempts,
+                reason = %reason,
+                "event handler failed for the last time; the event is dead (hookbox events dead)"
+            )
+        }
         Ok(FailOutcome::Unknown) => {
+            counted("unsettled");
             tracing::warn!(reason = %reason, "event handler failed; the event was already settled")
         }
-        Err(e) => tracing::warn!(
-            kind = e.kind(),
-            error = %e,
-            reason = %reason,
-            "event handler failed, and the failure was not recorded; the lease will run out"
-        ),
+        Err(e) => {
+            counted("unsettled");
+            tracing::warn!(
+                kind = e.kind(),
+                error = %e,
+                reason = %reason,
+                "event handler failed, and the failure was not recorded; the lease will run out"
+            )
+        }
     }
 }

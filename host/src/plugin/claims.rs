@@ -29,6 +29,7 @@ use hookbox_store::{ClaimOutcome, MAX_CLAIM_KEY, MAX_CLAIM_OWNER, Store, StoreEr
 use super::bindings::v0_2::hookbox::okta_import::claims::{self, ClaimResult};
 use super::bindings::v0_2::hookbox::okta_import::directory::{self, DirectoryError};
 use super::state::State;
+use crate::metrics::StoreMetrics;
 
 /// Store calls one request may make (claims, lookups, releases together).
 /// The reference plugin makes 3 for a conflict on an empty store; 64 leaves
@@ -53,6 +54,8 @@ pub(crate) fn reserve(deadline: Duration) -> Duration {
 pub struct StoreScope {
     tenant: Arc<str>,
     store: Store,
+    /// Where its calls are recorded (`App::scope`'s scopes); `None`: not recorded.
+    metrics: Option<StoreMetrics>,
 }
 
 impl StoreScope {
@@ -61,7 +64,35 @@ impl StoreScope {
         StoreScope {
             tenant: Arc::from(tenant),
             store: store.clone(),
+            metrics: None,
         }
+    }
+
+    /// The same scope, recording every call made through [`StoreScope::call`]
+    /// into `metrics`.
+    pub fn with_metrics(mut self, metrics: StoreMetrics) -> StoreScope {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Runs the store call `op` (`claim`, `owner_of`, `release`, `recall`,
+    /// `remember`), bounded by `budget` (past it: [`StoreError::Timeout`]),
+    /// and records it if this scope records.
+    pub async fn call<T>(
+        &self,
+        op: &'static str,
+        budget: Duration,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = tokio::time::timeout(budget, call)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(budget)));
+        if let Some(metrics) = &self.metrics {
+            let error = result.as_ref().err().map(StoreError::kind);
+            metrics.call(self.store.backend_name(), op, started.elapsed(), error);
+        }
+        result
     }
 
     /// The tenant id keys are scoped by.
@@ -114,11 +145,10 @@ impl State {
             .deadline
             .saturating_duration_since(Instant::now())
             .saturating_sub(self.reserve);
-        match tokio::time::timeout(budget, call).await {
-            Err(_elapsed) => Err(StoreErr::Timeout),
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.store_error(op, &e)),
-        }
+        self.scope
+            .call(op, budget, call)
+            .await
+            .map_err(|e| self.store_error(op, &e))
     }
 
     /// The guest's view of a store error: a fixed text per kind, never the
@@ -168,7 +198,7 @@ impl claims::Host for State {
     async fn owner_of(&mut self, key: String) -> Result<Option<String>, StoreErr> {
         check("key", &key, MAX_CLAIM_KEY)?;
         let scope = self.scope.clone();
-        self.store_call("owner-of", scope.store().owner_of(scope.tenant(), &key))
+        self.store_call("owner_of", scope.store().owner_of(scope.tenant(), &key))
             .await
     }
 

@@ -24,7 +24,6 @@ use tracing::{Span, field};
 use super::{Answer, Ctx, Endpoint, Params, body};
 use crate::error::HttpError;
 use crate::events::{self, NotQueued, delivery};
-use crate::metrics::UNKNOWN_TENANT;
 use crate::tenant::Tenant;
 
 /// Its path pattern.
@@ -47,11 +46,7 @@ impl Endpoint for Events {
     type Caller = Arc<Tenant>;
 
     fn tenant_label(ctx: &Ctx, params: &Params) -> Option<String> {
-        let id = params.get("tenant");
-        Some(match ctx.app.tenants().get(id) {
-            Some(_) => id.to_owned(),
-            None => UNKNOWN_TENANT.to_owned(),
-        })
+        super::tenant_label(ctx, params)
     }
 
     fn span(_params: &Params) -> Span {
@@ -70,12 +65,7 @@ impl Endpoint for Events {
         headers: &HeaderMap,
         _: tokio::time::Instant,
     ) -> Result<Arc<Tenant>, HttpError> {
-        let Some(tenant) = ctx.app.tenant(params.get("tenant")) else {
-            Span::current().record("tenant", field::display(UNKNOWN_TENANT));
-            return Err(HttpError::UnknownTenant);
-        };
-        // Displayed, as the id was before it was looked up: `tenant=acme`.
-        Span::current().record("tenant", field::display(tenant.id()));
+        let tenant = super::path_tenant(ctx, params)?;
         if !tenant.handles_events() {
             return Err(HttpError::UnknownTenant);
         }

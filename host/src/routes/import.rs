@@ -19,7 +19,6 @@ use tokio::time::Instant;
 use super::{Answer, Ctx, Endpoint, Params, body};
 use crate::auth::{self, Refusal};
 use crate::error::HttpError;
-use crate::metrics::UNKNOWN_TENANT;
 use crate::pipeline;
 use crate::tenant::Tenant;
 
@@ -37,11 +36,7 @@ impl Endpoint for Import {
     type Caller = Arc<Tenant>;
 
     fn tenant_label(ctx: &Ctx, params: &Params) -> Option<String> {
-        let id = params.get("tenant");
-        Some(match ctx.app.tenants().get(id) {
-            Some(_) => id.to_owned(),
-            None => UNKNOWN_TENANT.to_owned(),
-        })
+        super::tenant_label(ctx, params)
     }
 
     fn span(_params: &Params) -> Span {
@@ -61,13 +56,7 @@ impl Endpoint for Import {
         headers: &HeaderMap,
         deadline: Instant,
     ) -> Result<Arc<Tenant>, HttpError> {
-        let Some(tenant) = ctx.app.tenant(params.get("tenant")) else {
-            // Parentheses cannot appear in a tenant id: never mistaken for one.
-            Span::current().record("tenant", field::display(UNKNOWN_TENANT));
-            return Err(HttpError::UnknownTenant);
-        };
-        // Displayed, as the id was before it was looked up: `tenant=acme`.
-        Span::current().record("tenant", field::display(tenant.id()));
+        let tenant = super::path_tenant(ctx, params)?;
         // A plugin for event hooks only answers no import hook: as if no tenant were here.
         if !tenant.plugin().exports().resolver {
             return Err(HttpError::UnknownTenant);
@@ -99,7 +88,10 @@ impl Endpoint for Import {
         let scope = ctx.app.scope(&tenant);
         let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
         handled.trace(tenant.log_budget());
-        ctx.app.metrics().plugin_call(tenant.id(), &handled.figures);
+        // A replayed answer ran no plugin: nothing to add to the plugin's series.
+        if !matches!(handled.verdict, pipeline::Verdict::Replayed) {
+            ctx.app.metrics().plugin_call(tenant.id(), &handled.figures);
+        }
         Ok(Answer::json(
             StatusCode::OK,
             handled.body,

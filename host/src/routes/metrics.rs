@@ -37,7 +37,7 @@ impl Endpoint for Metrics {
     }
 
     async fn handle(ctx: &Ctx, _: (), _: Request<Incoming>) -> Result<Answer, HttpError> {
-        let text = ctx.app.metrics().render(ctx.app.runtime());
+        let text = ctx.app.metrics().render(&ctx.app).await;
         Ok(Answer {
             status: StatusCode::OK,
             content_type: crate::metrics::CONTENT_TYPE,

@@ -46,6 +46,7 @@ use tracing::{Instrument as _, Span};
 use crate::App;
 use crate::error::HttpError;
 use crate::reload::Reloader;
+use crate::tenant::Tenant;
 
 pub use admin::ADMIN_RELOAD_PATH;
 
@@ -142,6 +143,33 @@ impl Params {
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.as_str())
     }
+}
+
+/// The metrics label of the path's `{tenant}`: a configured id, or
+/// `(unknown)`; never the path text (label values stay bounded).
+pub(super) fn tenant_label(ctx: &Ctx, params: &Params) -> Option<String> {
+    let id = params.get("tenant");
+    Some(match ctx.app.tenants().get(id) {
+        Some(_) => id.to_owned(),
+        None => crate::metrics::UNKNOWN_TENANT.to_owned(),
+    })
+}
+
+/// The path's `{tenant}` in the current table (one snapshot for the whole
+/// request), recorded on the request's span: its id, or `(unknown)`, never
+/// the raw path text. Parentheses cannot appear in a tenant id, so the
+/// marker is never mistaken for one.
+pub(super) fn path_tenant(ctx: &Ctx, params: &Params) -> Result<Arc<Tenant>, HttpError> {
+    let Some(tenant) = ctx.app.tenant(params.get("tenant")) else {
+        Span::current().record(
+            "tenant",
+            tracing::field::display(crate::metrics::UNKNOWN_TENANT),
+        );
+        return Err(HttpError::UnknownTenant);
+    };
+    // Displayed, as the id was before it was looked up: `tenant=acme`.
+    Span::current().record("tenant", tracing::field::display(tenant.id()));
+    Ok(tenant)
 }
 
 /// A successful answer: status, content type, body, and a short outcome

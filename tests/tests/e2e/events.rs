@@ -330,7 +330,8 @@ fn hookbox_command(args: &[&str]) -> Command {
         "--exact",
         "events::hookbox_process",
         "--nocapture",
-        "--test-threads=1",
+        // Not `--test-threads=1`: the harness would then write "test NAME ... "
+        // ahead of hookbox's first line of output.
     ])
     .env("HOOKBOX_TEST_ARGS", args.join("\n"))
     .env("HOOKBOX_LOG", "warn");
@@ -361,7 +362,9 @@ fn spawn_server(config: &Path) -> (Child, SocketAddr) {
             .next()
             .expect("the server exited before listening")
             .unwrap();
-        if let Some(rest) = line.strip_prefix("hookbox listening on https://") {
+        // Not at the start of the line: the test harness may have written
+        // "test events::hookbox_process ... " before it.
+        if let Some((_, rest)) = line.split_once("hookbox listening on https://") {
             break rest.trim().parse().unwrap();
         }
     };

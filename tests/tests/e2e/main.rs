@@ -10,7 +10,6 @@ mod conformance;
 mod deadlines;
 mod events;
 mod instance_mode;
-mod logs;
 mod misbehave;
 mod oauth;
 mod okta;

@@ -27,9 +27,11 @@ fn counter(id: &str, issuer: &FakeIssuer) -> TenantSpec {
         .no_secrets()
 }
 
+/// A new import request (its own `eventId`: a repeated one is Okta's retry,
+/// answered from the store without calling the plugin).
 fn request(event: &str) -> Value {
     let mut req = hookbox_tests::sample_request();
-    req["eventId"] = json!(event);
+    req["eventId"] = json!(format!("{event}-{}", hookbox_tests::fresh_event_id()));
     req
 }
 

@@ -2,6 +2,11 @@
 //! per window (drops counted and reported once), an unknown tenant is
 //! logged as such and never as the path text, and a client's values are
 //! bounded and cannot forge lines.
+//!
+//! A test binary of its own, not a module of `e2e`: the capture is a
+//! thread-local subscriber, and `tracing`'s per-callsite interest and
+//! maximum level are process-wide, so dozens of other tests logging from
+//! threads without a subscriber made a capture come back empty now and then.
 
 use hookbox_tests::{LogCapture, TenantSpec, TestServer, misbehave_wasm, sample_request};
 
