@@ -45,6 +45,7 @@
 //!   Only a throwaway store is seeded with the `--existing` logins (held by
 //!   [`EXISTING_OWNER`]); a real one is never written to but by the plugin.
 
+mod lines;
 pub mod mapping;
 pub mod progress;
 pub mod report;
@@ -75,6 +76,7 @@ pub use mapping::Mapping;
 pub use progress::Progress;
 pub use report::{Conflict, Decision, Outcome, Summary};
 
+use lines::LineIndex;
 use mapping::{Columns, Context};
 use report::{DecisionsWriter, LoginSet};
 
@@ -140,8 +142,8 @@ impl From<ConfigError> for DryRunError {
 
 /// Where a dry run's claims (and remembered answers) go.
 pub enum DryRunStore {
-    /// A throwaway store, empty, deleted afterwards (the default): a dry run
-    /// never claims a login for real.
+    /// A throwaway store, empty, deleted afterwards, its commits not fsync'd
+    /// (the default): a dry run never claims a login for real.
     Scratch,
     /// A real, already opened store (`--real-store`: the configuration's
     /// `[store]`), in the target tenant's key space: the plugin's claims are
@@ -154,7 +156,7 @@ impl DryRunStore {
     async fn open(self) -> Result<(Store, String, bool), DryRunError> {
         match self {
             DryRunStore::Scratch => {
-                let store = Store::scratch().await.map_err(|e| {
+                let store = Store::throwaway().await.map_err(|e| {
                     DryRunError::usage(format!("cannot create a throwaway claim store: {e}"))
                 })?;
                 Ok((
@@ -365,9 +367,10 @@ pub async fn run(target: &Target, options: &Options) -> Result<Summary, DryRunEr
     };
     let file = File::open(&options.csv)
         .map_err(|e| DryRunError::usage(format!("cannot read {}: {e}", options.csv.display())))?;
+    let (counting, lines) = LineIndex::wrap(file);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(false)
-        .from_reader(BufReader::with_capacity(64 * 1024, file));
+        .from_reader(BufReader::with_capacity(64 * 1024, counting));
     let header = reader.headers().map_err(|e| {
         DryRunError::usage(format!(
             "{}: cannot read the header row: {e}",
@@ -427,7 +430,7 @@ pub async fn run(target: &Target, options: &Options) -> Result<Summary, DryRunEr
             Ok(false) => break,
             Ok(true) => {
                 row += 1;
-                let line = record.position().map_or(0, csv::Position::line);
+                let line = record.position().map_or(0, |p| lines.line_at(p.byte()));
                 Some(start_row(
                     &shared,
                     &existing,
@@ -443,7 +446,7 @@ pub async fn run(target: &Target, options: &Options) -> Result<Summary, DryRunEr
                 let line = match e.kind() {
                     csv::ErrorKind::UnequalLengths { pos, .. }
                     | csv::ErrorKind::Utf8 { pos, .. } => {
-                        Some(pos.as_ref().map_or(0, csv::Position::line))
+                        Some(pos.as_ref().map_or(0, |p| lines.line_at(p.byte())))
                     }
                     _ => None,
                 };
