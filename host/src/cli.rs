@@ -1,6 +1,6 @@
 //! The command line: `hookbox serve --config FILE`, `hookbox serve --dev`,
-//! `hookbox check`, `hookbox run`, `hookbox check-auth`, `hookbox claims` and
-//! `hookbox events`.
+//! `hookbox check`, `hookbox run`, `hookbox dry-run`, `hookbox check-auth`,
+//! `hookbox claims` and `hookbox events`.
 //!
 //! Start-up order: telemetry, configuration (refused before anything binds,
 //! exit code 64), the claim store opened (a bad `[store]` exits 64 naming
@@ -24,6 +24,7 @@ use hookbox_store::{ClaimOutcome, Store, StoreConfig, StoreError};
 
 use crate::config::{Config, ConfigError, Overrides, StoreSection};
 use crate::drain::Drain;
+use crate::dryrun::{self, DryRunError, Mapping};
 use crate::plugin::{DEFAULT_REUSE_MAX_REQUESTS, InstanceMode, Limits, Plugin, Runtime};
 use crate::reload::{Reloader, SmokeError};
 use crate::runner::{RunError, RunStore};
@@ -72,6 +73,70 @@ enum Command {
     /// first (a Redis store can be used while servers run).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Run a CSV import through a tenant's plugin before Okta does, and report the logins it would get.
+    #[command(after_help = DRY_RUN_HELP)]
+    DryRun(DryRunArgs),
+}
+
+const DRY_RUN_HELP: &str = "\
+Each row becomes the import request Okta would send: every column in the app-user profile,
+and the Okta profile mapped from columns (default login=login, email=email,
+firstName=firstName, lastName=lastName; change with --map OKTA=COLUMN, OKTA= to drop one).
+A row conflicts when its login (case-insensitively) is in --existing or an earlier row has it.
+The plugin's claims go to a throwaway store unless --real-store (with --config) names
+the configuration's [store]: a dry run never claims a login for real by default.
+
+Exit codes: 0 every row answered and no login held twice; otherwise a bit mask:
+1 a row failed (bad row, plugin error, plugin failure), 2 a login would be held twice
+(two rows, a new login an existing user holds, or a conflict left unresolved);
+64 bad flags, configuration, mapping or input file; 74 the CSV or the decisions file
+failed mid-run.";
+
+#[derive(clap::Args)]
+struct DryRunArgs {
+    /// The CSV file (RFC 4180: header row first, quoted fields, UTF-8 with or without BOM, CRLF or LF).
+    csv: PathBuf,
+    /// Run tenant --tenant of this configuration file (its plugin, settings and limits).
+    #[arg(long, requires = "tenant", conflicts_with = "plugin")]
+    config: Option<PathBuf>,
+    /// The tenant of --config to run.
+    #[arg(long, requires = "config")]
+    tenant: Option<String>,
+    /// Run this component with default limits (without --config or --plugin: the embedded reference plugin).
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// A plugin setting, as a tenant's `settings` table would give it (repeatable; not with --config).
+    #[arg(long = "setting", visible_alias = "settings", value_name = "KEY=VALUE",
+          value_parser = parse_setting, conflicts_with = "config")]
+    settings: Vec<(String, String)>,
+    /// Instance mode of the plugin (not with --config: the tenant's own is used).
+    #[arg(long, value_enum, conflicts_with = "config")]
+    instance_mode: Option<DevInstanceMode>,
+    /// Logins Okta already holds, one a line (compared case-insensitively).
+    #[arg(long, value_name = "FILE")]
+    existing: Option<PathBuf>,
+    /// Map an Okta profile attribute to a column (repeatable; OKTA= removes a default).
+    #[arg(long = "map", value_name = "OKTA=COLUMN", value_parser = crate::dryrun::mapping::parse_pair)]
+    map: Vec<(String, String)>,
+    /// A file of OKTA=COLUMN lines, applied before the --map flags.
+    #[arg(long, value_name = "FILE")]
+    map_file: Option<PathBuf>,
+    /// Write one line per row here: row, external id, old and new login, rule, outcome (CSV).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Rows in the pipeline at once (default: twice the cores; at most the tenant's max_concurrency).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// No progress bar or progress lines.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Claim in --config's `[store]`, in --tenant's key space, instead of a
+    /// throwaway store: the plugin's claims are then REAL and kept.
+    #[arg(long, requires = "config")]
+    real_store: bool,
 }
 
 /// What `--config` and `--tenant` say for every `claims` and `events` subcommand.
@@ -303,10 +368,91 @@ where
             }
         }
         Command::Run(args) => run(args),
+        Command::DryRun(args) => dry_run(args),
         Command::Claims(command) => claims(command),
         Command::Events(command) => events(command),
         Command::CheckAuth(args) => check_auth(args),
     }
+}
+
+fn dry_run(args: DryRunArgs) -> ExitCode {
+    init_tracing(LogFormat::Text);
+    let prepared = (|| -> Result<_, DryRunError> {
+        let mut pairs = match &args.map_file {
+            Some(path) => Mapping::read_file(path)?,
+            None => Vec::new(),
+        };
+        pairs.extend(args.map.iter().cloned());
+        Ok(dryrun::Options {
+            csv: args.csv.clone(),
+            mapping: Mapping::default().with(pairs),
+            existing: args.existing.clone(),
+            out: args.out.clone(),
+            concurrency: args.concurrency,
+            quiet: args.quiet,
+        })
+    })();
+    let options = match prepared {
+        Ok(o) => o,
+        Err(e) => return fail(e.exit_code(), e),
+    };
+    // `--real-store`: the configuration's `[store]`, checked before anything runs.
+    let section = match (&args.config, args.real_store) {
+        (Some(config), true) => match StoreSection::load(config) {
+            Ok(s) => Some(s.store),
+            Err(e) => return fail(EXIT_CONFIG, e),
+        },
+        _ => None,
+    };
+    // Every core runs rows: each row is a task on the multi-threaded runtime.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(1, format!("cannot start the async runtime: {e}")),
+    };
+    let summary = runtime.block_on(async {
+        let store = match &section {
+            Some(config) => match open_store(config).await {
+                Ok(store) => dryrun::DryRunStore::Real(store),
+                Err(e) => return Err(fail(EXIT_CONFIG, e)),
+            },
+            None => dryrun::DryRunStore::Scratch,
+        };
+        let target = match (&args.config, &args.tenant) {
+            (Some(config), Some(tenant)) => {
+                dryrun::Target::from_config(config, tenant, store).await
+            }
+            _ => {
+                dryrun::Target::from_plugin(
+                    args.plugin.clone(),
+                    args.settings.iter().cloned().collect(),
+                    args.instance_mode
+                        .map_or(InstanceMode::Fresh, InstanceMode::from),
+                    store,
+                )
+                .await
+            }
+        };
+        let target = target.map_err(|e| fail(e.exit_code(), e))?;
+        dryrun::run(&target, &options)
+            .await
+            .map_err(|e| fail(e.exit_code(), e))
+    });
+    let summary = match summary {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&summary) {
+            Ok(json) => println!("{json}"),
+            Err(e) => return fail(1, format!("cannot encode the summary: {e}")),
+        }
+    } else {
+        print!("{}", summary.text());
+    }
+    ExitCode::from(summary.exit_code)
 }
 
 fn check_auth(args: CheckAuthArgs) -> ExitCode {

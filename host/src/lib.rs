@@ -12,6 +12,9 @@
 //! → [`events`] (decode, queue durably, acknowledge) and, off the request
 //! path, the events worker → the plugin's event handler.
 //!
+//! [`dryrun`] (`hookbox dry-run`) runs a CSV import's rows through the same
+//! [`pipeline`], offline.
+//!
 //! [`serve`] runs the real server on a listener the caller bound, which is
 //! how the end-to-end tests start it on port 0; [`serve_ops`] the plain-HTTP
 //! ops listener. Operations: [`metrics`] (one registry in [`App`]),
@@ -23,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod drain;
+pub mod dryrun;
 mod error;
 pub mod events;
 pub mod hook;

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use tokio::sync::Semaphore;
 
 use crate::{
@@ -45,10 +47,23 @@ pub(crate) struct Embedded {
 
 pub(crate) struct Shared {
     pub(crate) db: Database,
+    /// Whether commits are fsync'd (all but a throwaway store's).
+    durable: bool,
     writer: Semaphore,
     path: PathBuf,
     // Declared after `db` so the directory outlives the database file handle on drop.
     _scratch_dir: Option<tempfile::TempDir>,
+}
+
+impl Shared {
+    /// A write transaction, durable unless this is a throwaway store.
+    pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        if !self.durable {
+            tx.set_durability(Durability::None).map_err(db_err)?;
+        }
+        Ok(tx)
+    }
 }
 
 impl Embedded {
@@ -58,14 +73,35 @@ impl Embedded {
     ) -> Result<Self, StoreError> {
         let p = path.clone();
         let db = blocking(move || open_db(&p)).await??;
+        Ok(Self::with_db(db, path, scratch_dir, true))
+    }
+
+    /// Like [`Embedded::open`] for a throwaway file: its commits are not fsync'd
+    /// ([`Durability::None`]), since nothing in it has to survive a crash.
+    pub(crate) async fn open_throwaway(
+        path: PathBuf,
+        scratch_dir: tempfile::TempDir,
+    ) -> Result<Self, StoreError> {
+        let p = path.clone();
+        let db = blocking(move || open_db(&p)).await??;
+        Ok(Self::with_db(db, path, Some(scratch_dir), false))
+    }
+
+    fn with_db(
+        db: Database,
+        path: PathBuf,
+        scratch_dir: Option<tempfile::TempDir>,
+        durable: bool,
+    ) -> Self {
         let inner = Arc::new(Shared {
             db,
+            durable,
             writer: Semaphore::new(1),
             path,
             _scratch_dir: scratch_dir,
         });
         spawn_sweeper(Arc::downgrade(&inner));
-        Ok(Embedded { inner })
+        Embedded { inner }
     }
 
     /// Runs `f` on the blocking pool with a reference to the shared state (reads).
@@ -134,7 +170,7 @@ impl Embedded {
         }
         let (t, k, o) = (tenant.to_owned(), key.to_owned(), owner.to_owned());
         self.write(move |s| {
-            let tx = s.db.begin_write().map_err(db_err)?;
+            let tx = s.begin_write()?;
             let outcome = {
                 let mut table = tx.open_table(CLAIMS).map_err(db_err)?;
                 let current = table
@@ -188,7 +224,7 @@ impl Embedded {
     ) -> Result<bool, StoreError> {
         let (t, k, o) = (tenant.to_owned(), key.to_owned(), owner.to_owned());
         self.write(move |s| {
-            let tx = s.db.begin_write().map_err(db_err)?;
+            let tx = s.begin_write()?;
             let removed = {
                 let mut table = tx.open_table(CLAIMS).map_err(db_err)?;
                 let matches = table
@@ -217,7 +253,7 @@ impl Embedded {
     ) -> Result<Option<String>, StoreError> {
         let (t, k) = (tenant.to_owned(), key.to_owned());
         self.write(move |s| {
-            let tx = s.db.begin_write().map_err(db_err)?;
+            let tx = s.begin_write()?;
             let former = {
                 let mut table = tx.open_table(CLAIMS).map_err(db_err)?;
                 let removed = table.remove((t.as_str(), k.as_str())).map_err(db_err)?;
@@ -285,7 +321,7 @@ impl Embedded {
         self.write(move |s| {
             let now = answer.created_ms;
             let expires = now.saturating_add(answer.ttl_ms);
-            let tx = s.db.begin_write().map_err(db_err)?;
+            let tx = s.begin_write()?;
             let existing = {
                 let mut answers = tx.open_table(ANSWERS).map_err(db_err)?;
                 let mut expiry = tx.open_table(ANSWER_EXPIRY).map_err(db_err)?;
@@ -360,7 +396,7 @@ impl Embedded {
 }
 
 fn purge_txn(s: &Shared, now: u64, max: usize) -> Result<usize, StoreError> {
-    let tx = s.db.begin_write().map_err(db_err)?;
+    let tx = s.begin_write()?;
     let n = {
         let mut answers = tx.open_table(ANSWERS).map_err(db_err)?;
         let mut expiry = tx.open_table(ANSWER_EXPIRY).map_err(db_err)?;
@@ -485,14 +521,18 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
         }
         other => db_err(other),
     })?;
-    // Create the tables once, so that read transactions never meet a missing table.
+    create_tables(&db)?;
+    Ok(db)
+}
+
+/// Creates the tables once, so that read transactions never meet a missing table.
+fn create_tables(db: &Database) -> Result<(), StoreError> {
     let tx = db.begin_write().map_err(db_err)?;
     tx.open_table(CLAIMS).map_err(db_err)?;
     tx.open_table(ANSWERS).map_err(db_err)?;
     tx.open_table(ANSWER_EXPIRY).map_err(db_err)?;
     crate::embedded_queue::create_tables(&tx)?;
-    tx.commit().map_err(db_err)?;
-    Ok(db)
+    tx.commit().map_err(db_err)
 }
 
 fn create_private_dirs(dir: &Path) -> Result<(), StoreError> {

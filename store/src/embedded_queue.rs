@@ -38,7 +38,7 @@ pub(crate) fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
 
 /// Forgets uuids whose dedupe window has passed.
 pub(crate) fn purge_seen(s: &Shared, now: u64) -> Result<(), StoreError> {
-    let tx = s.db.begin_write().map_err(db_err)?;
+    let tx = s.begin_write()?;
     tx.open_table(Q_SEEN)
         .map_err(db_err)?
         .retain(|_, expires| expires > now)
@@ -61,7 +61,7 @@ impl Embedded {
     ) -> Result<Enqueued, StoreError> {
         let t = tenant.to_owned();
         self.write(move |s| {
-            let tx = s.db.begin_write().map_err(db_err)?;
+            let tx = s.begin_write()?;
             let result = {
                 let mut seen = tx.open_table(Q_SEEN).map_err(db_err)?;
                 let mut meta = tx.open_table(Q_META).map_err(db_err)?;
@@ -127,7 +127,7 @@ impl Embedded {
     ) -> Result<Option<Delivery>, StoreError> {
         let t = tenant.to_owned();
         self.write(move |s| {
-            let tx = s.db.begin_write().map_err(db_err)?;
+            let tx = s.begin_write()?;
             let delivery = {
                 let mut due = tx.open_table(Q_DUE).map_err(db_err)?;
                 let first = due
@@ -183,7 +183,7 @@ impl Embedded {
     pub(crate) async fn ack(&self, tenant: &str, id: u64) -> Result<bool, StoreError> {
         let t = tenant.to_owned();
         self.write(move |s| {
-            let tx = s.db.begin_write().map_err(db_err)?;
+            let tx = s.begin_write()?;
             let found = remove_event(&tx, &t, id)?.is_some();
             if found {
                 tx.commit().map_err(db_err)?;
@@ -205,7 +205,7 @@ impl Embedded {
     ) -> Result<FailOutcome, StoreError> {
         let (t, r) = (tenant.to_owned(), reason.to_owned());
         self.write(move |s| {
-            let tx = s.db.begin_write().map_err(db_err)?;
+            let tx = s.begin_write()?;
             let outcome = match retry_in {
                 Some(delay) => {
                     let mut evs = tx.open_table(Q_EVENTS).map_err(db_err)?;
@@ -302,7 +302,7 @@ impl Embedded {
     pub(crate) async fn replay(&self, tenant: &str, id: u64, now: u64) -> Result<bool, StoreError> {
         let t = tenant.to_owned();
         self.write(move |s| {
-            let tx = s.db.begin_write().map_err(db_err)?;
+            let tx = s.begin_write()?;
             let moved = {
                 let mut dead = tx.open_table(Q_DEAD).map_err(db_err)?;
                 let removed = dead.remove((t.as_str(), id)).map_err(db_err)?.map(|v| {

@@ -172,6 +172,23 @@ impl Store {
         })
     }
 
+    /// Like [`Store::scratch`], without an fsync per write: nothing in it survives the process
+    /// anyway (a dry run's claims, which must never be kept). Same semantics otherwise.
+    pub async fn throwaway() -> Result<Store, StoreError> {
+        let dir = tempfile::Builder::new()
+            .prefix("hookbox-store-")
+            .tempdir()
+            .map_err(|e| StoreError::io("creating a temporary directory", e))?;
+        let path = dir.path().join("store.redb");
+        let backend = Backend::Embedded(embedded::Embedded::open_throwaway(path, dir).await?);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                answer_ttl: DEFAULT_ANSWER_TTL,
+            }),
+        })
+    }
+
     /// `"embedded"` or `"redis"`, for metrics labels and logs.
     pub fn backend_name(&self) -> &'static str {
         match &self.inner.backend {

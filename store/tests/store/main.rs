@@ -35,7 +35,8 @@ pub async fn redis_store() -> (Store, Guard) {
     (store, Guard::Redis(server))
 }
 
-/// Runs each named behaviour (an `async fn(&Store)` in `behaviour`) once per backend.
+/// Runs each named behaviour (an `async fn(&Store)` in `behaviour`) once per backend (and once
+/// on a throwaway embedded store).
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod on_embedded {
@@ -54,6 +55,17 @@ macro_rules! on_both_backends {
                 async fn $name() {
                     let (store, _guard) = crate::redis_store().await;
                     assert_eq!(store.backend_name(), "redis");
+                    crate::behaviour::$name(&store).await;
+                }
+            )*
+        }
+        // The dry run's throwaway store: the embedded backend without fsync'd commits.
+        mod on_throwaway {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let store = hookbox_store::Store::throwaway().await.unwrap();
+                    assert_eq!(store.backend_name(), "embedded");
                     crate::behaviour::$name(&store).await;
                 }
             )*
