@@ -215,9 +215,15 @@ impl Target {
         let engine = config.engine.clone();
         let (runtime, tenants) = tokio::task::spawn_blocking(move || {
             let runtime = Runtime::new(&engine).map_err(AppError::from)?;
-            // Only this tenant's plugin is compiled: the others are not run.
-            let tenants = Tenants::load(&runtime, std::slice::from_ref(&tc), &Verifiers::new())
-                .map_err(AppError::from)?;
+            // Only this tenant's plugin is compiled: the others are not run. With
+            // `directory`, its lookups go to the tenant's Okta org (read-only).
+            let tenants = Tenants::load(
+                &runtime,
+                std::slice::from_ref(&tc),
+                &Verifiers::new(),
+                &hookbox_directory::DirectoryClients::new(),
+            )
+            .map_err(AppError::from)?;
             Ok::<_, DryRunError>((runtime, tenants))
         })
         .await
