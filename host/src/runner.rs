@@ -523,6 +523,11 @@ fn describe(f: &Failure) -> String {
                               or look for a loop that never ends)"
                 .to_owned()
         }
+        Failure::StackOverflow => {
+            "the plugin exhausted its call stack (wasmtime's default 512 KiB of wasm stack): \
+             look for recursion that never ends"
+                .to_owned()
+        }
         Failure::MemoryLimit => "the plugin tried to grow its memory past limits.memory".to_owned(),
         Failure::FuelExhausted => "the plugin used up limits.fuel".to_owned(),
         Failure::Instantiate(d) => format!("the plugin could not be instantiated: {d}"),

@@ -10,6 +10,18 @@ use crate::plugin::{Failure, Outcome, truncate, wit};
 /// Okta refuses response bodies of 256 KB or more.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 
+/// Most commands one answer may hold. Okta has four command types and a real
+/// answer holds a handful; the cap refuses a flood before any of it is
+/// encoded, rather than after building megabytes of JSON to measure.
+pub const MAX_COMMANDS: usize = 100;
+
+/// Most profile attributes one answer may set, over all its commands (an
+/// Okta profile has at most a few hundred), for the same reason.
+pub const MAX_ATTRIBUTES: usize = 10_000;
+
+/// Most `debugContext` entries one answer may hold.
+pub const MAX_DEBUG_ENTRIES: usize = 100;
+
 /// Longest `errorSummary` passed on from a plugin's own error.
 const MAX_SUMMARY: usize = 1024;
 
@@ -48,6 +60,7 @@ pub fn encode(result: &Result<Outcome, Failure>, plugin: &str) -> Result<Vec<u8>
     let mut debug = Map::new();
     let body = match result {
         Ok(Outcome::Response(response)) => {
+            check_counts(response)?;
             for (k, v) in &response.debug_context {
                 if k.is_empty() || k == DEBUG_PLUGIN_KEY || debug.contains_key(k) {
                     return Err(invalid(format!(
@@ -114,6 +127,36 @@ fn error(summary: &str) -> WireError {
 
 fn invalid(reason: String) -> Failure {
     Failure::InvalidAnswer(reason)
+}
+
+/// Refuses an answer with more items than any real one, before encoding it.
+fn check_counts(response: &wit::Response) -> Result<(), Failure> {
+    let commands = response.commands.len();
+    if commands > MAX_COMMANDS {
+        return Err(invalid(format!(
+            "{commands} commands; at most {MAX_COMMANDS}"
+        )));
+    }
+    let attributes: usize = response
+        .commands
+        .iter()
+        .map(|c| match c {
+            wit::Command::AppUserProfileUpdate(p) | wit::Command::UserProfileUpdate(p) => p.len(),
+            wit::Command::ActionUpdate(_) | wit::Command::UserUpdate(_) => 0,
+        })
+        .sum();
+    if attributes > MAX_ATTRIBUTES {
+        return Err(invalid(format!(
+            "{attributes} profile attributes; at most {MAX_ATTRIBUTES}"
+        )));
+    }
+    let debug = response.debug_context.len();
+    if debug > MAX_DEBUG_ENTRIES {
+        return Err(invalid(format!(
+            "{debug} debugContext entries; at most {MAX_DEBUG_ENTRIES}"
+        )));
+    }
+    Ok(())
 }
 
 fn commands(commands: &[wit::Command]) -> Result<Vec<WireCommand>, Failure> {
@@ -266,6 +309,37 @@ mod tests {
                 "debugContext": {"rule": "x", "hookboxPlugin": "abc"}
             })
         );
+    }
+
+    #[test]
+    fn floods_are_refused_by_count_before_encoding() {
+        let profile = |n: usize| {
+            wit::Command::UserProfileUpdate((0..n).map(|i| text(&format!("a{i}"), "x")).collect())
+        };
+        let many = (0..=MAX_COMMANDS).map(|_| profile(0)).collect();
+        let err = respond(many).expect_err("too many commands");
+        assert!(
+            matches!(&err, Failure::InvalidAnswer(r) if r == "101 commands; at most 100"),
+            "{err:?}"
+        );
+        let err = respond(vec![profile(MAX_ATTRIBUTES), profile(1)]).expect_err("too many");
+        assert!(
+            matches!(&err, Failure::InvalidAnswer(r) if r.starts_with("10001 profile attributes")),
+            "{err:?}"
+        );
+        let r = Ok(Outcome::Response(wit::Response {
+            commands: Vec::new(),
+            debug_context: (0..=MAX_DEBUG_ENTRIES)
+                .map(|i| (format!("k{i}"), String::new()))
+                .collect(),
+        }));
+        let err = encode(&r, "abc").expect_err("too many debug entries");
+        assert!(
+            matches!(&err, Failure::InvalidAnswer(r) if r.starts_with("101 debugContext entries")),
+            "{err:?}"
+        );
+        // At the limits, the counts pass (the size check may still refuse).
+        assert!(respond(vec![profile(10)]).is_ok());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum Failure {
     Trap(String),
     /// The plugin ran past its deadline and was interrupted.
     Deadline,
+    /// The plugin exhausted its call stack (runaway recursion).
+    StackOverflow,
     /// The plugin tried to grow its memory past its limit.
     MemoryLimit,
     /// The plugin used up its fuel.
@@ -42,6 +44,7 @@ impl Failure {
         match self {
             Failure::Trap(_) => "trap",
             Failure::Deadline => "deadline",
+            Failure::StackOverflow => "stack_overflow",
             Failure::MemoryLimit => "memory_limit",
             Failure::FuelExhausted => "fuel_exhausted",
             Failure::Instantiate(_) => "instantiate",
@@ -54,6 +57,7 @@ impl Failure {
         match self {
             Failure::Trap(_) => "hookbox: the plugin failed (trap)",
             Failure::Deadline => "hookbox: the plugin exceeded its deadline",
+            Failure::StackOverflow => "hookbox: the plugin exceeded its call stack limit",
             Failure::MemoryLimit => "hookbox: the plugin exceeded its memory limit",
             Failure::FuelExhausted => "hookbox: the plugin exceeded its fuel limit",
             Failure::Instantiate(_) => "hookbox: the plugin could not be started",
@@ -65,7 +69,10 @@ impl Failure {
     pub fn detail(&self) -> &str {
         match self {
             Failure::Trap(d) | Failure::Instantiate(d) | Failure::InvalidAnswer(d) => d,
-            Failure::Deadline | Failure::MemoryLimit | Failure::FuelExhausted => "",
+            Failure::Deadline
+            | Failure::StackOverflow
+            | Failure::MemoryLimit
+            | Failure::FuelExhausted => "",
         }
     }
 }
@@ -279,6 +286,7 @@ pub(super) fn classify(e: &wasmtime::Error, state: &State) -> Failure {
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Failure::Deadline,
         Some(Trap::OutOfFuel) => Failure::FuelExhausted,
+        Some(Trap::StackOverflow) => Failure::StackOverflow,
         Some(_) => Failure::Trap(format!("{e:?}")),
         // Errors raised by host functions or WASI while the guest ran.
         None => Failure::Trap(format!("{e:?}")),

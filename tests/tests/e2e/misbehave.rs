@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use hookbox_tests::{
-    Proto, TenantSpec, TestServer, login_conflict_wasm, misbehave_wasm, sample_request,
+    Proto, TenantSpec, TestServer, fresh_sample, login_conflict_wasm, misbehave_wasm,
+    sample_request,
 };
 use serde_json::{Value, json};
 
@@ -22,6 +23,9 @@ const MODES: &[&str] = &[
     "log-flood",
     "link",
     "settings",
+    "recursion",
+    "many-commands",
+    "host-call-trap",
 ];
 
 /// One tenant per misbehave mode (sharing one compiled plugin), plus the reference plugin.
@@ -33,7 +37,12 @@ async fn server() -> TestServer {
                 .setting("mode", m)
                 .setting("probe", "probe-value")
                 .deadline("200ms")
-                .memory("16MiB")
+                // A million commands take room to build; every other mode stays small.
+                .memory(if *m == "many-commands" {
+                    "200MiB"
+                } else {
+                    "16MiB"
+                })
         })
         .collect();
     tenants.push(TenantSpec::new("good", login_conflict_wasm()));
@@ -76,6 +85,17 @@ async fn failures_are_okta_errors_of_their_kind_and_the_host_keeps_serving() {
         ("bad_json", "hookbox: the plugin returned an invalid answer"),
         ("huge", "hookbox: the plugin returned an invalid answer"),
         ("error", "misbehave: asked to fail"),
+        // The adversarial guests of issue 12: each limit is named, and the
+        // next request (to this tenant and to another) is served.
+        (
+            "recursion",
+            "hookbox: the plugin exceeded its call stack limit",
+        ),
+        (
+            "many_commands",
+            "hookbox: the plugin returned an invalid answer",
+        ),
+        ("host_call_trap", "hookbox: the plugin failed (trap)"),
     ];
     for (tenant, summary) in cases {
         let start = Instant::now();
@@ -95,6 +115,9 @@ async fn failures_are_okta_errors_of_their_kind_and_the_host_keeps_serving() {
         // Not a speed target: proof the loop was cut off instead of hanging the request.
         assert!(took < Duration::from_secs(5), "{tenant} took {took:?}");
         assert_still_serving(&server).await;
+        // The same tenant's next (new) event runs the plugin again, just the same.
+        let again = call(&server, tenant, &fresh_sample()).await;
+        assert_eq!(again.error_summary().as_deref(), Some(summary), "{tenant}");
     }
     // A failed instance leaves nothing behind: the next call of the same plugin works.
     let reply = call(&server, "echo", &sample_request()).await;

@@ -17,6 +17,9 @@
 //! | `log-flood` | 10,000 log lines of 1 KiB, 100 KiB each to stdout and stderr, then as `echo` |
 //! | `link` | the valid pair: link to `00u-misbehave` |
 //! | `counter` | counts the calls this instance served (a static), then by the request's `eventId`: `trap…` traps, `loop…` never returns, `bomb…` eats memory, `error…` declines; otherwise `user-profile-update` with `calls` = the count |
+//! | `recursion` | recurses without end, which exhausts the call stack |
+//! | `many-commands` | 1,000,000 `action-update(create-user)` commands in one answer |
+//! | `host-call-trap` | calls the host's `log` with a string outside its memory: the host call traps while lifting it |
 //! | `store-flood` | claims 10,000 keys (`flood-0`…, owner `misbehave`) one after another, ignoring errors; then `user-profile-update` with `claimed`, `taken`, `failed` = the counts |
 //! | anything else | `Err("misbehave: unknown mode")` |
 //!
@@ -65,6 +68,17 @@ impl Resolver for Misbehave {
                 Ok(echo(request))
             }
             "link" => Ok(Response::new().link_to("00u-misbehave")),
+            "recursion" => {
+                let limit = u64::MAX - request.event_id().len() as u64;
+                Ok(Response::new().debug("depth", recurse(0, limit).to_string()))
+            }
+            "many-commands" => Ok((0..MANY_COMMANDS).fold(Response::new(), |r, _| {
+                r.push_raw(Command::ActionUpdate(ActionResult::CreateUser))
+            })),
+            "host-call-trap" => {
+                host_call_trap();
+                Ok(echo(request))
+            }
             "counter" => counter(request),
             "store-flood" => {
                 let (claimed, taken, failed) = store_flood(host);
@@ -148,6 +162,51 @@ fn spin() -> ! {
         // `black_box` keeps the loop observable, so it cannot be optimised away.
         counter = core::hint::black_box(counter.wrapping_add(1));
     }
+}
+
+/// Commands in a `many-commands` answer: far beyond any sane answer (the
+/// guest needs about 100 MiB of memory to build and return them).
+const MANY_COMMANDS: u32 = 1_000_000;
+
+/// Recurses until wasm's call stack runs out. Scalars only, so every frame
+/// lives on the wasm stack (not Rust's shadow stack in linear memory, whose
+/// overflow would be an out-of-bounds access instead); the multiply-add after
+/// the call keeps it from becoming a loop, and `limit` comes from the caller
+/// at run time, so it is never reached in practice.
+#[inline(never)]
+fn recurse(depth: u64, limit: u64) -> u64 {
+    if depth == limit {
+        return depth;
+    }
+    recurse(depth + 1, limit)
+        .wrapping_mul(3)
+        .wrapping_add(depth)
+}
+
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)] // declaring a raw import is unsafe by nature
+#[link(wasm_import_module = "hookbox:okta-import/host@0.2.0")]
+unsafe extern "C" {
+    /// The core-ABI form of `host.log(level, message)` (the SDK imports the
+    /// same function; the two imports are one): a level, then the string's
+    /// pointer and length in the guest's memory.
+    #[link_name = "log"]
+    fn raw_log(level: i32, ptr: *const u8, len: usize);
+}
+
+/// Passes the host a string that lies outside the guest's memory, which
+/// wit-bindgen's safe API never does: the host traps while lifting it.
+#[cfg(target_arch = "wasm32")]
+#[allow(unsafe_code)] // the whole point: an ABI-level call no safe guest can make
+fn host_call_trap() {
+    // SAFETY: not sound on purpose; the host must refuse the out-of-bounds
+    // string with a trap before reading it.
+    unsafe { raw_log(2, 0xFFFF_0000_usize as *const u8, 0x1_0000) }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn host_call_trap() {
+    panic!("misbehave: host-call-trap runs only as wasm");
 }
 
 fn memory_bomb() -> Response {
