@@ -23,6 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::v0_2::hookbox::okta_import as v0_2;
 use super::claims::{StoreCalls, StoreScope, reserve};
+use super::fair::CallCpu;
 use super::hookbox::okta_import::host::{self, Level};
 use super::hookbox::okta_import::types;
 use super::limits::Limits;
@@ -57,6 +58,9 @@ pub struct State {
     pub(super) calls: StoreCalls,
     /// What a store call leaves of the deadline for the plugin itself.
     pub(super) reserve: Duration,
+    /// The current call's hold on a CPU slot (`None` between calls of a
+    /// reused instance, and while nothing runs).
+    pub(super) cpu: Option<CallCpu>,
 }
 
 impl State {
@@ -92,6 +96,7 @@ impl State {
             scope,
             calls: StoreCalls::default(),
             reserve: reserve(limits.deadline),
+            cpu: None,
         }
     }
 

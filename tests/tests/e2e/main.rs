@@ -9,6 +9,7 @@ mod claims;
 mod conformance;
 mod deadlines;
 mod events;
+mod fairness;
 mod instance_mode;
 mod misbehave;
 mod oauth;
