@@ -66,7 +66,10 @@ async fn a_spinning_tenant_at_its_concurrency_leaves_the_other_tenant_served() {
             "{reply:?}"
         );
     }
-    assert_eq!(still_spinning, SPINNING, "spinning calls ended before the deadline");
+    assert_eq!(
+        still_spinning, SPINNING,
+        "spinning calls ended before the deadline"
+    );
     // And nothing is left holding or awaiting the CPU.
     assert_eq!((cpu.running(), cpu.waiting()), (0, 0));
 }
