@@ -2,7 +2,7 @@
 //!
 //! Wasm runs only while its call holds one of `engine.cpu_slots` CPU slots.
 //! A call takes a slot before it instantiates its plugin, gives it back at
-//! every epoch tick ([`super::engine::EPOCH_TICK`]) and queues for one again,
+//! every epoch tick (`EPOCH_TICK`, 5 ms) and queues for one again,
 //! gives it back while it awaits the claim store, and gives it back for good
 //! when it ends (or is dropped). So a plugin that spins to its deadline holds
 //! a slot for one tick at a time, and between its ticks every other tenant's
@@ -22,14 +22,14 @@
 //!   virtual clock (the largest virtual time granted so far), never below:
 //!   being idle earns no credit to spend later in a burst.
 //! - **Work-conserving below the caps**: a slot is never left free while a
-//!   call of a tenant under its cap waits for one ([`Sched::dispatch`] runs
+//!   call of a tenant under its cap waits for one (`Sched::dispatch` runs
 //!   after every change).
 //! - **Cancellation-safe**: a call dropped while it waits leaves the queue
 //!   (its entry is skipped and removed), and a slot granted to a call that
 //!   is gone is given back at once; a slot ([`Slot`]) is released when
 //!   dropped, whatever path the call took.
 //! - **Deadlines hold**: waiting for a slot never outlasts the call's
-//!   deadline ([`CallCpu::enter`] gives up at it), and a call that reached
+//!   deadline (`CallCpu::enter` gives up at it), and a call that reached
 //!   its deadline while it waited is interrupted at once (the epoch is
 //!   advanced so its next check fires).
 
