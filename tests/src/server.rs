@@ -183,6 +183,11 @@ impl TestServer {
             .expect("a cache is configured")
     }
 
+    /// The engine's fair CPU scheduler (to watch who runs and who waits).
+    pub fn cpu(&self) -> hookbox::plugin::CpuScheduler {
+        self.app.runtime().cpu().clone()
+    }
+
     /// The server's claim store (to count claims, list them, check answers).
     pub fn store(&self) -> &hookbox_store::Store {
         self.app.store()

@@ -323,6 +323,7 @@ pub struct Setup {
     watch: bool,
     cache_dir: Option<PathBuf>,
     cache_max_size: Option<String>,
+    cpu_slots: Option<(u32, u32)>,
     admin_secret: Option<String>,
     store: Option<StoreSpec>,
     answer_ttl: Option<String>,
@@ -424,6 +425,12 @@ impl Setup {
         self
     }
 
+    /// `engine.cpu_slots` and `engine.cpu_slots_per_tenant`.
+    pub fn cpu_slots(mut self, slots: u32, per_tenant: u32) -> Self {
+        self.cpu_slots = Some((slots, per_tenant));
+        self
+    }
+
     /// `[admin]` with this secret (in a file beside the config): `POST /admin/reload` exists.
     pub fn admin_secret(mut self, secret: &str) -> Self {
         self.admin_secret = Some(secret.to_owned());
@@ -485,8 +492,11 @@ impl Setup {
             s += "watch = true\n";
         }
         s += "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
-        if self.cache_dir.is_some() || self.cache_max_size.is_some() {
+        if self.cache_dir.is_some() || self.cache_max_size.is_some() || self.cpu_slots.is_some() {
             s += "[engine]\n";
+            if let Some((slots, per_tenant)) = self.cpu_slots {
+                s += &format!("cpu_slots = {slots}\ncpu_slots_per_tenant = {per_tenant}\n");
+            }
             if let Some(dir) = &self.cache_dir {
                 s += &format!("cache_dir = {:?}\n", dir.display().to_string());
             }

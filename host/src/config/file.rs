@@ -59,6 +59,11 @@ pub struct EngineFile {
     pub max_memory: Option<String>,
     pub cache_dir: Option<PathBuf>,
     pub cache_max_size: Option<String>,
+    pub memory_keep_resident: Option<String>,
+    pub table_keep_resident: Option<String>,
+    pub max_unused_warm_slots: Option<u32>,
+    pub cpu_slots: Option<u32>,
+    pub cpu_slots_per_tenant: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -314,3 +314,47 @@ fn a_tenant_directory_is_validated_with_paths_resolved_and_its_token_file_watche
         assert!(!e.contains("00tOkEn"), "{e}");
     }
 }
+
+#[test]
+fn engine_memory_keys_are_read_and_checked() {
+    let c = parse(&minimal()).expect("valid");
+    assert_eq!(c.engine.memory_keep_resident, 1 << 20);
+    assert_eq!(c.engine.table_keep_resident, 64 << 10);
+    assert_eq!(c.engine.max_unused_warm_slots, 16);
+
+    let with = |keys: &str| minimal().replace("[tls]", &format!("[engine]\n{keys}\n[tls]"));
+    let c = parse(&with(
+        "memory_keep_resident = \"0\"\ntable_keep_resident = \"4KiB\"\nmax_unused_warm_slots = 0",
+    ))
+    .expect("valid");
+    assert_eq!(
+        (
+            c.engine.memory_keep_resident,
+            c.engine.table_keep_resident,
+            c.engine.max_unused_warm_slots
+        ),
+        (0, 4096, 0)
+    );
+
+    for (keys, key) in [
+        (
+            "memory_keep_resident = \"lots\"",
+            "engine.memory_keep_resident",
+        ),
+        (
+            "max_memory = \"16MiB\"\nmemory_keep_resident = \"32MiB\"",
+            "engine.memory_keep_resident",
+        ),
+        (
+            "table_keep_resident = \"1GiB\"",
+            "engine.table_keep_resident",
+        ),
+        (
+            "max_instances = 8\nmax_unused_warm_slots = 9",
+            "engine.max_unused_warm_slots",
+        ),
+    ] {
+        let e = parse(&with(keys)).expect_err(keys);
+        assert!(e.to_string().contains(key), "{keys}: {e}");
+    }
+}

@@ -15,7 +15,10 @@ use super::{
     Config, ConfigError, DEFAULT_STORE_PATH, EventsConfig, MAX_DEADLINE, Overrides, ServerConfig,
     TenantConfig, TlsSource, err, secrets,
 };
-use crate::plugin::{DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode, Limits, MIB};
+use crate::plugin::{
+    DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode, Limits, MIB,
+    default_cpu_slots_per_tenant,
+};
 
 /// The whole file, validated; relative paths are resolved against `base`.
 pub(super) fn config(
@@ -124,6 +127,48 @@ pub(super) fn config(
     engine.cache_dir = file.engine.cache_dir.map(|p| base.join(p));
     if let Some(v) = &file.engine.cache_max_size {
         engine.cache_max_size = parse_size("engine.cache_max_size", v)?;
+    }
+    // Keep-resident sizes are per slot: one larger than a slot could ever
+    // use is a typo, not a wish (and 1GiB per slot would be a memory leak).
+    if let Some(v) = &file.engine.memory_keep_resident {
+        let n = parse_size("engine.memory_keep_resident", v)?;
+        if n > engine.max_memory {
+            return err(format!(
+                "engine.memory_keep_resident ({v}) is larger than engine.max_memory"
+            ));
+        }
+        engine.memory_keep_resident = n;
+    }
+    if let Some(v) = &file.engine.table_keep_resident {
+        let n = parse_size("engine.table_keep_resident", v)?;
+        if n > 16 * MIB {
+            return err(format!(
+                "engine.table_keep_resident ({v}) is larger than 16MiB"
+            ));
+        }
+        engine.table_keep_resident = n;
+    }
+    if let Some(n) = file.engine.max_unused_warm_slots {
+        if n > engine.max_instances {
+            return err("engine.max_unused_warm_slots is larger than engine.max_instances");
+        }
+        engine.max_unused_warm_slots = n;
+    }
+    if let Some(n) = file.engine.cpu_slots {
+        if n == 0 {
+            return err("engine.cpu_slots must be at least 1");
+        }
+        engine.cpu_slots = n;
+        engine.cpu_slots_per_tenant = default_cpu_slots_per_tenant(n);
+    }
+    if let Some(n) = file.engine.cpu_slots_per_tenant {
+        if n == 0 || n > engine.cpu_slots {
+            return err(format!(
+                "engine.cpu_slots_per_tenant must be between 1 and engine.cpu_slots ({})",
+                engine.cpu_slots
+            ));
+        }
+        engine.cpu_slots_per_tenant = n;
     }
 
     if file.tenants.is_empty() {

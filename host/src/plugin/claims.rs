@@ -125,6 +125,11 @@ impl StoreScope {
         &self.tenant
     }
 
+    /// The tenant id, shared (the CPU scheduler's key).
+    pub(crate) fn tenant_id(&self) -> &Arc<str> {
+        &self.tenant
+    }
+
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
@@ -170,10 +175,17 @@ impl State {
             .deadline
             .saturating_duration_since(Instant::now())
             .saturating_sub(self.reserve);
-        self.scope
-            .call(op, budget, call)
-            .await
-            .map_err(|e| self.store_error(op, &e))
+        // Waiting on the store is not CPU: the slot goes to another call
+        // meanwhile, and this one queues for a slot again before the guest
+        // resumes (see `fair`).
+        if let Some(cpu) = &self.cpu {
+            cpu.release();
+        }
+        let result = self.scope.call(op, budget, call).await;
+        if let Some(cpu) = &self.cpu {
+            cpu.resume().await;
+        }
+        result.map_err(|e| self.store_error(op, &e))
     }
 
     /// The guest's view of a store error: a fixed text per kind, never the

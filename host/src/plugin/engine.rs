@@ -9,14 +9,15 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::{v0_1, v0_2};
 use super::cache::{Cache, CacheStats};
+use super::fair::{CallCpu, CpuScheduler};
 use super::instances::IdleBudget;
 use super::limits::EngineConfig;
 use super::state::State;
 
 /// How often the engine's epoch advances. A running plugin is checked (and
-/// yields to other tasks) once per tick, so a deadline is enforced within one
-/// tick of its expiry, and a long-running plugin never holds a runtime
-/// worker thread longer than this.
+/// yields to other tasks, giving back its CPU slot) once per tick, so a
+/// deadline is enforced within one tick of its expiry, and a long-running
+/// plugin never holds a runtime worker thread or a CPU slot longer than this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Why the engine could not be started (a start-up failure, never a request's).
@@ -52,6 +53,8 @@ struct RuntimeInner {
     idle: Arc<IdleBudget>,
     /// The pool's size (`engine.max_instances`).
     slots: u32,
+    /// Who runs wasm when (`engine.cpu_slots`).
+    cpu: CpuScheduler,
 }
 
 /// The engine's instance pool right now (see [`Runtime::pool`]).
@@ -103,6 +106,7 @@ impl Runtime {
                 cache,
                 idle: IdleBudget::for_pool(config.max_instances),
                 slots: config.max_instances,
+                cpu: CpuScheduler::new(config.cpu_slots, config.cpu_slots_per_tenant),
             }),
         })
     }
@@ -119,6 +123,22 @@ impl Runtime {
     /// Whether stores of this engine meter fuel.
     pub fn fuel_enabled(&self) -> bool {
         self.inner.fuel
+    }
+
+    /// The fair CPU scheduler every plugin call runs under.
+    pub fn cpu(&self) -> &CpuScheduler {
+        &self.inner.cpu
+    }
+
+    /// The CPU account of one call of `tenant` ending at `deadline`.
+    pub(super) fn cpu_call(
+        &self,
+        tenant: &std::sync::Arc<str>,
+        deadline: std::time::Instant,
+    ) -> CallCpu {
+        self.inner
+            .cpu
+            .call(tenant.clone(), deadline, self.inner.engine.clone())
     }
 
     /// The engine-wide budget of idle warm instances.
@@ -143,6 +163,18 @@ impl Runtime {
             idle,
             slots: self.inner.slots,
         }
+    }
+
+    /// Bytes the instance pool keeps resident in slots no instance uses
+    /// (linear memories and tables): what the keep-resident settings cost
+    /// right now. The rest of a dropped instance's memory was given back.
+    pub fn unused_resident(&self) -> u64 {
+        self.inner
+            .engine
+            .pooling_allocator_metrics()
+            .map_or(0, |m| {
+                (m.unused_memory_bytes_resident() + m.unused_table_bytes_resident()) as u64
+            })
     }
 
     pub(crate) fn cache(&self) -> Option<&Cache> {
@@ -195,10 +227,25 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
     // halves instantiate + call + drop (~50 µs → ~22 µs, see bench/README.md).
     // Without the scan, keep-resident would zero the whole prefix on every
     // drop and be slower, hence the check.
+    //
+    // What is kept resident is never given back while the process lives: a
+    // slot keeps up to `memory_keep_resident` of the pages its last instance
+    // dirtied (plus `table_keep_resident`), so the resident floor after a
+    // burst is (slots ever warm) × keep-resident. Beyond it, pages are
+    // decommitted (madvise) as each instance is dropped, with no batching
+    // (`decommit_batch_size` 1, wasmtime's default), so memory comes back
+    // when the burst's instances go, not later. The warm set is bounded by
+    // `max_unused_warm_slots`: past it the pool reuses warm slots rather than
+    // touching cold ones. Defaults (1 MiB, 64 KiB, 16) keep the fast reset
+    // for plugins that dirty little (the reference resolver dirties well
+    // under 1 MiB) and bound the floor; see the README's `[engine]` keys.
+    pool.max_unused_warm_slots(config.max_unused_warm_slots);
     if PoolingAllocationConfig::is_pagemap_scan_available() {
         pool.pagemap_scan(wasmtime::Enabled::Yes)
-            .linear_memory_keep_resident(8 << 20)
-            .table_keep_resident(1 << 20);
+            .linear_memory_keep_resident(
+                usize::try_from(config.memory_keep_resident).unwrap_or(usize::MAX),
+            )
+            .table_keep_resident(usize::try_from(config.table_keep_resident).unwrap_or(usize::MAX));
     }
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     c
@@ -219,4 +266,69 @@ fn spawn_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
             }
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{Limits, Plugin, StoreScope};
+    use std::collections::BTreeMap;
+
+    const SAMPLE: &str = include_str!("../../../tests/fixtures/sample-request.json");
+
+    /// Runs the reference plugin once on an engine with `keep` bytes of
+    /// linear memory kept resident, and returns what the idle pool keeps.
+    async fn resident_after_one_call(keep: u64) -> (u64, u32) {
+        let config = EngineConfig {
+            max_instances: 4,
+            memory_keep_resident: keep,
+            table_keep_resident: 0,
+            max_unused_warm_slots: 1,
+            ..EngineConfig::default()
+        };
+        let runtime = Runtime::new(&config).expect("engine");
+        let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
+        let plugin = Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
+        let store = hookbox_store::Store::scratch()
+            .await
+            .expect("a scratch store");
+        let scope = StoreScope::new("t", &store);
+        let request = crate::hook::decode::decode(SAMPLE.as_bytes()).expect("the sample decodes");
+        let run = runtime
+            .invoke(
+                &plugin,
+                &request,
+                Arc::new(BTreeMap::new()),
+                &Limits::default(),
+                &scope,
+            )
+            .await
+            .expect("a slot is free");
+        assert!(run.result.is_ok(), "{:?}", run.result);
+        let warm = runtime
+            .engine()
+            .pooling_allocator_metrics()
+            .map_or(0, |m| m.unused_warm_memories());
+        (runtime.unused_resident(), warm)
+    }
+
+    #[tokio::test]
+    async fn keep_resident_is_applied_and_bounds_what_an_unused_slot_keeps() {
+        // Nothing kept: every page the call dirtied went back to the kernel.
+        let (none, warm) = resident_after_one_call(0).await;
+        assert_eq!(none, 0);
+        assert_eq!(warm, 1, "the call's slot is warm and unused now");
+
+        let (kept, _) = resident_after_one_call(8 << 20).await;
+        let (capped, _) = resident_after_one_call(64 << 10).await;
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            // The plugin dirties some of its memory (its stack and heap at
+            // least), which the pool keeps, up to the setting.
+            assert!(kept > 0 && kept <= 8 << 20, "{kept}");
+            assert!(capped > 0 && capped <= 64 << 10, "{capped}");
+        } else {
+            // Without PAGEMAP_SCAN hookbox never keeps pages resident.
+            assert_eq!((kept, capped), (0, 0));
+        }
+    }
 }

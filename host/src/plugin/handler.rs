@@ -115,18 +115,31 @@ impl Runtime {
     ) -> Result<HandlerRun, Overloaded> {
         let start = Instant::now();
         let mut store = self.new_store(settings, limits, scope);
-        let fuel = self.begin(&mut store, limits, start + limits.deadline);
-        let call = async {
-            let handle = plugin.instantiate_handler(&mut store).await?;
-            let typed = handle.typed::<(&events::Event,), (Result<(), String>,)>(&store)?;
-            let (answer,) = typed.call_async(&mut store, (event,)).await?;
-            Ok::<_, wasmtime::Error>(answer)
+        let deadline = start + limits.deadline;
+        let fuel = self.begin(&mut store, limits, deadline);
+        // As for a resolve call (`invoke`): wasm runs only with a CPU slot.
+        let cpu = self.cpu_call(scope.tenant_id(), deadline);
+        let raw = if cpu.enter().await {
+            store.data_mut().cpu = Some(cpu);
+            let call = async {
+                let handle = plugin.instantiate_handler(&mut store).await?;
+                let typed = handle.typed::<(&events::Event,), (Result<(), String>,)>(&store)?;
+                let (answer,) = typed.call_async(&mut store, (event,)).await?;
+                Ok::<_, wasmtime::Error>(answer)
+            };
+            let raw = tokio::time::timeout_at((deadline + BACKSTOP_GRACE).into(), call)
+                .await
+                .ok();
+            store.data_mut().cpu = None;
+            raw
+        } else {
+            None
         };
-        let result = match tokio::time::timeout(limits.deadline + BACKSTOP_GRACE, call).await {
-            Err(_elapsed) => Err(Failure::Deadline),
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) if e.is::<PoolConcurrencyLimitError>() => return Err(Overloaded),
-            Ok(Err(e)) => Err(classify(&e, store.data())),
+        let result = match raw {
+            None => Err(Failure::Deadline),
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(e)) if e.is::<PoolConcurrencyLimitError>() => return Err(Overloaded),
+            Some(Err(e)) => Err(classify(&e, store.data())),
         };
         let fuel_consumed = fuel.and_then(|f| store.get_fuel().ok().map(|left| f - left));
         let state = store.data_mut();

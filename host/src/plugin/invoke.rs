@@ -174,14 +174,19 @@ impl Runtime {
         let mut store = Store::new(self.engine(), State::new(settings, limits, scope.clone()));
         store.limiter(|s| &mut s.limiter);
         // Check at every epoch tick: past the deadline, interrupt (a trap);
-        // before it, yield to the executor so a busy plugin shares its thread.
-        // tokio's `yield_now` (not a plain re-wake) lets the runtime poll its
-        // I/O driver first, so a spinning plugin cannot starve the sockets of
-        // other requests on the same worker. The deadline is read from the
-        // state at each tick, so one callback serves every request of the store.
+        // before it, yield to the executor so a busy plugin shares its thread,
+        // and give its CPU slot back and queue for one again, so it shares
+        // the CPU fairly with other tenants' calls (`fair`). The yield polls
+        // tokio's I/O driver first, so a spinning plugin cannot starve the
+        // sockets of other requests on the same worker. The deadline is read
+        // from the state at each tick, so one callback serves every request
+        // of the store.
         store.epoch_deadline_callback(|ctx| {
-            Ok(if Instant::now() >= ctx.data().deadline {
+            let state = ctx.data();
+            Ok(if Instant::now() >= state.deadline {
                 UpdateDeadline::Interrupt
+            } else if let Some(cpu) = &state.cpu {
+                UpdateDeadline::YieldCustom(1, Box::pin(cpu.yield_slot()))
             } else {
                 UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
             })
@@ -230,20 +235,33 @@ impl Runtime {
         };
         let fuel = self.begin(&mut store, limits, deadline);
 
-        let call = async {
-            let resolve = match resolve {
-                Some(resolve) => resolve,
-                None => plugin.instantiate(&mut store).await?,
+        // No wasm runs (instantiation included) without a CPU slot; a call
+        // still queued at its deadline fails as any late call does.
+        let cpu = self.cpu_call(scope.tenant_id(), deadline);
+        let raw = if cpu.enter().await {
+            store.data_mut().cpu = Some(cpu);
+            let call = async {
+                let resolve = match resolve {
+                    Some(resolve) => resolve,
+                    None => plugin.instantiate(&mut store).await?,
+                };
+                let answer = resolve.call(&mut store, request).await?;
+                Ok::<_, wasmtime::Error>((resolve, answer))
             };
-            let answer = resolve.call(&mut store, request).await?;
-            Ok::<_, wasmtime::Error>((resolve, answer))
+            let raw = tokio::time::timeout_at((deadline + BACKSTOP_GRACE).into(), call)
+                .await
+                .ok();
+            // The slot goes back now; a reused store never carries one.
+            store.data_mut().cpu = None;
+            raw
+        } else {
+            None
         };
-        let raw = tokio::time::timeout(limits.deadline + BACKSTOP_GRACE, call).await;
 
         let mut reusable = None;
         let result = match raw {
-            Err(_elapsed) => Err(Failure::Deadline),
-            Ok(Ok((resolve, answer))) => {
+            None => Err(Failure::Deadline),
+            Some(Ok((resolve, answer))) => {
                 reusable = Some(resolve);
                 Ok(match answer {
                     Ok(response) => Outcome::Response(response),
@@ -251,8 +269,10 @@ impl Runtime {
                 })
             }
             // The plugin never ran: not a failure of it, an overload of the host.
-            Ok(Err(e)) if e.is::<PoolConcurrencyLimitError>() => return (Err(Overloaded), None),
-            Ok(Err(e)) => Err(classify(&e, store.data())),
+            Some(Err(e)) if e.is::<PoolConcurrencyLimitError>() => {
+                return (Err(Overloaded), None);
+            }
+            Some(Err(e)) => Err(classify(&e, store.data())),
         };
         let fuel_consumed = fuel.and_then(|f| store.get_fuel().ok().map(|left| f - left));
         let state = store.data_mut();

@@ -93,7 +93,42 @@ pub struct EngineConfig {
     pub cache_dir: Option<PathBuf>,
     /// What the cache may hold; past it the least recently used files go.
     pub cache_max_size: u64,
+    /// Bytes of a linear memory's slot kept resident (reset in place rather
+    /// than given back to the kernel) after its instance is dropped. See the
+    /// memory section of [`crate::plugin`] for the trade-off.
+    pub memory_keep_resident: u64,
+    /// The same for a table's slot.
+    pub table_keep_resident: u64,
+    /// Pool slots that served a plugin and are now unused that the pool
+    /// prefers over never-used ones, up to this many: bounds how many slots
+    /// (each keeping up to the keep-resident sizes) are warm at low load.
+    pub max_unused_warm_slots: u32,
+    /// Plugin calls running wasm at once, all tenants together (the fair
+    /// CPU scheduler's slots, [`crate::plugin::CpuScheduler`]).
+    pub cpu_slots: u32,
+    /// Of those, the most one tenant's calls may hold at once.
+    pub cpu_slots_per_tenant: u32,
 }
+
+/// Default of `engine.cpu_slots`: the cores this process may use.
+pub fn default_cpu_slots() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+}
+
+/// Default of `engine.cpu_slots_per_tenant` for `slots` slots: all but one
+/// (at least one), so one tenant never holds every slot when there are two.
+pub fn default_cpu_slots_per_tenant(slots: u32) -> u32 {
+    slots.saturating_sub(1).max(1)
+}
+
+/// Default of `engine.memory_keep_resident`.
+pub const DEFAULT_MEMORY_KEEP_RESIDENT: u64 = MIB;
+
+/// Default of `engine.table_keep_resident`.
+pub const DEFAULT_TABLE_KEEP_RESIDENT: u64 = 64 * 1024;
+
+/// Default of `engine.max_unused_warm_slots`.
+pub const DEFAULT_MAX_UNUSED_WARM_SLOTS: u32 = 16;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -103,6 +138,11 @@ impl Default for EngineConfig {
             fuel: false,
             cache_dir: None,
             cache_max_size: GIB,
+            memory_keep_resident: DEFAULT_MEMORY_KEEP_RESIDENT,
+            table_keep_resident: DEFAULT_TABLE_KEEP_RESIDENT,
+            max_unused_warm_slots: DEFAULT_MAX_UNUSED_WARM_SLOTS,
+            cpu_slots: default_cpu_slots(),
+            cpu_slots_per_tenant: default_cpu_slots_per_tenant(default_cpu_slots()),
         }
     }
 }

@@ -20,6 +20,11 @@
 //!   request may get one that served earlier requests of the same tenant
 //!   (never another tenant's); an instance that failed is never reused. See
 //!   [`instances`] for exactly what carries over;
+//! - wasm runs only while its call holds a CPU slot of the engine's
+//!   [`CpuScheduler`] (`engine.cpu_slots`, at most `engine.cpu_slots_per_tenant`
+//!   per tenant), given back at every epoch tick and while the claim store
+//!   is awaited, and granted to the least-used tenant first: a tenant whose
+//!   plugin spins cannot take the other tenants' CPU (see [`fair`]);
 //! - what answers a tenant is its [`Binding`]'s [`Backend`]: the plugin (the
 //!   only backend a shipped build has) or a resolver a benchmark compiled
 //!   into the host; the runtime itself never checks for the latter.
@@ -29,6 +34,7 @@ pub mod bindings;
 pub mod cache;
 mod claims;
 mod engine;
+pub mod fair;
 mod handler;
 pub mod instances;
 mod invoke;
@@ -37,12 +43,14 @@ mod state;
 
 pub use binding::{Backend, Binding, NativeResolver};
 pub use engine::{EngineError, Pool, Runtime};
+pub use fair::CpuScheduler;
 pub use instances::Instances;
 pub use invoke::{Failure, Invocation, Outcome, Overloaded};
 pub(crate) use limits::MIB;
 pub use limits::{
-    DEFAULT_DEADLINE, DEFAULT_MEMORY, DEFAULT_REUSE_MAX_REQUESTS, EngineConfig, InstanceMode,
-    Limits, Settings,
+    DEFAULT_DEADLINE, DEFAULT_MAX_UNUSED_WARM_SLOTS, DEFAULT_MEMORY, DEFAULT_MEMORY_KEEP_RESIDENT,
+    DEFAULT_REUSE_MAX_REQUESTS, DEFAULT_TABLE_KEEP_RESIDENT, EngineConfig, InstanceMode, Limits,
+    Settings, default_cpu_slots, default_cpu_slots_per_tenant,
 };
 pub use state::{LogLine, PluginLog};
 

@@ -23,6 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::v0_2::hookbox::okta_import as v0_2;
 use super::claims::{Lookups, StoreCalls, StoreScope, reserve};
+use super::fair::CallCpu;
 use super::hookbox::okta_import::host::{self, Level};
 use super::hookbox::okta_import::types;
 use super::limits::Limits;
@@ -60,6 +61,9 @@ pub struct State {
     pub(super) reserve: Duration,
     /// Directory lookups left in the current request (made at its first lookup).
     pub(super) lookups: Lookups,
+    /// The current call's hold on a CPU slot (`None` between calls of a
+    /// reused instance, and while nothing runs).
+    pub(super) cpu: Option<CallCpu>,
 }
 
 impl State {
@@ -96,6 +100,7 @@ impl State {
             calls: StoreCalls::default(),
             reserve: reserve(limits.deadline),
             lookups: None,
+            cpu: None,
         }
     }
 

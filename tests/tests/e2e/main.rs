@@ -10,6 +10,7 @@ mod conformance;
 mod deadlines;
 mod directory;
 mod events;
+mod fairness;
 mod instance_mode;
 mod misbehave;
 mod oauth;
