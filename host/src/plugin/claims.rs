@@ -271,7 +271,15 @@ async fn find_user(state: &mut State, login: &str) -> Result<Option<String>, Dir
     let budget = state
         .lookups
         .get_or_insert_with(|| directory.request_budget());
+    // Waiting on Okta is not CPU: as for store calls, the slot goes to another
+    // call meanwhile (a slow directory must not serialize a tenant's calls).
+    if let Some(cpu) = &state.cpu {
+        cpu.release();
+    }
     let result = directory.find_user_in(login, deadline, budget).await;
+    if let Some(cpu) = &state.cpu {
+        cpu.resume().await;
+    }
     result.map_err(|e| {
         // The kind only: never the login (nor the token, which no error holds).
         tracing::debug!(
