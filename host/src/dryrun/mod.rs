@@ -293,6 +293,8 @@ impl Target {
             settings: Arc::new(settings),
             smoke: None,
             events: Default::default(),
+            // `--plugin` has no tenant configuration: no directory.
+            directory: None,
         };
         let tenants = Tenants::from_parts([(config, plugin)]);
         Ok(Target {
