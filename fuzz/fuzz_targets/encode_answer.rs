@@ -55,7 +55,15 @@ enum Name {
     Any(String),
 }
 
-const NAMES: &[&str] = &["login", "email", "firstName", "lastName", "", " ", "middleName"];
+const NAMES: &[&str] = &[
+    "login",
+    "email",
+    "firstName",
+    "lastName",
+    "",
+    " ",
+    "middleName",
+];
 
 #[derive(Arbitrary, Debug)]
 enum ValueIn {
@@ -104,7 +112,9 @@ impl Tree {
             Tree::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Tree::Str(s) => Value::String(s.clone()),
             Tree::Array(a) => Value::Array(a.iter().map(Tree::json).collect()),
-            Tree::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), v.json())).collect()),
+            Tree::Object(o) => {
+                Value::Object(o.iter().map(|(k, v)| (k.clone(), v.json())).collect())
+            }
         }
     }
 }
@@ -214,14 +224,27 @@ fn breaks_a_rule(response: &wit::Response) -> Option<&'static str> {
 
 /// Accepted bytes: Okta's response shape exactly, and what `response` said.
 fn check_response(bytes: &[u8], response: &wit::Response, plugin: &str) {
-    assert!(bytes.len() < MAX_RESPONSE_BYTES, "{} bytes sent", bytes.len());
+    assert!(
+        bytes.len() < MAX_RESPONSE_BYTES,
+        "{} bytes sent",
+        bytes.len()
+    );
     let v: Value = serde_json::from_slice(bytes).expect("an answer is JSON");
     let obj = v.as_object().expect("an answer is an object");
     for key in obj.keys() {
-        assert!(["commands", "debugContext"].contains(&key.as_str()), "key {key}");
+        assert!(
+            ["commands", "debugContext"].contains(&key.as_str()),
+            "key {key}"
+        );
     }
-    let commands = obj.get("commands").map_or(&[][..], |c| c.as_array().expect("array"));
-    assert_eq!(commands.len(), response.commands.len(), "a command was dropped");
+    let commands = obj
+        .get("commands")
+        .map_or(&[][..], |c| c.as_array().expect("array"));
+    assert_eq!(
+        commands.len(),
+        response.commands.len(),
+        "a command was dropped"
+    );
     for (json, command) in commands.iter().zip(&response.commands) {
         let c = json.as_object().expect("a command is an object");
         assert_eq!(c.len(), 2, "type and value only: {json}");
@@ -272,7 +295,10 @@ fn check_response(bytes: &[u8], response: &wit::Response, plugin: &str) {
 fuzz_target!(|input: (Input, String)| {
     let (input, plugin) = input;
     let result = match &input {
-        Input::Response { commands, debug_context } => Ok(Outcome::Response(wit::Response {
+        Input::Response {
+            commands,
+            debug_context,
+        } => Ok(Outcome::Response(wit::Response {
             commands: commands.iter().map(command).collect(),
             debug_context: debug_context.clone(),
         })),
@@ -289,7 +315,11 @@ fuzz_target!(|input: (Input, String)| {
     let encoded = encode::encode(&result, &plugin);
     match (&result, &encoded) {
         (Ok(Outcome::Response(r)), Ok(bytes)) => {
-            assert_eq!(breaks_a_rule(r), None, "accepted an answer that breaks a rule");
+            assert_eq!(
+                breaks_a_rule(r),
+                None,
+                "accepted an answer that breaks a rule"
+            );
             check_response(bytes, r, &plugin);
         }
         (Ok(Outcome::Response(r)), Err(Failure::InvalidAnswer(why))) => {
@@ -302,11 +332,17 @@ fuzz_target!(|input: (Input, String)| {
         }
         (Ok(Outcome::Declined(summary)), Ok(bytes)) => {
             let sent = hookbox_fuzz::check_error_body_with_debug(bytes, &plugin);
-            assert!(summary.starts_with(&sent) && sent.len() <= 1024, "summary {sent:?}");
+            assert!(
+                summary.starts_with(&sent) && sent.len() <= 1024,
+                "summary {sent:?}"
+            );
         }
         (Ok(Outcome::Declined(_)), Err(Failure::InvalidAnswer(why))) => {
             // Only a summary so long it cannot fit.
-            assert!(why.contains("bytes; Okta accepts under"), "declined refused: {why}");
+            assert!(
+                why.contains("bytes; Okta accepts under"),
+                "declined refused: {why}"
+            );
         }
         (Err(failure), Ok(bytes)) => {
             let sent = hookbox_fuzz::check_error_body_with_debug(bytes, &plugin);

@@ -27,7 +27,10 @@ fuzz_target!(|body: &[u8]| {
     for event in &delivery.events {
         assert!(!event.uuid.is_empty() && event.uuid.len() <= MAX_UUID);
         assert!(!event.event_type.is_empty());
-        assert_eq!(event.raw.get("uuid").and_then(Value::as_str), Some(event.uuid.as_str()));
+        assert_eq!(
+            event.raw.get("uuid").and_then(Value::as_str),
+            Some(event.uuid.as_str())
+        );
         // Through the queue: what is stored comes back whole.
         let payload = Payload::of(&delivery, event);
         let stored = payload.to_bytes();

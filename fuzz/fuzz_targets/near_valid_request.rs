@@ -111,8 +111,16 @@ enum Key {
 }
 
 const KNOWN: &[&str] = &[
-    "login", "email", "firstName", "lastName", "middleName", "mobilePhone", "groups",
-    "displayName", "", "__proto__",
+    "login",
+    "email",
+    "firstName",
+    "lastName",
+    "middleName",
+    "mobilePhone",
+    "groups",
+    "displayName",
+    "",
+    "__proto__",
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -221,7 +229,11 @@ fn json(j: &Json, out: &mut String) {
         }
         Json::Deep(n, arrays) => {
             let n = *n as usize % 2048;
-            let (open, close) = if *arrays { ("[", "]") } else { ("{\"a\":", "}") };
+            let (open, close) = if *arrays {
+                ("[", "]")
+            } else {
+                ("{\"a\":", "}")
+            };
             out.push_str(&open.repeat(n));
             out.push('1');
             out.push_str(&close.repeat(n));
@@ -283,17 +295,16 @@ fn list<T>(items: &[T], render: impl Fn(&T, &mut String), out: &mut String) {
 }
 
 fn profile(p: &Profile, out: &mut String) {
-    let members: Vec<String> = p
-        .0
-        .iter()
-        .map(|(k, v)| {
-            let mut m = String::new();
-            key(k, &mut m);
-            m.push(':');
-            json(v, &mut m);
-            m
-        })
-        .collect();
+    let members: Vec<String> =
+        p.0.iter()
+            .map(|(k, v)| {
+                let mut m = String::new();
+                key(k, &mut m);
+                m.push(':');
+                json(v, &mut m);
+                m
+            })
+            .collect();
     object(&members, out);
 }
 
@@ -345,7 +356,12 @@ fn data(d: &Data, out: &mut String) {
         &d.context,
         |c: &Context, out| {
             let mut m = Vec::new();
-            member("conflicts", &c.conflicts, |k: &Vec<Key>, out| list(k, key, out), &mut m);
+            member(
+                "conflicts",
+                &c.conflicts,
+                |k: &Vec<Key>, out| list(k, key, out),
+                &mut m,
+            );
             member(
                 "application",
                 &c.application,
@@ -370,8 +386,18 @@ fn data(d: &Data, out: &mut String) {
                 },
                 &mut m,
             );
-            member("matches", &c.matches, |v: &Vec<Json>, out| list(v, json, out), &mut m);
-            member("policy", &c.policy, |v: &Vec<Str>, out| list(v, str_, out), &mut m);
+            member(
+                "matches",
+                &c.matches,
+                |v: &Vec<Json>, out| list(v, json, out),
+                &mut m,
+            );
+            member(
+                "policy",
+                &c.policy,
+                |v: &Vec<Str>, out| list(v, str_, out),
+                &mut m,
+            );
             object(&m, out);
         },
         &mut m,

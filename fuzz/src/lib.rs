@@ -39,7 +39,9 @@ pub fn check_error_body(body: &[u8]) -> String {
     assert_eq!(obj.len(), 1, "error body has only `error`: {v}");
     let err = obj["error"].as_object().expect("`error` is an object");
     assert_eq!(err.len(), 1, "`error` has only `errorSummary`: {v}");
-    let summary = err["errorSummary"].as_str().expect("errorSummary is a string");
+    let summary = err["errorSummary"]
+        .as_str()
+        .expect("errorSummary is a string");
     assert!(!summary.is_empty(), "empty errorSummary");
     summary.to_owned()
 }
@@ -58,7 +60,10 @@ fn check_accepted(body: &[u8], request: &wit::ImportRequest) {
         Some("LINK_USER") => assert!(matches!(request.action, wit::ActionResult::LinkUser)),
         other => panic!("accepted action {other:?}"),
     }
-    let matches = data["context"]["matches"].as_array().cloned().unwrap_or_default();
+    let matches = data["context"]["matches"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(matches.len(), request.context.matches.len());
     for (json, value) in matches.iter().zip(&request.context.matches) {
         assert_eq!(&round_trip(value), json, "a match did not round-trip");
@@ -94,10 +99,15 @@ pub fn check_error_body_with_debug(body: &[u8], plugin: &str) -> String {
     let v: Value = serde_json::from_slice(body).expect("an error answer is JSON");
     let obj = v.as_object().expect("an error answer is an object");
     assert_eq!(obj.len(), 2, "error and debugContext only: {v}");
-    let debug = obj["debugContext"].as_object().expect("debugContext is an object");
+    let debug = obj["debugContext"]
+        .as_object()
+        .expect("debugContext is an object");
     assert_eq!(debug.len(), 1);
     assert_eq!(debug[encode::DEBUG_PLUGIN_KEY], plugin);
     let err = obj["error"].as_object().expect("`error` is an object");
     assert_eq!(err.len(), 1, "`error` has only `errorSummary`: {v}");
-    err["errorSummary"].as_str().expect("errorSummary is a string").to_owned()
+    err["errorSummary"]
+        .as_str()
+        .expect("errorSummary is a string")
+        .to_owned()
 }
