@@ -34,6 +34,8 @@ enum Fail {
     InvalidAnswer(String),
 }
 
+// The WIT variant's names, mirrored.
+#[allow(clippy::enum_variant_names)]
 #[derive(Arbitrary, Debug)]
 enum Command {
     AppUserProfileUpdate(Vec<Attribute>),
