@@ -44,6 +44,39 @@ mod server;
 pub mod tenant;
 pub mod tls;
 
+/// Entry points for the `cargo fuzz` targets in `fuzz/` only: not an API,
+/// may change at any time. Everything else the targets drive is public
+/// already; these render refusals exactly as the server does, so a target can
+/// check that what a client gets is Okta's error body.
+#[doc(hidden)]
+pub mod fuzzing {
+    use http_body_util::BodyExt;
+
+    use crate::error::HttpError;
+    use crate::hook::decode::DecodeError;
+    use crate::pipeline::Refused;
+
+    /// Status and body the import route answers for a request the decoder refused.
+    pub fn refused_import(e: DecodeError) -> (u16, Vec<u8>) {
+        rendered(HttpError::from(Refused::BadRequest(e)))
+    }
+
+    /// Status and body the events route answers for a delivery the decoder refused.
+    pub fn refused_delivery(e: DecodeError) -> (u16, Vec<u8>) {
+        rendered(HttpError::BadRequest(e.to_string()))
+    }
+
+    fn rendered(e: HttpError) -> (u16, Vec<u8>) {
+        let response = e.into_response();
+        let status = response.status().as_u16();
+        // A `Full` body is ready at once: no runtime needed to collect it.
+        let body = futures::executor::block_on(response.into_body().collect())
+            .map(|c| c.to_bytes().to_vec())
+            .unwrap_or_default();
+        (status, body)
+    }
+}
+
 pub use app::{App, AppError};
 pub use server::ServeError;
 
