@@ -72,7 +72,7 @@ impl Embedded {
         scratch_dir: Option<tempfile::TempDir>,
     ) -> Result<Self, StoreError> {
         let p = path.clone();
-        let db = blocking(move || open_db(&p)).await??;
+        let db = blocking(move || open_db(&p, true)).await??;
         Ok(Self::with_db(db, path, scratch_dir, true))
     }
 
@@ -83,7 +83,7 @@ impl Embedded {
         scratch_dir: tempfile::TempDir,
     ) -> Result<Self, StoreError> {
         let p = path.clone();
-        let db = blocking(move || open_db(&p)).await??;
+        let db = blocking(move || open_db(&p, false)).await??;
         Ok(Self::with_db(db, path, Some(scratch_dir), false))
     }
 
@@ -507,11 +507,20 @@ where
         .map_err(|e| StoreError::Unavailable(format!("embedded store task failed: {e}")))
 }
 
-fn open_db(path: &Path) -> Result<Database, StoreError> {
+/// redb's page cache for a throwaway store: a dry run streams, so its memory
+/// must not grow with the file (redb's default cache is 1 GiB); a durable
+/// store keeps the default, since its reads are hot.
+const THROWAWAY_CACHE: usize = 16 << 20;
+
+fn open_db(path: &Path, durable: bool) -> Result<Database, StoreError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_private_dirs(parent)?;
     }
-    let db = Database::create(path).map_err(|e| match e {
+    let mut builder = Database::builder();
+    if !durable {
+        builder.set_cache_size(THROWAWAY_CACHE);
+    }
+    let db = builder.create(path).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Unavailable(format!(
             "{} is already open (another hookbox process?)",
             path.display()
