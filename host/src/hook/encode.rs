@@ -312,6 +312,21 @@ mod tests {
     }
 
     #[test]
+    fn json_floats_round_trip_exactly() {
+        // Found by the `encode_answer` fuzz target: without serde_json's
+        // `float_roundtrip`, this one came back one unit in the last place off.
+        let v = respond(vec![wit::Command::UserProfileUpdate(vec![
+            wit::Attribute {
+                name: "n".into(),
+                value: wit::Value::Json("{\"\": 2.6873340255978326e-212}".into()),
+            },
+        ])])
+        .expect("valid");
+        let n = &v["commands"][0]["value"]["n"][""];
+        assert_eq!(n.as_f64(), Some(2.6873340255978326e-212), "{n}");
+    }
+
+    #[test]
     fn floods_are_refused_by_count_before_encoding() {
         let profile = |n: usize| {
             wit::Command::UserProfileUpdate((0..n).map(|i| text(&format!("a{i}"), "x")).collect())
