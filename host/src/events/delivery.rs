@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::hook::decode::DecodeError;
+use crate::hook::decode::{DecodeError, describe, json_object_text};
 
 /// The only envelope `eventType` Okta's event hooks send.
 pub const ENVELOPE_TYPE: &str = "com.okta.event_hook";
@@ -159,34 +159,20 @@ where
 
 /// Parses and validates a delivery body; see the module docs.
 pub fn decode(body: &[u8]) -> Result<Delivery, DecodeError> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(DecodeError(
-            "the body must be a JSON object (an Okta event hook delivery)".into(),
-        ));
-    }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let wire: WireDelivery = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            DecodeError(format!("malformed JSON: {inner}"))
-        } else if path == "." {
-            DecodeError(inner.to_string())
-        } else {
-            DecodeError(format!("{path}: {inner}"))
-        }
-    })?;
+    let text = json_object_text(body, "an Okta event hook delivery")?;
+    let de = &mut serde_json::Deserializer::from_str(text);
+    let wire: WireDelivery = serde_path_to_error::deserialize(de).map_err(|e| describe(e, ""))?;
     if wire.event_type != ENVELOPE_TYPE {
-        return Err(DecodeError(format!(
+        return Err(DecodeError::new(format!(
             "eventType: expected \"{ENVELOPE_TYPE}\", got \"{}\"",
             wire.event_type
         )));
     }
     if wire.event_id.is_empty() {
-        return Err(DecodeError("eventId: must not be empty".into()));
+        return Err(DecodeError::new("eventId: must not be empty"));
     }
     if wire.data.events.len() > MAX_EVENTS {
-        return Err(DecodeError(format!(
+        return Err(DecodeError::new(format!(
             "data.events: {} events, more than {MAX_EVENTS} in one delivery",
             wire.data.events.len()
         )));
@@ -197,7 +183,9 @@ pub fn decode(body: &[u8]) -> Result<Delivery, DecodeError> {
         let typed = log_event(&value, &at)?;
         let Value::Object(raw) = value else {
             // `log_event` refused anything but an object already.
-            return Err(DecodeError(format!("{at}: expected a LogEvent object")));
+            return Err(DecodeError::new(format!(
+                "{at}: expected a LogEvent object"
+            )));
         };
         events.push(Event {
             uuid: typed.uuid,
@@ -216,24 +204,21 @@ pub fn decode(body: &[u8]) -> Result<Delivery, DecodeError> {
 /// Reads one LogEvent's typed view; errors name the path under `at`.
 pub fn log_event(value: &Value, at: &str) -> Result<WireLogEvent, DecodeError> {
     if !value.is_object() {
-        return Err(DecodeError(format!("{at}: expected a LogEvent object")));
+        return Err(DecodeError::new(format!(
+            "{at}: expected a LogEvent object"
+        )));
     }
-    let typed: WireLogEvent = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." {
-            DecodeError(format!("{at}: {inner}"))
-        } else {
-            DecodeError(format!("{at}.{path}: {inner}"))
-        }
-    })?;
+    let typed: WireLogEvent =
+        serde_path_to_error::deserialize(value).map_err(|e| describe(e, at))?;
     if typed.uuid.is_empty() || typed.uuid.len() > MAX_UUID {
-        return Err(DecodeError(format!(
+        return Err(DecodeError::new(format!(
             "{at}.uuid: must be 1 to {MAX_UUID} bytes"
         )));
     }
     if typed.event_type.is_empty() {
-        return Err(DecodeError(format!("{at}.eventType: must not be empty")));
+        return Err(DecodeError::new(format!(
+            "{at}.eventType: must not be empty"
+        )));
     }
     Ok(typed)
 }
@@ -273,7 +258,7 @@ impl Payload {
     /// A payload back from the queue.
     pub fn from_bytes(bytes: &[u8]) -> Result<Payload, DecodeError> {
         serde_json::from_slice(bytes)
-            .map_err(|e| DecodeError(format!("queued payload does not decode: {e}")))
+            .map_err(|e| DecodeError::new(format!("queued payload does not decode: {e}")))
     }
 }
 
@@ -400,7 +385,7 @@ mod tests {
             let e = decode(body.as_bytes())
                 .err()
                 .unwrap_or_else(|| panic!("{needle}: should fail"));
-            assert!(e.0.contains(needle), "expected '{needle}' in '{e}'");
+            assert!(e.message().contains(needle), "expected '{needle}' in '{e}'");
         }
     }
 
@@ -408,6 +393,6 @@ mod tests {
     fn an_event_that_is_not_an_object_is_named() {
         let body = r#"{"eventType":"com.okta.event_hook","eventId":"x","data":{"events":[{"uuid":"a","eventType":"t"}, 7]}}"#;
         let e = decode(body.as_bytes()).expect_err("refused");
-        assert!(e.0.contains("data.events[1]"), "{e}");
+        assert!(e.message().contains("data.events[1]"), "{e}");
     }
 }

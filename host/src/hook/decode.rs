@@ -14,9 +14,80 @@ use crate::plugin::wit;
 pub const EVENT_TYPE: &str = "com.okta.import.transform";
 
 /// Why a body was refused; `Display` names the field path.
+///
+/// Invariant: the message is at most [`DecodeError::MAX_LEN`] bytes. It
+/// quotes the client (field paths hold its keys, serde quotes its values),
+/// and it is both sent back and logged, so an attacker's megabyte key never
+/// becomes a megabyte error body or log line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct DecodeError(pub String);
+pub struct DecodeError(String);
+
+impl DecodeError {
+    /// The longest message kept, in bytes (a longer one is cut at a
+    /// character boundary and ends with `…`).
+    pub const MAX_LEN: usize = 300;
+
+    /// A refusal saying `message`, bounded to [`DecodeError::MAX_LEN`].
+    pub fn new(message: impl Into<String>) -> DecodeError {
+        let mut message = message.into();
+        if message.len() > Self::MAX_LEN {
+            let ellipsis = '…';
+            let mut cut = Self::MAX_LEN - ellipsis.len_utf8();
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push(ellipsis);
+        }
+        DecodeError(message)
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The body as JSON text, if it is UTF-8 and starts (after whitespace) with
+/// an object, which is all Okta ever sends. `what` names the expected body.
+///
+/// UTF-8 is checked up front because serde_json validates only the strings
+/// it keeps: one skipped as unknown could hold any bytes (RFC 8259 requires
+/// UTF-8 of the whole text).
+pub(crate) fn json_object_text<'a>(body: &'a [u8], what: &str) -> Result<&'a str, DecodeError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(DecodeError::new(format!(
+            "the body must be a JSON object ({what})"
+        )));
+    }
+    std::str::from_utf8(body).map_err(|e| {
+        DecodeError::new(format!(
+            "malformed JSON: invalid UTF-8 at byte {}",
+            e.valid_up_to()
+        ))
+    })
+}
+
+/// A serde refusal with the path of the field it concerns (`at`, then the
+/// path inside it, or nothing at the top).
+pub(crate) fn describe(e: serde_path_to_error::Error<serde_json::Error>, at: &str) -> DecodeError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.is_syntax() || inner.is_eof() {
+        DecodeError::new(format!("malformed JSON: {inner}"))
+    } else if path == "." {
+        if at.is_empty() {
+            DecodeError::new(inner.to_string())
+        } else {
+            DecodeError::new(format!("{at}: {inner}"))
+        }
+    } else if at.is_empty() {
+        DecodeError::new(format!("{path}: {inner}"))
+    } else {
+        DecodeError::new(format!("{at}.{path}: {inner}"))
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -106,19 +177,15 @@ where
 /// Parses and validates an Okta import hook request body.
 pub fn decode(body: &[u8]) -> Result<wit::ImportRequest, DecodeError> {
     // serde would also read a struct from a JSON array; Okta only ever sends an object.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(DecodeError(
-            "the body must be a JSON object (an Okta import hook request)".into(),
-        ));
-    }
+    let text = json_object_text(body, "an Okta import hook request")?;
     // Path tracking costs on every field; valid requests (nearly all of them)
     // take the plain parse, and only a failed one is parsed again to name the path.
-    let wire: WireRequest = match serde_json::from_slice(body) {
+    let wire: WireRequest = match serde_json::from_str(text) {
         Ok(wire) => wire,
-        Err(_) => return Err(explain(body)),
+        Err(_) => return Err(explain(text)),
     };
     if wire.event_type != EVENT_TYPE {
-        return Err(DecodeError(format!(
+        return Err(DecodeError::new(format!(
             "eventType: expected \"{EVENT_TYPE}\", got \"{}\"",
             wire.event_type
         )));
@@ -155,20 +222,12 @@ pub fn decode(body: &[u8]) -> Result<wit::ImportRequest, DecodeError> {
 }
 
 /// Parses `body` again with path tracking to say which field is wrong.
-fn explain(body: &[u8]) -> DecodeError {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let Err(e) = serde_path_to_error::deserialize::<_, WireRequest>(de) else {
-        // Unreachable in practice: the plain parse of the same bytes failed.
-        return DecodeError("invalid request".into());
-    };
-    let path = e.path().to_string();
-    let inner = e.into_inner();
-    if inner.is_syntax() || inner.is_eof() {
-        DecodeError(format!("malformed JSON: {inner}"))
-    } else if path == "." {
-        DecodeError(inner.to_string())
-    } else {
-        DecodeError(format!("{path}: {inner}"))
+fn explain(text: &str) -> DecodeError {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    match serde_path_to_error::deserialize::<_, WireRequest>(de) {
+        Err(e) => describe(e, ""),
+        // Unreachable in practice: the plain parse of the same text failed.
+        Ok(_) => DecodeError::new("invalid request"),
     }
 }
 
@@ -316,7 +375,7 @@ mod tests {
             let e = decode(body.as_bytes())
                 .err()
                 .unwrap_or_else(|| panic!("{needle}: should fail"));
-            assert!(e.0.contains(needle), "expected '{needle}' in '{e}'");
+            assert!(e.message().contains(needle), "expected '{needle}' in '{e}'");
         }
     }
 
@@ -330,5 +389,36 @@ mod tests {
             .replace("\"matches\": []", "\"matches\": null");
         let r = decode(body.as_bytes()).expect("decodes");
         assert!(r.context.matches.is_empty());
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_even_in_an_ignored_member() {
+        // `eventTypeVersion` is not kept, so serde_json alone would skip its
+        // bytes unchecked (a fuzz finding, kept in fuzz/regressions).
+        let mut body = SAMPLE.as_bytes().to_vec();
+        let at = SAMPLE
+            .find("\"eventTypeVersion\": \"")
+            .expect("the sample has it")
+            + 21;
+        body[at] = 0xff;
+        let e = decode(&body).expect_err("not UTF-8");
+        assert_eq!(
+            e.message(),
+            format!("malformed JSON: invalid UTF-8 at byte {at}")
+        );
+    }
+
+    #[test]
+    fn an_error_quoting_the_client_is_bounded() {
+        let key = "k".repeat(100_000);
+        let body = SAMPLE.replace("com.okta.import.transform", &key);
+        let e = decode(body.as_bytes()).expect_err("wrong eventType");
+        assert!(e.message().starts_with("eventType: expected"), "{e}");
+        assert_eq!(e.message().len(), DecodeError::MAX_LEN);
+        assert!(e.message().ends_with('…'));
+        // Cut at a character boundary, whatever the text.
+        let e = DecodeError::new("é".repeat(1_000));
+        assert!(e.message().len() <= DecodeError::MAX_LEN);
+        assert!(e.message().ends_with("é…"));
     }
 }
