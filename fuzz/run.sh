@@ -45,9 +45,14 @@ failed=()
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
     echo "== $t: ${seconds}s"
+    # Past findings (regressions/<target>/) are read as a second corpus:
+    # libFuzzer runs every input first, so a finding that comes back fails
+    # the run at once; new inputs go to the first directory only.
+    dirs=("corpus/$t")
+    [ -d "regressions/$t" ] && dirs+=("regressions/$t")
     # -timeout: one input taking 25 s is a hang (the machine may be busy);
     # -rss_limit_mb: a leak or a blow-up past 2 GiB is a failure.
-    if ! cargo +nightly fuzz run "${flags[@]}" "$t" "corpus/$t" -- \
+    if ! cargo +nightly fuzz run "${flags[@]}" "$t" "${dirs[@]}" -- \
         -max_total_time="$seconds" -timeout=25 -rss_limit_mb=2048 \
         -print_final_stats=1 >"logs/$t.log" 2>&1; then
         failed+=("$t")
