@@ -30,10 +30,15 @@
 //!   dropped, whatever path the call took.
 //! - **Deadlines hold**: waiting for a slot never outlasts the call's
 //!   deadline (`CallCpu::enter` gives up at it), and a call that reached
-//!   its deadline while it waited is interrupted at once (the epoch is
-//!   advanced so its next check fires).
+//!   its deadline while it waited is interrupted as it resumes, without
+//!   running: after an epoch yield its next check is 0 ticks away
+//!   ([`CallCpu::at_tick`]); after a host call the epoch is advanced so
+//!   its next check fires.
+//! - **No wasm without a slot**: so a tenant's calls never run on more
+//!   than `per_tenant` threads at once, whatever their number.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -290,6 +295,7 @@ impl CpuScheduler {
             deadline,
             engine,
             slot: Arc::new(Mutex::new(None)),
+            regranted: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -303,6 +309,18 @@ pub(crate) struct CallCpu {
     deadline: Instant,
     engine: wasmtime::Engine,
     slot: Arc<Mutex<Option<Slot>>>,
+    /// Set when a slot was granted again after an epoch yield, and taken by
+    /// the epoch callback that runs as the guest resumes (see
+    /// [`CallCpu::at_tick`]).
+    regranted: Arc<AtomicBool>,
+}
+
+/// What a call does at an epoch check, given its CPU account.
+pub(crate) enum Tick {
+    /// Run on until the next epoch tick (it holds a slot it was just granted).
+    Run,
+    /// Give the slot back and queue for one again: the future to await.
+    Yield(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>),
 }
 
 type Held = Arc<Mutex<Option<Slot>>>;
@@ -355,24 +373,36 @@ impl CallCpu {
         }
     }
 
-    /// At an epoch yield: gives the slot back now, and returns the future
-    /// that lets the I/O driver run, then queues for a slot again (see
-    /// [`CallCpu::resume`]).
-    pub(crate) fn yield_slot(&self) -> impl Future<Output = ()> + Send + 'static {
+    /// At an epoch check before the deadline (the caller interrupts past
+    /// it): either the first check after a yield, whose slot was just
+    /// granted again, which runs on; or a tick, which gives the slot back
+    /// and returns the future that lets the I/O driver run and then queues
+    /// for a slot again.
+    ///
+    /// Why the first check after a yield exists at all: wasmtime arms the
+    /// next epoch deadline only once the yield's future is done, so the
+    /// yield asks for a deadline 0 ticks away, and the guest comes straight
+    /// back here when it resumes. That is what makes a call that waited in
+    /// the queue past its deadline stop at once (the caller sees the
+    /// deadline passed) instead of running a whole tick without a slot.
+    pub(crate) fn at_tick(&self) -> Tick {
+        if self.regranted.swap(false, Ordering::AcqRel) {
+            return Tick::Run;
+        }
         self.release();
         let scheduler = self.scheduler.clone();
         let tenant = self.tenant.clone();
         let deadline = self.deadline;
-        let engine = self.engine.clone();
         let cell = self.slot.clone();
-        async move {
+        let regranted = self.regranted.clone();
+        Tick::Yield(Box::pin(async move {
             // tokio's `yield_now` (not a plain re-wake) polls the I/O driver
             // first, so sockets of other requests on this worker move too.
             tokio::task::yield_now().await;
-            if !wait_for_slot(&scheduler, &tenant, deadline, &cell).await {
-                engine.increment_epoch();
+            if wait_for_slot(&scheduler, &tenant, deadline, &cell).await {
+                regranted.store(true, Ordering::Release);
             }
-        }
+        }))
     }
 }
 
@@ -520,6 +550,41 @@ mod tests {
         let engine = wasmtime::Engine::default();
         let late = s.call(t("b"), Instant::now(), engine);
         assert!(!late.enter().await);
+        assert_eq!((s.running(), s.waiting()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn after_a_yield_only_a_regranted_call_runs_on() {
+        let s = CpuScheduler::new(1, 1);
+        let engine = wasmtime::Engine::default();
+        let call = s.call(
+            t("a"),
+            Instant::now() + Duration::from_secs(60),
+            engine.clone(),
+        );
+        assert!(call.enter().await);
+        // A tick: the slot goes back, and comes back (nobody else waits).
+        let Tick::Yield(queued) = call.at_tick() else {
+            panic!("a tick must yield")
+        };
+        assert_eq!(s.running(), 0);
+        queued.await;
+        assert_eq!(s.running(), 1);
+        // The check as the guest resumes runs on; the next tick yields again.
+        assert!(matches!(call.at_tick(), Tick::Run));
+        assert!(matches!(call.at_tick(), Tick::Yield(_)));
+
+        // A call that queued past its deadline is not told to run on: its
+        // resume check sees the deadline and interrupts (the callback's job).
+        let s = CpuScheduler::new(1, 1);
+        let mut r = s.acquire(&t("hog"));
+        let _hog = granted(&mut r).expect("free");
+        let late = s.call(t("a"), Instant::now() + Duration::from_millis(20), engine);
+        let Tick::Yield(queued) = late.at_tick() else {
+            panic!("a tick must yield")
+        };
+        queued.await;
+        assert!(matches!(late.at_tick(), Tick::Yield(_)));
         assert_eq!((s.running(), s.waiting()), (1, 0));
     }
 }

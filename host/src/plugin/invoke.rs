@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline};
 
+use super::fair::Tick;
 use super::instances::{Instances, Warm};
 use super::limits::{Limits, Settings};
 use super::state::{PluginLog, State};
@@ -186,7 +187,12 @@ impl Runtime {
             Ok(if Instant::now() >= state.deadline {
                 UpdateDeadline::Interrupt
             } else if let Some(cpu) = &state.cpu {
-                UpdateDeadline::YieldCustom(1, Box::pin(cpu.yield_slot()))
+                // Deadline 0 ticks away: the guest checks again as soon as
+                // it resumes (`CallCpu::at_tick`).
+                match cpu.at_tick() {
+                    Tick::Run => UpdateDeadline::Continue(1),
+                    Tick::Yield(queued) => UpdateDeadline::YieldCustom(0, queued),
+                }
             } else {
                 UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
             })
