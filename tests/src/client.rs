@@ -161,6 +161,46 @@ impl Client {
             .await
     }
 
+    /// [`Client::hook`] for a server that may die on the way (a test that
+    /// kills it): every failure (refused, reset, cut mid-answer) is an
+    /// `Err` rather than a panic. `Ok` only for an answer read to its end.
+    pub async fn try_hook(
+        &self,
+        tenant: &str,
+        secret: &str,
+        body: &Value,
+    ) -> Result<Reply, String> {
+        let mut config = (*self.tls).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tokio::spawn(conn);
+        let req = self.hook_request(tenant, Some(("authorization", secret)), body.to_string());
+        let response = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let (parts, body) = response.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
     /// POSTs an event hook delivery to the tenant's `/hooks/{tenant}/events`
     /// with `Authorization: secret`.
     pub async fn events(&self, tenant: &str, secret: &str, body: &Value) -> Reply {

@@ -4,7 +4,9 @@
 //!
 //! - 1,000 requests, 64 in flight, 50 users sharing 5 full names → 50
 //!   distinct valid logins, each user's the same on every request;
-//! - claims survive a restart (embedded), and two servers on one Redis never
+//! - claims survive a restart (embedded) and a SIGKILL under load (every
+//!   login answered before the kill comes back to its user, to no one
+//!   else), and two servers on one Redis never
 //!   give one login to two owners;
 //! - an Okta retry (same `eventId`, same body) gets the same bytes and claims
 //!   nothing new, even after the plugin was swapped; the same `eventId` with
@@ -21,10 +23,12 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use hookbox_store::testing::RedisServer;
 use hookbox_tests::{
-    Reply, StoreSpec, TenantSpec, TestServer, fresh_event_id, legacy_wasm, login_conflict_wasm,
-    misbehave_wasm, sample_request,
+    Client, Reply, StoreSpec, TenantSpec, TestServer, fresh_event_id, legacy_wasm,
+    login_conflict_wasm, misbehave_wasm, sample_request,
 };
 use serde_json::{Value, json};
+
+use crate::process::spawn_server;
 
 /// Which backend a test runs on; Redis comes with its server (killed on drop).
 enum Backend {
@@ -269,6 +273,116 @@ async fn claims_survive_a_restart_of_the_embedded_store() {
     assert_eq!(again_a, login_a);
     assert_eq!(claims(&second, "acme").await.len(), 4);
     second.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_under_load_the_server_loses_no_granted_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let tenant = TenantSpec::new("acme", login_conflict_wasm())
+        .deadline("2s")
+        .max_concurrency(64);
+    let setup = TestServer::builder()
+        .tenant(tenant.clone())
+        .store(StoreSpec::Embedded(path.clone()));
+    let (config, pki) = setup.write_files(dir.path());
+    let (mut child, addr) = spawn_server(&config);
+    let client = Client::new(addr, &pki.ca_der);
+
+    // 200 users of 5 full names, 32 requests in flight; SIGKILL once 40
+    // answers are in, with the next ones mid-flight.
+    let users: Vec<User> = (0..5)
+        .flat_map(|name| (0..40).map(move |n| User { name, n }))
+        .collect();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let load = tokio::spawn({
+        let users = users.clone();
+        async move {
+            futures::stream::iter(users)
+                .map(|user| {
+                    let client = client.clone();
+                    async move {
+                        let request = user.request();
+                        let reply = client.try_hook("acme", "secret-acme", &request).await;
+                        (user, request, reply)
+                    }
+                })
+                .buffer_unordered(32)
+                .for_each(|r| {
+                    let _ = tx.send(r);
+                    async {}
+                })
+                .await;
+        }
+    });
+    // Every answer read to its end was granted: its login must survive.
+    let mut granted: Vec<(User, Value, String)> = Vec::new();
+    let mut failed = 0;
+    let mut killed = false;
+    while let Some((user, request, reply)) = rx.recv().await {
+        match reply {
+            Ok(reply) => {
+                let (login, claim) = login_and_claim(&reply);
+                assert!(claim == "claimed", "{user:?}: {claim}");
+                granted.push((user, request, login));
+            }
+            Err(_) => failed += 1,
+        }
+        if !killed && granted.len() >= 40 {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            killed = true;
+        }
+    }
+    load.await.unwrap();
+    assert!(
+        killed,
+        "the server answered {} before the kill",
+        granted.len()
+    );
+    assert!(failed > 0, "the kill cut requests in flight");
+
+    // Run 2 on the same store file.
+    let server = TestServer::builder()
+        .tenant(tenant)
+        .store(StoreSpec::Embedded(path))
+        .start()
+        .await;
+    let client = server.client();
+    // Okta's retry of an answered request (same eventId, same body): the same login.
+    for (user, request, login) in &granted {
+        let (again, _) = login_and_claim(&client.hook("acme", "secret-acme", request).await);
+        assert_eq!(&again, login, "{user:?}: a granted login was lost");
+    }
+    // Every user imported anew: the granted keep theirs, and no login has two owners.
+    let owners: BTreeMap<User, String> = granted.iter().map(|(u, _, l)| (*u, l.clone())).collect();
+    let replies: Vec<(User, Reply)> = futures::stream::iter(users)
+        .map(|user| {
+            let client = client.clone();
+            async move {
+                (
+                    user,
+                    client.hook("acme", "secret-acme", &user.request()).await,
+                )
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let mut logins = BTreeSet::new();
+    for (user, reply) in &replies {
+        let (login, claim) = login_and_claim(reply);
+        if let Some(granted) = owners.get(user) {
+            assert_eq!(
+                (&login, claim.as_str()),
+                (granted, "already-yours"),
+                "{user:?}"
+            );
+        }
+        assert!(logins.insert(login.clone()), "{login} given twice");
+    }
+    assert_eq!(logins.len(), 200);
+    server.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

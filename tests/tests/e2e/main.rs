@@ -15,4 +15,5 @@ mod instance_mode;
 mod misbehave;
 mod oauth;
 mod okta;
+mod process;
 mod reload;
