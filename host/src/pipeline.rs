@@ -138,9 +138,11 @@ pub struct Handled {
     /// The body is the answer a racing request of the same event stored
     /// first, not the one this request's plugin run produced.
     pub raced: bool,
-    /// Idempotency store calls that failed (`recall`, `remember`), by kind;
-    /// the request was answered regardless.
-    pub store_errors: Vec<(&'static str, &'static str)>,
+    /// Idempotency store calls that failed (`recall`, `remember`): the
+    /// operation, the error's kind and its text (for the log: it names the
+    /// cause, such as a full disk, and never a profile value); the request
+    /// was answered regardless.
+    pub store_errors: Vec<(&'static str, &'static str, String)>,
 }
 
 /// How long each idempotency store call (`recall`, `remember`) may take: a
@@ -179,7 +181,7 @@ pub async fn handle(
         }
         Ok(Some(_)) => event_id_reused = true,
         Ok(None) => {}
-        Err(e) => store_errors.push(("recall", e.kind())),
+        Err(e) => store_errors.push(("recall", e.kind(), e.to_string())),
     }
 
     // Held until the answer is encoded; beyond the tenant's share, Okta's one retry is the remedy.
@@ -211,7 +213,7 @@ pub async fn handle(
             }
             // Stored meanwhile for another body: keep ours, store nothing.
             Ok(Remembered::Existing(_)) => event_id_reused = true,
-            Err(e) => store_errors.push(("remember", e.kind())),
+            Err(e) => store_errors.push(("remember", e.kind(), e.to_string())),
         }
         tracing::trace!(
             remember_us = started.elapsed().as_micros() as u64,
@@ -235,7 +237,7 @@ pub async fn handle(
 }
 
 impl Handled {
-    fn replay(body: Vec<u8>, store_errors: Vec<(&'static str, &'static str)>) -> Handled {
+    fn replay(body: Vec<u8>, store_errors: Vec<(&'static str, &'static str, String)>) -> Handled {
         Handled {
             body,
             verdict: Verdict::Replayed,
@@ -259,10 +261,11 @@ impl Handled {
             );
             return;
         }
-        for (op, kind) in &self.store_errors {
+        for (op, kind, error) in &self.store_errors {
             tracing::warn!(
                 op,
                 kind,
+                error,
                 "idempotency store call failed; answered without it"
             );
         }

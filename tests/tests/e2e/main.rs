@@ -11,6 +11,7 @@ mod deadlines;
 mod directory;
 mod events;
 mod fairness;
+mod faults;
 mod instance_mode;
 mod misbehave;
 mod oauth;
