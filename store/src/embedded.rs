@@ -11,14 +11,19 @@
 //! - Claims check-then-insert inside one write transaction: atomic per key.
 //! - Expired answers are invisible as soon as they expire, and deleted later: a few on every
 //!   `remember`, the rest by a sweep every [`SWEEP_EVERY`] that stops when the store is dropped.
+//! - A failed write (a full disk) fails only its own call. redb then refuses every later write
+//!   (`PreviousIo`) until the file is opened again, so the next write reopens it (redb repairs
+//!   it to its last commit) under the writer permit; until that succeeds, writes fail with the
+//!   reason and reads say the database is closed. No restart needed once there is room again.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, StorageError,
+    TableDefinition, TransactionError, WriteTransaction,
 };
 use tokio::sync::Semaphore;
 
@@ -46,7 +51,8 @@ pub(crate) struct Embedded {
 }
 
 pub(crate) struct Shared {
-    pub(crate) db: Database,
+    /// `None` only after a failed write, until it is reopened (see the module docs).
+    db: RwLock<Option<Database>>,
     /// Whether commits are fsync'd (all but a throwaway store's).
     durable: bool,
     writer: Semaphore,
@@ -56,13 +62,53 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// A write transaction, durable unless this is a throwaway store.
+    fn database(&self) -> RwLockReadGuard<'_, Option<Database>> {
+        // Nothing panics while the lock is held, so a poisoned lock's value is still right.
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A read transaction on the current database.
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        match self.database().as_ref() {
+            Some(db) => db.begin_read().map_err(db_err),
+            None => Err(StoreError::Unavailable(
+                "embedded database closed after a failed write; the next write reopens it".into(),
+            )),
+        }
+    }
+
+    /// A write transaction, durable unless this is a throwaway store. Only
+    /// called under the writer permit, which makes the reopen exclusive.
     pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
-        let mut tx = self.db.begin_write().map_err(db_err)?;
+        let first = match self.database().as_ref() {
+            Some(db) => db.begin_write(),
+            None => Err(TransactionError::Storage(StorageError::PreviousIo)),
+        };
+        let mut tx = match first {
+            Err(TransactionError::Storage(StorageError::PreviousIo)) => self.reopen()?,
+            other => other.map_err(db_err)?,
+        };
         if !self.durable {
             tx.set_durability(Durability::None).map_err(db_err)?;
         }
         Ok(tx)
+    }
+
+    /// Closes the database redb refuses to write to after a failed write, and
+    /// opens the file again (redb recovers it to its last commit). Left closed
+    /// if that fails (no room yet): the next write tries again.
+    fn reopen(&self) -> Result<WriteTransaction, StoreError> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // The old handle must go first: it holds the file's lock.
+        drop(db.take());
+        let fresh = open_db(&self.path, self.durable).map_err(|e| {
+            tracing::warn!(path = %self.path.display(), error = %e, "embedded store: reopening after a failed write failed");
+            e
+        })?;
+        tracing::info!(path = %self.path.display(), "embedded store reopened after a failed write");
+        let tx = fresh.begin_write().map_err(db_err);
+        *db = Some(fresh);
+        tx
     }
 }
 
@@ -94,7 +140,7 @@ impl Embedded {
         durable: bool,
     ) -> Self {
         let inner = Arc::new(Shared {
-            db,
+            db: RwLock::new(Some(db)),
             durable,
             writer: Semaphore::new(1),
             path,
@@ -134,7 +180,7 @@ impl Embedded {
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         self.read(|s| {
-            let tx = s.db.begin_read().map_err(db_err)?;
+            let tx = s.begin_read()?;
             tx.open_table(CLAIMS).map_err(db_err)?;
             Ok(())
         })
@@ -154,7 +200,7 @@ impl Embedded {
         let (t, k, o) = (tenant.to_owned(), key.to_owned(), owner.to_owned());
         let seen = self
             .read(move |s| {
-                let tx = s.db.begin_read().map_err(db_err)?;
+                let tx = s.begin_read()?;
                 let table = tx.open_table(CLAIMS).map_err(db_err)?;
                 let owner = table
                     .get((t.as_str(), k.as_str()))
@@ -205,7 +251,7 @@ impl Embedded {
     ) -> Result<Option<String>, StoreError> {
         let (t, k) = (tenant.to_owned(), key.to_owned());
         self.read(move |s| {
-            let tx = s.db.begin_read().map_err(db_err)?;
+            let tx = s.begin_read()?;
             let table = tx.open_table(CLAIMS).map_err(db_err)?;
             let owner = table
                 .get((t.as_str(), k.as_str()))
@@ -278,7 +324,7 @@ impl Embedded {
         let t = tenant.to_owned();
         let after = after.map(str::to_owned);
         self.read(move |s| {
-            let tx = s.db.begin_read().map_err(db_err)?;
+            let tx = s.begin_read()?;
             let table = tx.open_table(CLAIMS).map_err(db_err)?;
             // Tuple keys sort by tenant, then key bytes: a tenant's claims are one contiguous run.
             let start = match &after {
@@ -379,7 +425,7 @@ impl Embedded {
     ) -> Result<Option<StoredAnswer>, StoreError> {
         let (t, e) = (tenant.to_owned(), event_id.to_owned());
         self.read(move |s| {
-            let tx = s.db.begin_read().map_err(db_err)?;
+            let tx = s.begin_read()?;
             let table = tx.open_table(ANSWERS).map_err(db_err)?;
             let Some(v) = table.get((t.as_str(), e.as_str())).map_err(db_err)? else {
                 return Ok(None);

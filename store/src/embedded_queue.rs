@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::embedded::{Embedded, Shared, db_err};
 use crate::queue::{DeadEvent, Delivery, Enqueued, FailOutcome, QueuedEvent};
@@ -271,7 +271,7 @@ impl Embedded {
     ) -> Result<Vec<DeadEvent>, StoreError> {
         let t = tenant.to_owned();
         self.read(move |s| {
-            let tx = s.db.begin_read().map_err(db_err)?;
+            let tx = s.begin_read()?;
             let dead = tx.open_table(Q_DEAD).map_err(db_err)?;
             let start = after.map_or(0, |a| a.saturating_add(1));
             let mut out = Vec::new();
@@ -345,7 +345,7 @@ impl Embedded {
     pub(crate) async fn queued(&self, tenant: &str) -> Result<usize, StoreError> {
         let t = tenant.to_owned();
         self.read(move |s| {
-            let tx = s.db.begin_read().map_err(db_err)?;
+            let tx = s.begin_read()?;
             let meta = tx.open_table(Q_META).map_err(db_err)?;
             let queued = meta
                 .get(t.as_str())

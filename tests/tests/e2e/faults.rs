@@ -1,8 +1,9 @@
 //! Faults of the machine: a data directory hookbox cannot use, and a full
 //! disk. Each is a clear error naming what failed, never a panic, and a
 //! full disk costs only the claims that could not be written: the server
-//! keeps answering (with the plugin's documented fallback), and every claim
-//! it granted before is still there after a restart.
+//! keeps answering (with the plugin's documented fallback), claims work
+//! again as soon as there is room (no restart), and every claim it granted
+//! is still there after a restart.
 //!
 //! A full disk is a file-size limit on the server process (`RLIMIT_FSIZE`,
 //! see [`spawn_server_with_file_limit`]): writes past it fail with `EFBIG`
@@ -147,6 +148,25 @@ async fn a_full_disk_fails_new_claims_only_and_loses_none_it_granted() {
         log.contains("File too large"),
         "the log says why the store failed: {log}"
     );
+
+    // Room again (the limit lifted from the running process): the next
+    // write reopens the database and claims work, no restart needed.
+    let lifted = std::process::Command::new("prlimit")
+        .args(["--pid", &child.id().to_string(), "--fsize=unlimited:"])
+        .status()
+        .unwrap();
+    assert!(lifted.success());
+    let mut claimed_again = false;
+    for i in n..n + 10 {
+        let req = request(i);
+        let (login, claim) = login_and_claim(&client.hook("acme", "secret-acme", &req).await);
+        if claim == "claimed" {
+            granted.push((req, login));
+            claimed_again = true;
+            break;
+        }
+    }
+    assert!(claimed_again, "claims still fail with room on the disk");
     child.kill().unwrap();
     child.wait().unwrap();
 

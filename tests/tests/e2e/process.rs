@@ -65,7 +65,8 @@ pub(crate) fn spawn_server(config: &Path) -> (Child, SocketAddr) {
 }
 
 /// [`spawn_server`] with the child's files capped at `max_file_bytes`
-/// (`RLIMIT_FSIZE`, with `SIGXFSZ` ignored): past it a write fails with
+/// (the soft `RLIMIT_FSIZE`, which `prlimit` may lift later, with `SIGXFSZ`
+/// ignored): past it a write fails with
 /// `EFBIG`, which is how a full disk looks to the process (a write refused,
 /// everything else working). Also returns what it writes to stderr so far.
 pub(crate) fn spawn_server_with_file_limit(
@@ -77,7 +78,7 @@ pub(crate) fn spawn_server_with_file_limit(
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg(format!(
-            "trap '' XFSZ; ulimit -f {}; exec \"$0\" \"$@\"",
+            "trap '' XFSZ; ulimit -S -f {}; exec \"$0\" \"$@\"",
             max_file_bytes.div_ceil(512)
         ))
         .arg(inner.get_program())
