@@ -170,6 +170,29 @@ impl Client {
         secret: &str,
         body: &Value,
     ) -> Result<Reply, String> {
+        let req = self.hook_request(tenant, Some(("authorization", secret)), body.to_string());
+        self.try_send(req).await
+    }
+
+    /// [`Client::events`] as [`Client::try_hook`] is to [`Client::hook`].
+    pub async fn try_events(
+        &self,
+        tenant: &str,
+        secret: &str,
+        body: &Value,
+    ) -> Result<Reply, String> {
+        let mut req = self.hook_request(tenant, Some(("authorization", secret)), body.to_string());
+        *req.uri_mut() = format!(
+            "https://127.0.0.1:{}/hooks/{tenant}/events",
+            self.addr.port()
+        )
+        .parse()
+        .unwrap();
+        self.try_send(req).await
+    }
+
+    /// `req` on a new HTTP/1.1 connection, every failure an `Err`.
+    async fn try_send(&self, req: Request<Full<Bytes>>) -> Result<Reply, String> {
         let mut config = (*self.tls).clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let tcp = TcpStream::connect(self.addr)
@@ -183,7 +206,6 @@ impl Client {
             .await
             .map_err(|e| format!("handshake: {e}"))?;
         tokio::spawn(conn);
-        let req = self.hook_request(tenant, Some(("authorization", secret)), body.to_string());
         let response = send
             .send_request(req)
             .await
