@@ -4,7 +4,8 @@
 //! limit, then a trap), and again after a recovery wait; with the pool's
 //! keep-resident settings as they were before they were configurable
 //! (8 MiB per linear memory, 1 MiB per table, wasmtime's 100 unused warm
-//! slots) and with the defaults. Each configuration runs in a child process
+//! slots), with the defaults, and with the defaults but 2 or 4 MiB kept per
+//! linear memory. Each configuration runs in a child process
 //! of its own, so one's pages never count in the other's figures. Also the
 //! cost of one instantiate + call + drop of the reference plugin under each
 //! configuration (the trade-off the keep-resident size buys).
@@ -47,7 +48,17 @@ fn config(name: &str) -> EngineConfig {
             max_unused_warm_slots: 100,
             ..EngineConfig::default()
         },
-        _ => EngineConfig::default(),
+        // "keep-N": the defaults with N MiB kept per linear memory.
+        other => match other
+            .strip_prefix("keep-")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            Some(n) => EngineConfig {
+                memory_keep_resident: n * MIB,
+                ..EngineConfig::default()
+            },
+            None => EngineConfig::default(),
+        },
     }
 }
 
@@ -151,7 +162,7 @@ fn main() {
     }
     let exe = std::env::current_exe().expect("own path");
     println!("{BURST} concurrent memory-bomb requests (32 MiB limit each):");
-    for name in ["before", "default"] {
+    for name in ["before", "default", "keep-2", "keep-4"] {
         let status = std::process::Command::new(&exe)
             .env("HOOKBOX_BENCH_MEMORY_CHILD", name)
             .status()

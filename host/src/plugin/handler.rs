@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::PoolConcurrencyLimitError;
 
-use super::invoke::{BACKSTOP_GRACE, Failure, Overloaded, classify};
+use super::invoke::{Failure, Overloaded, classify};
 use super::limits::{Limits, Settings};
 use super::state::PluginLog;
 use super::{Plugin, Runtime, StoreScope, events};
@@ -118,23 +118,14 @@ impl Runtime {
         let deadline = start + limits.deadline;
         let fuel = self.begin(&mut store, limits, deadline);
         // As for a resolve call (`invoke`): wasm runs only with a CPU slot.
-        let cpu = self.cpu_call(scope.tenant_id(), deadline);
-        let raw = if cpu.enter().await {
-            store.data_mut().cpu = Some(cpu);
-            let call = async {
-                let handle = plugin.instantiate_handler(&mut store).await?;
-                let typed = handle.typed::<(&events::Event,), (Result<(), String>,)>(&store)?;
-                let (answer,) = typed.call_async(&mut store, (event,)).await?;
-                Ok::<_, wasmtime::Error>(answer)
-            };
-            let raw = tokio::time::timeout_at((deadline + BACKSTOP_GRACE).into(), call)
-                .await
-                .ok();
-            store.data_mut().cpu = None;
-            raw
-        } else {
-            None
-        };
+        let raw = self
+            .on_cpu(&mut store, scope, deadline, async |store| {
+                let handle = plugin.instantiate_handler(store).await?;
+                let typed = handle.typed::<(&events::Event,), (Result<(), String>,)>(&*store)?;
+                let (answer,) = typed.call_async(store, (event,)).await?;
+                Ok(answer)
+            })
+            .await;
         let result = match raw {
             None => Err(Failure::Deadline),
             Some(Ok(answer)) => Ok(answer),

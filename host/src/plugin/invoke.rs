@@ -220,6 +220,30 @@ impl Runtime {
         fuel
     }
 
+    /// Runs `call` (instantiation and the guest's call) on `store` while
+    /// holding a CPU slot of the scope's tenant ([`super::fair`]): no wasm
+    /// runs without one. `None` when the deadline passed first: still queued
+    /// for a slot, or the backstop (`BACKSTOP_GRACE` past it) expired. The
+    /// slot goes back when this returns; a store never keeps one.
+    pub(super) async fn on_cpu<T>(
+        &self,
+        store: &mut Store<State>,
+        scope: &StoreScope,
+        deadline: Instant,
+        call: impl AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<T>,
+    ) -> Option<wasmtime::Result<T>> {
+        let cpu = self.cpu_call(scope.tenant_id(), deadline);
+        if !cpu.enter().await {
+            return None;
+        }
+        store.data_mut().cpu = Some(cpu);
+        let raw = tokio::time::timeout_at((deadline + BACKSTOP_GRACE).into(), call(store))
+            .await
+            .ok();
+        store.data_mut().cpu = None;
+        raw
+    }
+
     /// One call, in `warm` if given, else in a new instance. Returns the
     /// instance for reuse only when the call ran to completion (an answer or
     /// a decline) without touching the memory limit: after a trap, an
@@ -241,28 +265,16 @@ impl Runtime {
         };
         let fuel = self.begin(&mut store, limits, deadline);
 
-        // No wasm runs (instantiation included) without a CPU slot; a call
-        // still queued at its deadline fails as any late call does.
-        let cpu = self.cpu_call(scope.tenant_id(), deadline);
-        let raw = if cpu.enter().await {
-            store.data_mut().cpu = Some(cpu);
-            let call = async {
+        let raw = self
+            .on_cpu(&mut store, scope, deadline, async |store| {
                 let resolve = match resolve {
                     Some(resolve) => resolve,
-                    None => plugin.instantiate(&mut store).await?,
+                    None => plugin.instantiate(store).await?,
                 };
-                let answer = resolve.call(&mut store, request).await?;
-                Ok::<_, wasmtime::Error>((resolve, answer))
-            };
-            let raw = tokio::time::timeout_at((deadline + BACKSTOP_GRACE).into(), call)
-                .await
-                .ok();
-            // The slot goes back now; a reused store never carries one.
-            store.data_mut().cpu = None;
-            raw
-        } else {
-            None
-        };
+                let answer = resolve.call(store, request).await?;
+                Ok((resolve, answer))
+            })
+            .await;
 
         let mut reusable = None;
         let result = match raw {
