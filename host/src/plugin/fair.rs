@@ -32,7 +32,7 @@
 //!   deadline (`CallCpu::enter` gives up at it), and a call that reached
 //!   its deadline while it waited is interrupted as it resumes, without
 //!   running: after an epoch yield its next check is 0 ticks away
-//!   ([`CallCpu::at_tick`]); after a host call the epoch is advanced so
+//!   (`CallCpu::at_tick`); after a host call the epoch is advanced so
 //!   its next check fires.
 //! - **No wasm without a slot**: so a tenant's calls never run on more
 //!   than `per_tenant` threads at once, whatever their number.
