@@ -25,10 +25,18 @@ fi
 #   wasmtime build and every execution slower;
 # - debug assertions and overflow checks on (cargo-fuzz's default with -O,
 #   made explicit): arithmetic overflow is a crash here, as in a debug build;
-# - 16 codegen units instead of cargo-fuzz's 1: the build is dominated by
+# - (optimized builds) 16 codegen units instead of cargo-fuzz's 1: the build is dominated by
 #   wasmtime and cranelift, which one LLVM unit each would serialize.
-flags=(--sanitizer none --debug-assertions --codegen-units 16
+flags=(--sanitizer none --debug-assertions
        --target-dir "${CARGO_TARGET_DIR:-$PWD/target}")
+# HOOKBOX_FUZZ_PROFILE=dev builds unoptimized: CI's short smoke run is
+# dominated by the build (from nothing on 2 cores: 353 s instead of 858 s),
+# at some 20-60x fewer executions per second; a long run wants the default.
+if [ "${HOOKBOX_FUZZ_PROFILE:-release}" = dev ]; then
+    flags+=(--dev)
+else
+    flags+=(--codegen-units 16)
+fi
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
