@@ -46,10 +46,35 @@ pub fn check_error_body(body: &[u8]) -> String {
     summary.to_owned()
 }
 
+/// serde_json's reading of `bytes` without its nesting limit (128 levels).
+/// The reference reading must not have one: the decoder skips unknown
+/// members without recursing, so an accepted body may nest them deeper (a
+/// long-run finding, harmless: nothing deep is kept), and an answer holds a
+/// plugin's `json` value (itself up to 128 deep) five levels down.
+/// `unbounded_depth` is a feature of this crate's build only; it changes
+/// nothing unless a parser disables its limit, as here.
+pub fn parse_unbounded(bytes: &[u8]) -> serde_json::Result<Value> {
+    use serde::Deserialize as _;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let v = Value::deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
 fn check_accepted(body: &[u8], request: &wit::ImportRequest) {
     // The decoder accepted it, so it is JSON; serde_json's own Value is the
     // reference reading (same parser, same duplicate-key rule: last wins).
-    let v: Value = serde_json::from_slice(body).expect("an accepted body is JSON");
+    let v: Value = match parse_unbounded(body) {
+        Ok(v) => v,
+        // JSON allows any exponent (RFC 8259 lets readers limit the range);
+        // serde_json's Value refuses one past f64, but the decoder skips
+        // unknown members unread, so such a number there is accepted, and
+        // rightly: nothing is kept of it (a kept one is refused). There is no
+        // reference reading of such a body to compare with.
+        Err(e) if e.to_string().starts_with("number out of range") => return,
+        Err(e) => panic!("an accepted body is JSON: {e}"),
+    };
     assert_eq!(v["eventType"], decode::EVENT_TYPE);
     assert_eq!(v["eventId"].as_str(), Some(request.event_id.as_str()));
     let data = &v["data"];
