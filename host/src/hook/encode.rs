@@ -25,6 +25,10 @@ pub const MAX_DEBUG_ENTRIES: usize = 100;
 /// Longest `errorSummary` passed on from a plugin's own error.
 const MAX_SUMMARY: usize = 1024;
 
+/// The `errorSummary` of a decline whose summary is blank: Okta shows the
+/// summary to the admin reviewing the import, and an empty one says nothing.
+pub const BLANK_DECLINE: &str = "hookbox: the plugin declined without a reason";
+
 /// The debug-context key naming the plugin version that decided.
 pub const DEBUG_PLUGIN_KEY: &str = "hookboxPlugin";
 
@@ -80,7 +84,11 @@ pub fn encode(result: &Result<Outcome, Failure>, plugin: &str) -> Result<Vec<u8>
             debug.insert(DEBUG_PLUGIN_KEY.into(), Value::String(plugin.into()));
             WireResponse {
                 commands: Vec::new(),
-                error: Some(error(truncate(summary, MAX_SUMMARY))),
+                error: Some(error(if summary.trim().is_empty() {
+                    BLANK_DECLINE
+                } else {
+                    truncate(summary, MAX_SUMMARY)
+                })),
                 debug_context: debug,
             }
         }
@@ -421,5 +429,17 @@ mod tests {
             let back = value(&super::super::decode::value(json.clone())).expect("encodes");
             assert_eq!(back, json, "{s}");
         }
+    }
+
+    #[test]
+    fn a_blank_decline_says_so() {
+        for blank in ["", "  \n"] {
+            let bytes = encode(&Ok(Outcome::Declined(blank.into())), "p").expect("encodes");
+            let v: Value = serde_json::from_slice(&bytes).expect("json");
+            assert_eq!(v["error"]["errorSummary"], BLANK_DECLINE);
+        }
+        let bytes = encode(&Ok(Outcome::Declined("no".into())), "p").expect("encodes");
+        let v: Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(v["error"]["errorSummary"], "no");
     }
 }
