@@ -115,7 +115,7 @@ impl User {
 }
 
 /// The login and the `claim` of the debug context of an answer.
-fn login_and_claim(reply: &Reply) -> (String, String) {
+pub(crate) fn login_and_claim(reply: &Reply) -> (String, String) {
     assert_eq!(
         reply.status,
         200,
@@ -130,6 +130,20 @@ fn login_and_claim(reply: &Reply) -> (String, String) {
         .unwrap_or("-")
         .to_owned();
     (login, claim)
+}
+
+/// Each `(client, user)` imported once (a fresh `eventId`), 32 in flight.
+async fn import_each(work: impl IntoIterator<Item = (Client, User)>) -> Vec<(User, Reply)> {
+    futures::stream::iter(work)
+        .map(|(client, user)| async move {
+            (
+                user,
+                client.hook("acme", "secret-acme", &user.request()).await,
+            )
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await
 }
 
 /// A login Okta accepts and the reference plugin's shape promises.
@@ -356,19 +370,7 @@ async fn killed_under_load_the_server_loses_no_granted_claim() {
     }
     // Every user imported anew: the granted keep theirs, and no login has two owners.
     let owners: BTreeMap<User, String> = granted.iter().map(|(u, _, l)| (*u, l.clone())).collect();
-    let replies: Vec<(User, Reply)> = futures::stream::iter(users)
-        .map(|user| {
-            let client = client.clone();
-            async move {
-                (
-                    user,
-                    client.hook("acme", "secret-acme", &user.request()).await,
-                )
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
+    let replies = import_each(users.into_iter().map(|u| (client.clone(), u))).await;
     let mut logins = BTreeSet::new();
     for (user, reply) in &replies {
         let (login, claim) = login_and_claim(reply);
@@ -404,19 +406,11 @@ async fn two_servers_on_one_redis_never_give_one_login_to_two_owners() {
     let work: Vec<(usize, User)> = (0..4)
         .flat_map(|round| users.iter().map(move |u| (round % 2, *u)))
         .collect();
-    let replies: Vec<(User, Reply)> = futures::stream::iter(work)
-        .map(|(server, user)| {
-            let client = clients[server].clone();
-            async move {
-                (
-                    user,
-                    client.hook("acme", "secret-acme", &user.request()).await,
-                )
-            }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
+    let replies = import_each(
+        work.into_iter()
+            .map(|(server, user)| (clients[server].clone(), user)),
+    )
+    .await;
     let mut by_user: BTreeMap<User, BTreeSet<String>> = BTreeMap::new();
     for (user, reply) in &replies {
         let (login, claim) = login_and_claim(reply);

@@ -18,6 +18,7 @@ use hookbox_tests::{
 };
 use serde_json::{Value, json};
 
+use crate::claims::login_and_claim;
 use crate::process::{hookbox_command, spawn_server, spawn_server_with_file_limit};
 
 fn tenant() -> TenantSpec {
@@ -43,22 +44,6 @@ fn request(n: usize) -> Value {
         "email": format!("u{n}@example.org"),
     });
     req
-}
-
-/// The new login and the `claim` of the debug context of a 200 answer.
-fn login_and_claim(reply: &Reply) -> (String, String) {
-    assert_eq!(
-        reply.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    let login = reply.new_login().expect("a login");
-    let claim = reply.json()["debugContext"]["claim"]
-        .as_str()
-        .unwrap_or("-")
-        .to_owned();
-    (login, claim)
 }
 
 #[test]
