@@ -61,6 +61,8 @@ fn main() {
         Err(e) => panic!("{e}"),
     }
 
+    build_bombs(&workspace).unwrap_or_else(|e| panic!("building the bomb guests: {e}"));
+
     println!("cargo:rerun-if-env-changed=HOOKBOX_SKIP_LANGUAGES");
     let skip = std::env::var("HOOKBOX_SKIP_LANGUAGES").unwrap_or_default();
     let out_dir = workspace.join("target").join("guests").join("other");
@@ -93,4 +95,55 @@ fn build_other(workspace: &Path, script: &str, out: &Path) -> Result<(), String>
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     ))
+}
+
+/// Core module instances in the instance bomb: past hookbox's per-plugin
+/// share (`plugin::CORE_INSTANCES_PER_INSTANCE`, 64), far below what a
+/// real attacker would write, which the same check refuses the same way.
+const INSTANCE_BOMB_CORE_INSTANCES: usize = 1_000;
+
+/// The hand-written adversarial guests, into `OUT_DIR`, their paths in
+/// `HOOKBOX_TABLE_BOMB_WASM` and `HOOKBOX_INSTANCE_BOMB_WASM`:
+/// - the table bomb: `tests/guests/bombs/table-bomb.wat`, a core module,
+///   given the 0.1.0 world's metadata and made a component (what
+///   `wasm-tools component embed` and `component new` do);
+/// - the instance bomb: a component of a thousand instances of an empty core
+///   module, generated here (it needs no world: it is refused at load).
+fn build_bombs(workspace: &Path) -> Result<(), String> {
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
+    let source = workspace.join("tests/guests/bombs/table-bomb.wat");
+    println!("cargo:rerun-if-changed={}", source.display());
+    let mut core = wat::parse_file(&source).map_err(|e| e.to_string())?;
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(workspace.join("wit"))
+        .map_err(|e| format!("{e:#}"))?;
+    let world = resolve
+        .select_world(&[package], Some("import-hook"))
+        .map_err(|e| format!("{e:#}"))?;
+    wit_component::embed_component_metadata(
+        &mut core,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let table_bomb = wit_component::ComponentEncoder::default()
+        .module(&core)
+        .and_then(|encoder| encoder.validate(true).encode())
+        .map_err(|e| format!("{e:#}"))?;
+    let path = out_dir.join("table_bomb.wasm");
+    std::fs::write(&path, table_bomb).map_err(|e| e.to_string())?;
+    println!("cargo:rustc-env=HOOKBOX_TABLE_BOMB_WASM={}", path.display());
+
+    let instances = "  (core instance (instantiate $empty))\n".repeat(INSTANCE_BOMB_CORE_INSTANCES);
+    let text = format!("(component\n  (core module $empty)\n{instances})\n");
+    let instance_bomb = wat::parse_str(&text).map_err(|e| e.to_string())?;
+    let path = out_dir.join("instance_bomb.wasm");
+    std::fs::write(&path, instance_bomb).map_err(|e| e.to_string())?;
+    println!(
+        "cargo:rustc-env=HOOKBOX_INSTANCE_BOMB_WASM={}",
+        path.display()
+    );
+    Ok(())
 }

@@ -529,6 +529,10 @@ fn describe(f: &Failure) -> String {
                 .to_owned()
         }
         Failure::MemoryLimit => "the plugin tried to grow its memory past limits.memory".to_owned(),
+        Failure::TableLimit => format!(
+            "the plugin tried to grow a table past {} elements (the engine's table limit)",
+            crate::plugin::MAX_TABLE_ELEMENTS
+        ),
         Failure::FuelExhausted => "the plugin used up limits.fuel".to_owned(),
         Failure::Instantiate(d) => format!("the plugin could not be instantiated: {d}"),
         Failure::InvalidAnswer(d) => format!("the plugin's answer breaks Okta's rules: {d}"),

@@ -38,6 +38,16 @@ pub fn misbehave_wasm() -> PathBuf {
     guests_dir().join("misbehave.wasm")
 }
 
+/// A resolver that grows its table until refused (`tests/guests/bombs`).
+pub fn table_bomb_wasm() -> PathBuf {
+    PathBuf::from(env!("HOOKBOX_TABLE_BOMB_WASM"))
+}
+
+/// A component of a thousand core instances, past a plugin's share of the pool.
+pub fn instance_bomb_wasm() -> PathBuf {
+    PathBuf::from(env!("HOOKBOX_INSTANCE_BOMB_WASM"))
+}
+
 /// A valid component of another world, built from `tests/guests/wrong-world`.
 pub fn wrong_world_wasm() -> PathBuf {
     guests_dir().join("wrong_world.wasm")

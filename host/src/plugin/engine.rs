@@ -9,16 +9,29 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::{v0_1, v0_2};
 use super::cache::{Cache, CacheStats};
+use super::executor::Executor;
 use super::fair::{CallCpu, CpuScheduler};
 use super::instances::IdleBudget;
 use super::limits::EngineConfig;
-use super::state::State;
+use super::state::{MAX_TABLE_ELEMENTS, State};
 
 /// How often the engine's epoch advances. A running plugin is checked (and
 /// yields to other tasks, giving back its CPU slot) once per tick, so a
 /// deadline is enforced within one tick of its expiry, and a long-running
 /// plugin never holds a runtime worker thread or a CPU slot longer than this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Core module instances one plugin instance may have. A Rust wasip2
+/// component has 3 (the guest and two shims), the JavaScript build 3, the
+/// componentize-py build 38. Core instance slots are only counted, not
+/// reserved, so the share is generous.
+pub const CORE_INSTANCES_PER_INSTANCE: u32 = 64;
+
+/// Linear memories one plugin instance may define (every build above: 1).
+pub const MEMORIES_PER_INSTANCE: u32 = 2;
+
+/// Tables one plugin instance may define (every build above: 2).
+pub const TABLES_PER_INSTANCE: u32 = 8;
 
 /// Why the engine could not be started (a start-up failure, never a request's).
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +48,9 @@ pub enum EngineError {
     /// The thread that enforces deadlines could not be started.
     #[error("starting the epoch ticker thread: {0}")]
     Ticker(std::io::Error),
+    /// The threads plugin calls run on could not be started.
+    #[error("starting the plugin threads: {0}")]
+    Executor(std::io::Error),
 }
 
 /// The engine shared by all tenants, and everything tied to it.
@@ -55,6 +71,8 @@ struct RuntimeInner {
     slots: u32,
     /// Who runs wasm when (`engine.cpu_slots`).
     cpu: CpuScheduler,
+    /// Where wasm runs: one thread per CPU slot, apart from connections.
+    executor: Executor,
 }
 
 /// The engine's instance pool right now (see [`Runtime::pool`]).
@@ -107,6 +125,7 @@ impl Runtime {
                 idle: IdleBudget::for_pool(config.max_instances),
                 slots: config.max_instances,
                 cpu: CpuScheduler::new(config.cpu_slots, config.cpu_slots_per_tenant),
+                executor: Executor::new(config.cpu_slots).map_err(EngineError::Executor)?,
             }),
         })
     }
@@ -139,6 +158,17 @@ impl Runtime {
         self.inner
             .cpu
             .call(tenant.clone(), deadline, self.inner.engine.clone())
+    }
+
+    /// Runs `call` (the whole of one plugin call: store, instance, wasm) on
+    /// the engine's plugin threads ([`super::executor`]) and waits for it;
+    /// dropping the returned future abandons the call there.
+    pub(super) async fn offload<F>(&self, call: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.executor.run(call).await
     }
 
     /// The engine-wide budget of idle warm instances.
@@ -210,14 +240,18 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
     let n = config.max_instances;
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(n)
-        // A Rust wasip2 component has 3 core instances (the guest and two
-        // shims); a componentize-py build has 38. Core instance slots are only
-        // counted, not reserved, so the cap is generous: with 8 per instance a
-        // Python plugin could use a fifth of the pool, and none at all when the
-        // pool is small (`hookbox run` sizes it for one or two instances).
-        .total_core_instances(n.saturating_mul(64))
-        .total_memories(n.saturating_mul(2))
-        .total_tables(n.saturating_mul(8))
+        // Each plugin instance may use at most its share of every pooled
+        // resource, checked when a plugin is loaded (a component past a cap
+        // is refused then, naming it): so no plugin's shape (a thousand
+        // core instances, dozens of memories) can take another tenant's
+        // instance slots, and the totals are the shares times the pool.
+        .max_core_instances_per_component(CORE_INSTANCES_PER_INSTANCE)
+        .max_memories_per_component(MEMORIES_PER_INSTANCE)
+        .max_tables_per_component(TABLES_PER_INSTANCE)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_INSTANCE))
+        .total_memories(n.saturating_mul(MEMORIES_PER_INSTANCE))
+        .total_tables(n.saturating_mul(TABLES_PER_INSTANCE))
         .total_stacks(n)
         .max_memory_size(usize::try_from(config.max_memory).unwrap_or(usize::MAX));
     // Resetting a slot is most of an instantiation's cost: by default the
@@ -293,7 +327,8 @@ mod tests {
             .await
             .expect("a scratch store");
         let scope = StoreScope::new("t", &store);
-        let request = crate::hook::decode::decode(SAMPLE.as_bytes()).expect("the sample decodes");
+        let request =
+            Arc::new(crate::hook::decode::decode(SAMPLE.as_bytes()).expect("the sample decodes"));
         let run = runtime
             .invoke(
                 &plugin,

@@ -31,6 +31,8 @@ pub enum Failure {
     StackOverflow,
     /// The plugin tried to grow its memory past its limit.
     MemoryLimit,
+    /// The plugin tried to grow a table past the engine's table limit.
+    TableLimit,
     /// The plugin used up its fuel.
     FuelExhausted,
     /// The plugin could not be instantiated (other than for the reasons above).
@@ -47,6 +49,7 @@ impl Failure {
             Failure::Deadline => "deadline",
             Failure::StackOverflow => "stack_overflow",
             Failure::MemoryLimit => "memory_limit",
+            Failure::TableLimit => "table_limit",
             Failure::FuelExhausted => "fuel_exhausted",
             Failure::Instantiate(_) => "instantiate",
             Failure::InvalidAnswer(_) => "invalid_answer",
@@ -60,6 +63,7 @@ impl Failure {
             Failure::Deadline => "hookbox: the plugin exceeded its deadline",
             Failure::StackOverflow => "hookbox: the plugin exceeded its call stack limit",
             Failure::MemoryLimit => "hookbox: the plugin exceeded its memory limit",
+            Failure::TableLimit => "hookbox: the plugin exceeded its table limit",
             Failure::FuelExhausted => "hookbox: the plugin exceeded its fuel limit",
             Failure::Instantiate(_) => "hookbox: the plugin could not be started",
             Failure::InvalidAnswer(_) => "hookbox: the plugin returned an invalid answer",
@@ -73,6 +77,7 @@ impl Failure {
             Failure::Deadline
             | Failure::StackOverflow
             | Failure::MemoryLimit
+            | Failure::TableLimit
             | Failure::FuelExhausted => "",
         }
     }
@@ -129,7 +134,7 @@ impl Runtime {
     pub async fn invoke(
         &self,
         plugin: &Plugin,
-        request: &wit::ImportRequest,
+        request: &Arc<wit::ImportRequest>,
         settings: Arc<Settings>,
         limits: &Limits,
         scope: &StoreScope,
@@ -151,7 +156,7 @@ impl Runtime {
         settings: &Arc<Settings>,
         limits: &Limits,
         scope: &StoreScope,
-        request: &wit::ImportRequest,
+        request: &Arc<wit::ImportRequest>,
     ) -> Result<Invocation, Overloaded> {
         let warm = instances.take(limits);
         let (invocation, warm) = self
@@ -175,13 +180,11 @@ impl Runtime {
         let mut store = Store::new(self.engine(), State::new(settings, limits, scope.clone()));
         store.limiter(|s| &mut s.limiter);
         // Check at every epoch tick: past the deadline, interrupt (a trap);
-        // before it, yield to the executor so a busy plugin shares its thread,
-        // and give its CPU slot back and queue for one again, so it shares
-        // the CPU fairly with other tenants' calls (`fair`). The yield polls
-        // tokio's I/O driver first, so a spinning plugin cannot starve the
-        // sockets of other requests on the same worker. The deadline is read
-        // from the state at each tick, so one callback serves every request
-        // of the store.
+        // before it, give the CPU slot back and queue for one again, so a
+        // busy plugin shares the CPU fairly with other tenants' calls
+        // (`fair`), and yield its plugin thread meanwhile (`executor`). The
+        // deadline is read from the state at each tick, so one callback
+        // serves every request of the store.
         store.epoch_deadline_callback(|ctx| {
             let state = ctx.data();
             Ok(if Instant::now() >= state.deadline {
@@ -244,11 +247,33 @@ impl Runtime {
         raw
     }
 
+    /// [`Runtime::run_here`] on the engine's plugin threads (see
+    /// [`super::executor`]): the call's arguments are shared or cloned
+    /// into it, and the warm instance comes back with the invocation.
+    async fn run(
+        &self,
+        plugin: &Plugin,
+        warm: Option<Warm>,
+        settings: Arc<Settings>,
+        limits: &Limits,
+        scope: &StoreScope,
+        request: &Arc<wit::ImportRequest>,
+    ) -> (Result<Invocation, Overloaded>, Option<Warm>) {
+        let (runtime, plugin, limits) = (self.clone(), plugin.clone(), limits.clone());
+        let (scope, request) = (scope.clone(), request.clone());
+        self.offload(async move {
+            runtime
+                .run_here(&plugin, warm, settings, &limits, &scope, &request)
+                .await
+        })
+        .await
+    }
+
     /// One call, in `warm` if given, else in a new instance. Returns the
     /// instance for reuse only when the call ran to completion (an answer or
     /// a decline) without touching the memory limit: after a trap, an
     /// interrupt or an abandoned call the instance's state is unknown.
-    async fn run(
+    async fn run_here(
         &self,
         plugin: &Plugin,
         warm: Option<Warm>,
@@ -302,10 +327,10 @@ impl Runtime {
             peak_memory: state.limiter.peak,
             store_calls: state.store_calls(),
         };
-        // A guest may survive a refused `memory.grow`; its instance is still
-        // not trusted with another request.
+        // A guest may survive a refused `memory.grow` or `table.grow`; its
+        // instance is still not trusted with another request.
         let warm = reusable
-            .filter(|_| !store.data().limiter.exceeded)
+            .filter(|_| !store.data().limiter.hit())
             .map(|resolve| Warm {
                 store,
                 resolve,
@@ -320,6 +345,9 @@ pub(super) fn classify(e: &wasmtime::Error, state: &State) -> Failure {
     // usually aborts with `unreachable`, which is a trap only in form.
     if state.limiter.exceeded {
         return Failure::MemoryLimit;
+    }
+    if state.limiter.table_exceeded {
+        return Failure::TableLimit;
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Failure::Deadline,

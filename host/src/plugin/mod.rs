@@ -25,6 +25,9 @@
 //!   per tenant), given back at every epoch tick and while the claim store
 //!   is awaited, and granted to the least-used tenant first: a tenant whose
 //!   plugin spins cannot take the other tenants' CPU (see [`fair`]);
+//! - that wasm runs on the engine's own threads (`hookbox-wasm`, one per CPU
+//!   slot), never on the threads that serve connections, so a tick of a
+//!   busy plugin never holds up another request's sockets (see `plugin::executor`);
 //! - what answers a tenant is its [`Binding`]'s [`Backend`]: the plugin (the
 //!   only backend a shipped build has) or a resolver a benchmark compiled
 //!   into the host; the runtime itself never checks for the latter.
@@ -34,6 +37,7 @@ pub mod bindings;
 pub mod cache;
 mod claims;
 mod engine;
+mod executor;
 pub mod fair;
 mod handler;
 pub mod instances;
@@ -42,7 +46,10 @@ mod limits;
 mod state;
 
 pub use binding::{Backend, Binding, NativeResolver};
-pub use engine::{EngineError, Pool, Runtime};
+pub use engine::{
+    CORE_INSTANCES_PER_INSTANCE, EngineError, MEMORIES_PER_INSTANCE, Pool, Runtime,
+    TABLES_PER_INSTANCE,
+};
 pub use fair::CpuScheduler;
 pub use instances::Instances;
 pub use invoke::{Failure, Invocation, Outcome, Overloaded};
@@ -52,7 +59,7 @@ pub use limits::{
     DEFAULT_REUSE_MAX_REQUESTS, DEFAULT_TABLE_KEEP_RESIDENT, EngineConfig, InstanceMode, Limits,
     Settings, default_cpu_slots, default_cpu_slots_per_tenant,
 };
-pub use state::{LogLine, PluginLog};
+pub use state::{LogLine, MAX_TABLE_ELEMENTS, PluginLog};
 
 use std::collections::HashMap;
 use std::fmt;

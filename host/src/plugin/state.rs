@@ -222,13 +222,16 @@ pub(crate) fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Enforces a tenant's memory limit and records whether the plugin hit it,
-/// so an allocation failure inside the guest (which usually surfaces as an
-/// `unreachable` trap from the guest's allocator) is reported as what it is.
+/// Enforces a tenant's memory limit and the engine's table limit, and
+/// records whether the plugin hit them, so an allocation failure inside the
+/// guest (which usually surfaces as an `unreachable` trap from the guest's
+/// allocator) is reported as what it is.
 pub struct MemoryLimiter {
     limit: usize,
     pub(super) peak: usize,
     pub(super) exceeded: bool,
+    /// A table grow past [`MAX_TABLE_ELEMENTS`] was refused.
+    pub(super) table_exceeded: bool,
 }
 
 impl MemoryLimiter {
@@ -237,13 +240,22 @@ impl MemoryLimiter {
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
             peak: 0,
             exceeded: false,
+            table_exceeded: false,
         }
+    }
+
+    /// Whether the plugin hit a limit: its instance is not trusted again.
+    pub(super) fn hit(&self) -> bool {
+        self.exceeded || self.table_exceeded
     }
 }
 
-/// Tables hold function references; this bounds them well above what real
-/// components use while keeping a table bomb from eating host memory.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Elements one table may grow to: the pool's table slots are sized for it
+/// (`table_elements`, 8 bytes each), and the limiter refuses (and records)
+/// a grow past it, so a table bomb is named as one. Well above what real
+/// components use (the reference plugin's tables, the Python and
+/// JavaScript builds' included, are far smaller).
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
@@ -266,7 +278,11 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            self.table_exceeded = true;
+            return Ok(false);
+        }
+        Ok(true)
     }
 }
 
@@ -388,5 +404,17 @@ mod tests {
         assert!(!l.memory_growing(1 << 19, (1 << 20) + 1, None).expect("ok"));
         assert!(l.exceeded);
         assert_eq!(l.peak, 1 << 19);
+    }
+
+    #[test]
+    fn table_growth_is_refused_past_the_table_limit_and_remembered() {
+        let mut l = MemoryLimiter::new(1 << 20);
+        assert!(l.table_growing(1, MAX_TABLE_ELEMENTS, None).expect("ok"));
+        assert!(!l.hit());
+        assert!(
+            !l.table_growing(1, MAX_TABLE_ELEMENTS + 1, None)
+                .expect("ok")
+        );
+        assert!(l.table_exceeded && l.hit() && !l.exceeded);
     }
 }

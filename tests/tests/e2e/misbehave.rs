@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use hookbox_tests::{
-    Proto, TenantSpec, TestServer, fresh_sample, login_conflict_wasm, misbehave_wasm,
-    sample_request,
+    Proto, TenantSpec, TestServer, fresh_sample, instance_bomb_wasm, login_conflict_wasm,
+    misbehave_wasm, sample_request, table_bomb_wasm,
 };
 use serde_json::{Value, json};
 
@@ -46,6 +46,7 @@ async fn server() -> TestServer {
                 })
         })
         .collect();
+    tenants.push(TenantSpec::new("table_bomb", table_bomb_wasm()).deadline("200ms"));
     tenants.push(TenantSpec::new("good", login_conflict_wasm()));
     TestServer::start(&tenants).await
 }
@@ -97,6 +98,9 @@ async fn failures_are_okta_errors_of_their_kind_and_the_host_keeps_serving() {
             "hookbox: the plugin returned an invalid answer",
         ),
         ("host_call_trap", "hookbox: the plugin failed (trap)"),
+        // Hand-written in WAT (tests/guests/bombs): grows its table until
+        // refused, then traps as an allocator would; named as the table limit.
+        ("table_bomb", "hookbox: the plugin exceeded its table limit"),
     ];
     for (tenant, summary) in cases {
         let start = Instant::now();
@@ -222,5 +226,30 @@ async fn a_tenant_over_its_concurrency_share_gets_503_with_retry_after() {
     assert_eq!(
         first.error_summary().as_deref(),
         Some("hookbox: the plugin exceeded its deadline")
+    );
+}
+
+/// A component of a thousand core instances would take the pool's core
+/// instance slots of a dozen other plugins' instances at every call: it is
+/// refused when loaded, and the refusal names the limit.
+#[test]
+fn a_plugin_past_its_share_of_core_instances_is_refused_at_load_naming_the_limit() {
+    let bomb = instance_bomb_wasm();
+    let out = crate::process::hookbox_command(&["check", &bomb.display().to_string()])
+        .output()
+        .expect("hookbox runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("1000 core module instances")
+            && text.contains(&format!(
+                "maximum of {}",
+                hookbox::plugin::CORE_INSTANCES_PER_INSTANCE
+            )),
+        "{text}"
     );
 }
