@@ -157,7 +157,7 @@ fn claims(c: &mut Criterion) {
                     );
                     handled.body
                 } else {
-                    let request = Arc::new(decode::decode(&body).expect("decodes"));
+                    let request = decode::decode(&body).expect("decodes");
                     let inv = runtime
                         .invoke(&setup.plugin, &request, settings.clone(), limits, &scope)
                         .await

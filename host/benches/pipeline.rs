@@ -69,9 +69,9 @@ fn pipeline(c: &mut Criterion) {
     let limits = Limits::default();
     let digest = plugin.short_digest().to_owned();
     let bodies = bodies();
-    let request = Arc::new(decode::decode(&bodies.hashed_suffix).expect("decodes"));
-    let no_conflict = Arc::new(decode::decode(&bodies.no_conflict).expect("decodes"));
-    let middle = Arc::new(decode::decode(&bodies.middle_name).expect("decodes"));
+    let request = decode::decode(&bodies.hashed_suffix).expect("decodes");
+    let no_conflict = decode::decode(&bodies.no_conflict).expect("decodes");
+    let middle = decode::decode(&bodies.middle_name).expect("decodes");
     // The plugin's claims go to a throwaway embedded store (after the first
     // iteration each call finds its login `already-yours`: reads, no writes).
     // The cost of claims per backend is `benches/claims.rs`.
@@ -82,7 +82,7 @@ fn pipeline(c: &mut Criterion) {
 
     // Every iteration awaits inside one `block_on`, so the runtime's own
     // enter/exit is not counted per call.
-    let invoke_loop = |request: &Arc<hookbox::plugin::wit::ImportRequest>, iters: u64| {
+    let invoke_loop = |request: &hookbox::plugin::wit::ImportRequest, iters: u64| {
         rt.block_on(async {
             let start = Instant::now();
             for _ in 0..iters {
@@ -135,9 +135,7 @@ fn pipeline(c: &mut Criterion) {
             rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let req = Arc::new(
-                        decode::decode(black_box(&bodies.hashed_suffix)).expect("decodes"),
-                    );
+                    let req = decode::decode(black_box(&bodies.hashed_suffix)).expect("decodes");
                     let inv = runtime
                         .invoke(&plugin, &req, settings.clone(), &limits, &scope)
                         .await
@@ -215,7 +213,7 @@ fn instance_modes(c: &mut Criterion) {
         .block_on(hookbox_store::Store::scratch())
         .expect("a scratch store");
     let scope = StoreScope::new("bench", &store);
-    let request = Arc::new(decode::decode(&bodies().hashed_suffix).expect("decodes"));
+    let request = decode::decode(&bodies().hashed_suffix).expect("decodes");
 
     let mut languages = vec![("rust", rust_plugin(&runtime))];
     for (name, var, file) in [

@@ -30,7 +30,6 @@
 //! - nothing is logged here except the event id on the current span: the
 //!   caller decides what to log ([`Handled::trace`] for the server's log).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hookbox_store::Remembered;
@@ -160,8 +159,7 @@ pub async fn handle(
     binding: &Binding<'_>,
     body: &[u8],
 ) -> Result<Handled, Refused> {
-    // Shared with the plugin thread that runs the call (`plugin::executor`).
-    let request = Arc::new(decode::decode(body).map_err(Refused::BadRequest)?);
+    let request = decode::decode(body).map_err(Refused::BadRequest)?;
     Span::current().record(
         "event_id",
         crate::log::client_text(&request.event_id, crate::log::MAX_CLIENT_TEXT).as_ref(),

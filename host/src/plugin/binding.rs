@@ -104,7 +104,7 @@ impl Binding<'_> {
     pub async fn invoke(
         &self,
         runtime: &Runtime,
-        request: &Arc<wit::ImportRequest>,
+        request: &wit::ImportRequest,
     ) -> Result<Invocation, Overloaded> {
         match self.backend {
             Backend::Plugin(instances) => {

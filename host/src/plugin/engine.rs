@@ -9,7 +9,6 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::{v0_1, v0_2};
 use super::cache::{Cache, CacheStats};
-use super::executor::Executor;
 use super::fair::{CallCpu, CpuScheduler};
 use super::instances::IdleBudget;
 use super::limits::EngineConfig;
@@ -48,9 +47,6 @@ pub enum EngineError {
     /// The thread that enforces deadlines could not be started.
     #[error("starting the epoch ticker thread: {0}")]
     Ticker(std::io::Error),
-    /// The threads plugin calls run on could not be started.
-    #[error("starting the plugin threads: {0}")]
-    Executor(std::io::Error),
 }
 
 /// The engine shared by all tenants, and everything tied to it.
@@ -71,8 +67,6 @@ struct RuntimeInner {
     slots: u32,
     /// Who runs wasm when (`engine.cpu_slots`).
     cpu: CpuScheduler,
-    /// Where wasm runs: one thread per CPU slot, apart from connections.
-    executor: Executor,
 }
 
 /// The engine's instance pool right now (see [`Runtime::pool`]).
@@ -125,7 +119,6 @@ impl Runtime {
                 idle: IdleBudget::for_pool(config.max_instances),
                 slots: config.max_instances,
                 cpu: CpuScheduler::new(config.cpu_slots, config.cpu_slots_per_tenant),
-                executor: Executor::new(config.cpu_slots).map_err(EngineError::Executor)?,
             }),
         })
     }
@@ -158,17 +151,6 @@ impl Runtime {
         self.inner
             .cpu
             .call(tenant.clone(), deadline, self.inner.engine.clone())
-    }
-
-    /// Runs `call` (the whole of one plugin call: store, instance, wasm) on
-    /// the engine's plugin threads ([`super::executor`]) and waits for it;
-    /// dropping the returned future abandons the call there.
-    pub(super) async fn offload<F>(&self, call: F) -> F::Output
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.inner.executor.run(call).await
     }
 
     /// The engine-wide budget of idle warm instances.
@@ -327,8 +309,7 @@ mod tests {
             .await
             .expect("a scratch store");
         let scope = StoreScope::new("t", &store);
-        let request =
-            Arc::new(crate::hook::decode::decode(SAMPLE.as_bytes()).expect("the sample decodes"));
+        let request = crate::hook::decode::decode(SAMPLE.as_bytes()).expect("the sample decodes");
         let run = runtime
             .invoke(
                 &plugin,

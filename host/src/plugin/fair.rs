@@ -396,9 +396,8 @@ impl CallCpu {
         let cell = self.slot.clone();
         let regranted = self.regranted.clone();
         Tick::Yield(Box::pin(async move {
-            // tokio's `yield_now` (not a plain re-wake) lets the other
-            // tasks of this plugin thread, and its I/O driver (host calls
-            // awaiting the network), run before this call queues again.
+            // tokio's `yield_now` (not a plain re-wake) polls the I/O driver
+            // first, so sockets of other requests on this worker move too.
             tokio::task::yield_now().await;
             if wait_for_slot(&scheduler, &tenant, deadline, &cell).await {
                 regranted.store(true, Ordering::Release);

@@ -113,25 +113,6 @@ impl Runtime {
         scope: &StoreScope,
         event: &events::Event,
     ) -> Result<HandlerRun, Overloaded> {
-        // On the plugin threads, as a resolve call is (`Runtime::run`).
-        let (runtime, plugin, limits) = (self.clone(), plugin.clone(), limits.clone());
-        let (scope, event) = (scope.clone(), event.clone());
-        self.offload(async move {
-            runtime
-                .handle_event_here(&plugin, settings, &limits, &scope, &event)
-                .await
-        })
-        .await
-    }
-
-    async fn handle_event_here(
-        &self,
-        plugin: &Plugin,
-        settings: Arc<Settings>,
-        limits: &Limits,
-        scope: &StoreScope,
-        event: &events::Event,
-    ) -> Result<HandlerRun, Overloaded> {
         let start = Instant::now();
         let mut store = self.new_store(settings, limits, scope);
         let deadline = start + limits.deadline;

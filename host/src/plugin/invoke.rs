@@ -134,7 +134,7 @@ impl Runtime {
     pub async fn invoke(
         &self,
         plugin: &Plugin,
-        request: &Arc<wit::ImportRequest>,
+        request: &wit::ImportRequest,
         settings: Arc<Settings>,
         limits: &Limits,
         scope: &StoreScope,
@@ -156,7 +156,7 @@ impl Runtime {
         settings: &Arc<Settings>,
         limits: &Limits,
         scope: &StoreScope,
-        request: &Arc<wit::ImportRequest>,
+        request: &wit::ImportRequest,
     ) -> Result<Invocation, Overloaded> {
         let warm = instances.take(limits);
         let (invocation, warm) = self
@@ -180,11 +180,13 @@ impl Runtime {
         let mut store = Store::new(self.engine(), State::new(settings, limits, scope.clone()));
         store.limiter(|s| &mut s.limiter);
         // Check at every epoch tick: past the deadline, interrupt (a trap);
-        // before it, give the CPU slot back and queue for one again, so a
-        // busy plugin shares the CPU fairly with other tenants' calls
-        // (`fair`), and yield its plugin thread meanwhile (`executor`). The
-        // deadline is read from the state at each tick, so one callback
-        // serves every request of the store.
+        // before it, yield to the executor so a busy plugin shares its thread,
+        // and give its CPU slot back and queue for one again, so it shares
+        // the CPU fairly with other tenants' calls (`fair`). The yield polls
+        // tokio's I/O driver first, so a spinning plugin cannot starve the
+        // sockets of other requests on the same worker. The deadline is read
+        // from the state at each tick, so one callback serves every request
+        // of the store.
         store.epoch_deadline_callback(|ctx| {
             let state = ctx.data();
             Ok(if Instant::now() >= state.deadline {
@@ -247,33 +249,11 @@ impl Runtime {
         raw
     }
 
-    /// [`Runtime::run_here`] on the engine's plugin threads (see
-    /// [`super::executor`]): the call's arguments are shared or cloned
-    /// into it, and the warm instance comes back with the invocation.
-    async fn run(
-        &self,
-        plugin: &Plugin,
-        warm: Option<Warm>,
-        settings: Arc<Settings>,
-        limits: &Limits,
-        scope: &StoreScope,
-        request: &Arc<wit::ImportRequest>,
-    ) -> (Result<Invocation, Overloaded>, Option<Warm>) {
-        let (runtime, plugin, limits) = (self.clone(), plugin.clone(), limits.clone());
-        let (scope, request) = (scope.clone(), request.clone());
-        self.offload(async move {
-            runtime
-                .run_here(&plugin, warm, settings, &limits, &scope, &request)
-                .await
-        })
-        .await
-    }
-
     /// One call, in `warm` if given, else in a new instance. Returns the
     /// instance for reuse only when the call ran to completion (an answer or
     /// a decline) without touching the memory limit: after a trap, an
     /// interrupt or an abandoned call the instance's state is unknown.
-    async fn run_here(
+    async fn run(
         &self,
         plugin: &Plugin,
         warm: Option<Warm>,

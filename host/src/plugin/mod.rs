@@ -25,9 +25,6 @@
 //!   per tenant), given back at every epoch tick and while the claim store
 //!   is awaited, and granted to the least-used tenant first: a tenant whose
 //!   plugin spins cannot take the other tenants' CPU (see [`fair`]);
-//! - that wasm runs on the engine's own threads (`hookbox-wasm`, one per CPU
-//!   slot), never on the threads that serve connections, so a tick of a
-//!   busy plugin never holds up another request's sockets (see `plugin::executor`);
 //! - what answers a tenant is its [`Binding`]'s [`Backend`]: the plugin (the
 //!   only backend a shipped build has) or a resolver a benchmark compiled
 //!   into the host; the runtime itself never checks for the latter.
@@ -37,7 +34,6 @@ pub mod bindings;
 pub mod cache;
 mod claims;
 mod engine;
-mod executor;
 pub mod fair;
 mod handler;
 pub mod instances;
