@@ -15,7 +15,8 @@
 //! On shutdown the loop stops accepting, and connections finish the requests
 //! they have in flight within `[server] shutdown_grace` (keep-alive
 //! connections are told to close after their current request: HTTP/2
-//! GOAWAY, HTTP/1.1 `Connection: close`). The delay before that, while
+//! GOAWAY, HTTP/1.1 `Connection: close`); past it, those still open are
+//! closed, and serving returns only once none is. The delay before that, while
 //! `/readyz` fails but everything is still served, is the caller's
 //! (`shutdown` resolves only once it is over; see [`crate::drain`]).
 //!
@@ -239,8 +240,14 @@ async fn accept_loop<S, F>(
     {
         tracing::warn!(
             listener = name,
+            connections = registry.len(),
             "shutdown_grace is over; closing the connections still open"
         );
+        // Cut now rather than left to whoever drops the runtime: the
+        // requests still in flight end here (their plugin calls dropped),
+        // and when this returns no connection of this listener is open.
+        registry.close_all();
+        registry.drained().await;
     }
 }
 

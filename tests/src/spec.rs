@@ -318,6 +318,7 @@ pub struct Setup {
     header_timeout: Option<String>,
     idle_timeout: Option<String>,
     write_timeout: Option<String>,
+    shutdown_grace: Option<String>,
     max_header_size: Option<String>,
     max_connections: Option<usize>,
     watch: bool,
@@ -386,6 +387,12 @@ impl Setup {
     /// `server.idle_timeout`, e.g. `"300ms"`.
     pub fn idle_timeout(mut self, duration: &str) -> Self {
         self.idle_timeout = Some(duration.to_owned());
+        self
+    }
+
+    /// `server.shutdown_grace`, e.g. `"300ms"`.
+    pub fn shutdown_grace(mut self, duration: &str) -> Self {
+        self.shutdown_grace = Some(duration.to_owned());
         self
     }
 
@@ -479,6 +486,7 @@ impl Setup {
             ("header_timeout", &self.header_timeout),
             ("idle_timeout", &self.idle_timeout),
             ("write_timeout", &self.write_timeout),
+            ("shutdown_grace", &self.shutdown_grace),
             ("max_header_size", &self.max_header_size),
         ] {
             if let Some(v) = v {

@@ -70,6 +70,8 @@ pub(super) enum Cut {
     Closing,
     /// Closed to make room at `max_connections`.
     Evicted,
+    /// Still open when a drain's `shutdown_grace` ended.
+    Grace,
 }
 
 impl Cut {
@@ -82,6 +84,7 @@ impl Cut {
             Cut::Write => "write timeout",
             Cut::Closing => "close timeout",
             Cut::Evicted => "evicted at the connection cap",
+            Cut::Grace => "shutdown grace over",
         }
     }
 }
@@ -104,6 +107,8 @@ struct State {
     /// Since when a write has been waiting for the client to read.
     write_blocked: Option<Instant>,
     evicted: bool,
+    /// Closed because a drain's grace ended (cut whatever its phase).
+    grace_over: bool,
     /// Set once a polite close began: the phase after the last answer is
     /// `Closing`, not `Idle`.
     closing: bool,
@@ -133,6 +138,7 @@ impl Conn {
                 since: Instant::now(),
                 write_blocked: None,
                 evicted: false,
+                grace_over: false,
                 closing: false,
                 reads_start_head: true,
             }),
@@ -228,6 +234,9 @@ impl Conn {
     /// The earliest deadline of the current state, and what passing it means.
     fn next_cut(&self) -> Option<(Instant, Cut)> {
         let s = self.state();
+        if s.grace_over {
+            return Some((Instant::now(), Cut::Grace));
+        }
         if s.evicted {
             return Some((Instant::now(), Cut::Evicted));
         }
@@ -394,6 +403,15 @@ impl Registry {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Closes every connection at once, requests in flight or not (when a
+    /// drain's grace is over). Each is cut by its own task, which drops its
+    /// requests as a client gone would.
+    pub(super) fn close_all(&self) {
+        for conn in self.live().values() {
+            conn.update(|s| s.grace_over = true);
         }
     }
 

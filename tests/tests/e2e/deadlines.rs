@@ -334,3 +334,39 @@ async fn send_status(
     };
     response.ok().map(|r| r.status().as_u16())
 }
+
+/// A drain gives requests in flight `shutdown_grace` to finish; a
+/// connection still busy past it is closed (its plugin call dropped), not
+/// left to run on after `serve` returned.
+#[tokio::test]
+async fn a_connection_still_busy_when_the_shutdown_grace_ends_is_closed() {
+    let slow = TenantSpec::new("slow", misbehave_wasm())
+        .setting("mode", "loop")
+        .deadline("2500ms");
+    let server = TestServer::builder()
+        .tenant(slow.clone())
+        .shutdown_grace("200ms")
+        .start()
+        .await;
+    let free = server.tenant("slow").free_permits();
+    let held = {
+        let (client, secret) = (server.client(), slow.secret().to_owned());
+        tokio::spawn(async move {
+            client
+                .try_hook("slow", &secret, &hookbox_tests::fresh_sample())
+                .await
+        })
+    };
+    // In flight once it holds a permit (observed, not slept for).
+    while server.tenant("slow").free_permits() >= free {
+        tokio::task::yield_now().await;
+    }
+    server.stop().await.expect("the server stops cleanly");
+    // Left to run on, the plugin would have been answered at its deadline
+    // (a 200 naming it); closed at the grace, the request has no answer.
+    let reply = tokio::time::timeout(GUARD, held)
+        .await
+        .expect("the request ended")
+        .expect("the client task");
+    assert!(reply.is_err(), "answered after the grace: {reply:?}");
+}
