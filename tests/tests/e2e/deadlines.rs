@@ -211,6 +211,56 @@ async fn an_idle_http2_connection_is_closed_although_it_answers_pings() {
     at_least(idle_since.elapsed(), 400);
 }
 
+/// An HTTP/2 client that never opens its stream window (initial window 0,
+/// no WINDOW_UPDATE): the answer's headers go out, its body never can, so
+/// the stream never ends and no socket write ever stalls. Once the service
+/// has answered, the connection counts as idle: GOAWAY at `idle_timeout`,
+/// and cut `write_timeout` later, since the goodbye cannot finish either.
+#[tokio::test]
+async fn an_http2_client_that_never_opens_its_window_is_cut() {
+    let t = tenant();
+    let server = TestServer::builder()
+        .tenant(t.clone())
+        .header_timeout(NEVER)
+        .idle_timeout("300ms")
+        .write_timeout("300ms")
+        .start()
+        .await;
+    let tls = server.client().connect_tls(&[b"h2"], None).await;
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(0)
+        .handshake::<_, Full<Bytes>>(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = server.client().hook_request(
+        "acme",
+        Some(("authorization", t.secret())),
+        sample_request().to_string(),
+    );
+    let (mut parts, body) = req.into_parts();
+    parts.headers.remove(hyper::header::HOST);
+    let reply = send
+        .send_request(hyper::Request::from_parts(parts, body))
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    let answered = Instant::now();
+    // The body cannot arrive; reading it ends only when the server closes.
+    let body = tokio::time::timeout(GUARD, reply.into_body().collect()).await;
+    let body = body.expect("the connection was cut, not left open");
+    assert!(body.is_err(), "the body arrived: the window was opened");
+    at_least(answered.elapsed(), 300 + 300);
+    assert!(tokio::time::timeout(GUARD, conn).await.is_ok());
+    // The server still serves.
+    let reply = server
+        .client()
+        .hook("acme", t.secret(), &sample_request())
+        .await;
+    assert_eq!(reply.status, 200);
+}
+
 /// A client that pipelines requests and never reads the answers: once the
 /// answers fill the socket buffers, the server's write stalls and the
 /// connection is cut at `write_timeout` (the client's writes then fail).
