@@ -73,6 +73,11 @@ fn check_accepted(body: &[u8], request: &wit::ImportRequest) {
         // rightly: nothing is kept of it (a kept one is refused). There is no
         // reference reading of such a body to compare with.
         Err(e) if e.to_string().starts_with("number out of range") => return,
+        // The same for a `\u` escape of half a surrogate pair: JSON's
+        // grammar allows it (RFC 8259 §8.2), a Rust string cannot hold it,
+        // and serde_json checks pairs only in strings it keeps. Skipped, it
+        // is harmless; kept, the decoder refuses it (a long-run finding).
+        Err(e) if e.to_string().contains("surrogate") => return,
         Err(e) => panic!("an accepted body is JSON: {e}"),
     };
     assert_eq!(v["eventType"], decode::EVENT_TYPE);

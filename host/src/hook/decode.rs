@@ -380,6 +380,22 @@ mod tests {
     }
 
     #[test]
+    fn half_a_surrogate_pair_is_refused_where_kept_and_skipped_where_unknown() {
+        // JSON's grammar allows a lone `\uDF97`; a Rust string cannot hold it.
+        let kept = SAMPLE.replacen("\"firstName\": \"", "\"firstName\": \"\\uDF97", 1);
+        assert_ne!(kept, SAMPLE);
+        let e = decode(kept.as_bytes()).expect_err("a kept value cannot hold it");
+        assert!(e.message().contains("surrogate"), "{e}");
+        let skipped = SAMPLE.replacen(
+            "\"eventTypeVersion\"",
+            "\"someNewField\": \"\\uDF97\", \"eventTypeVersion\"",
+            1,
+        );
+        assert_ne!(skipped, SAMPLE);
+        decode(skipped.as_bytes()).expect("an unknown member is skipped unread");
+    }
+
+    #[test]
     fn unknown_fields_and_nulls_are_accepted() {
         let body = SAMPLE
             .replace(
