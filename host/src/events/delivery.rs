@@ -15,7 +15,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::hook::decode::{DecodeError, describe, json_object_text};
+use crate::hook::decode::{
+    DecodeError, describe, json_object_text, null_as_default, object, objects_or_null,
+    optional_object,
+};
 
 /// The only envelope `eventType` Okta's event hooks send.
 pub const ENVELOPE_TYPE: &str = "com.okta.event_hook";
@@ -60,6 +63,7 @@ struct WireDelivery {
     event_time: Option<String>,
     #[serde(default)]
     source: Option<String>,
+    #[serde(deserialize_with = "object")]
     data: WireData,
 }
 
@@ -90,16 +94,16 @@ pub struct WireLogEvent {
     #[serde(default)]
     pub severity: Option<String>,
     /// `actor`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub actor: Option<WireActor>,
     /// `target`, in Okta's order (`null` = none).
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "objects_or_null")]
     pub target: Vec<WireActor>,
     /// `outcome`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub outcome: Option<WireOutcome>,
     /// `debugContext`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     pub debug_context: Option<WireDebugContext>,
 }
 
@@ -146,15 +150,6 @@ impl WireLogEvent {
     pub fn target_of(&self, kind: &str) -> Option<&WireActor> {
         self.target.iter().find(|t| t.kind.as_deref() == Some(kind))
     }
-}
-
-/// Okta may send `null` where a list or object is expected; that means "none".
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Parses and validates a delivery body; see the module docs.
@@ -323,6 +318,32 @@ mod tests {
                 .debug_data
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn an_array_where_an_object_belongs_is_refused() {
+        // serde's derived structs would read `[{...}]` by position.
+        let wrapped = |v: &mut Value| *v = Value::Array(vec![v.take()]);
+        let mut body: Value = serde_json::from_str(MIXED).expect("json");
+        wrapped(&mut body["data"]);
+        let e = decode(body.to_string().as_bytes()).expect_err("data as an array");
+        assert!(
+            e.message().contains("data") && e.message().contains("object"),
+            "{e}"
+        );
+
+        let d = decode(MIXED.as_bytes()).expect("fixture decodes");
+        for member in ["actor", "outcome", "debugContext"] {
+            let mut event = Value::Object(d.events[0].raw.clone());
+            assert!(event.get(member).is_some(), "{member} in the fixture");
+            wrapped(&mut event[member]);
+            let e = log_event(&event, "e").expect_err(member);
+            assert!(e.message().starts_with(&format!("e.{member}")), "{e}");
+        }
+        let mut event = Value::Object(d.events[0].raw.clone());
+        wrapped(&mut event["target"][0]);
+        let e = log_event(&event, "e").expect_err("a target as an array");
+        assert!(e.message().starts_with("e.target"), "{e}");
     }
 
     #[test]

@@ -98,16 +98,20 @@ struct WireRequest {
     event_time: Option<String>,
     #[serde(default)]
     source: Option<String>,
+    #[serde(deserialize_with = "object")]
     data: WireData,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireData {
+    #[serde(deserialize_with = "object")]
     action: WireAction,
+    #[serde(deserialize_with = "object")]
     app_user: WireProfileHolder,
+    #[serde(deserialize_with = "object")]
     user: WireUser,
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "null_or_object")]
     context: WireContext,
 }
 
@@ -140,9 +144,9 @@ struct WireUser {
 struct WireContext {
     #[serde(default, deserialize_with = "null_as_default")]
     conflicts: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     application: Option<WireApplication>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_object")]
     job: Option<WireJob>,
     #[serde(default, deserialize_with = "null_as_default")]
     matches: Vec<Value>,
@@ -166,12 +170,76 @@ struct WireJob {
 }
 
 /// Okta may send `null` where a list or object is expected; that means "none".
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + Deserialize<'de>,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A JSON object read as `T`, and only an object.
+///
+/// Why: serde's derived structs also accept an *array*, read by position
+/// (`"appUser": [{...}]` as `{"profile": {...}}`, a long-fuzz-run finding).
+/// Okta never sends one, and reading it so would silently change what the
+/// request says, so every struct of a wire format is read through this
+/// (`object`, `optional_object`, `null_or_object`, `objects_or_null`).
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Only<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Only<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Only(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+/// A struct field that must be a JSON object (see [`Object`]).
+pub(crate) fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Object::<T>::deserialize(d)?.0)
+}
+
+/// An optional object: `null` is `None` (with `#[serde(default)]`, so is a
+/// missing member).
+pub(crate) fn optional_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+}
+
+/// An object where `null` means "none" (as [`null_as_default`]).
+pub(crate) fn null_or_object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(optional_object(d)?.unwrap_or_default())
+}
+
+/// A list of objects, `null` meaning none.
+pub(crate) fn objects_or_null<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let list = Option::<Vec<Object<T>>>::deserialize(d)?.unwrap_or_default();
+    Ok(list.into_iter().map(|o| o.0).collect())
 }
 
 /// Parses and validates an Okta import hook request body.
@@ -376,6 +444,37 @@ mod tests {
                 .err()
                 .unwrap_or_else(|| panic!("{needle}: should fail"));
             assert!(e.message().contains(needle), "expected '{needle}' in '{e}'");
+        }
+    }
+
+    #[test]
+    fn an_array_where_an_object_belongs_is_refused() {
+        // serde's derived structs would read `[{...}]` by position: the
+        // profile of `"appUser": [{...}]` would be read from the array.
+        let sample: Value = serde_json::from_str(SAMPLE).expect("json");
+        let mut with_context = sample.clone();
+        with_context["data"]["context"]["application"] =
+            serde_json::json!({"name": "n", "id": "i", "label": "l", "status": "s"});
+        with_context["data"]["context"]["job"] = serde_json::json!({"id": "j", "type": "t"});
+        decode(with_context.to_string().as_bytes()).expect("the objects decode");
+        for path in [
+            "/data",
+            "/data/action",
+            "/data/appUser",
+            "/data/user",
+            "/data/context",
+            "/data/context/application",
+            "/data/context/job",
+        ] {
+            let mut body = with_context.clone();
+            let v = body.pointer_mut(path).expect("in the sample");
+            *v = Value::Array(vec![v.take()]);
+            let e = decode(body.to_string().as_bytes()).expect_err(path);
+            let field = path[1..].replace('/', ".");
+            assert!(
+                e.message().starts_with(&field) && e.message().contains("object"),
+                "{path}: {e}"
+            );
         }
     }
 
