@@ -97,18 +97,24 @@ fn build_other(workspace: &Path, script: &str, out: &Path) -> Result<(), String>
     ))
 }
 
-/// Core module instances in the instance bomb: past hookbox's per-plugin
-/// share (`plugin::CORE_INSTANCES_PER_INSTANCE`, 64), far below what a
-/// real attacker would write, which the same check refuses the same way.
-const INSTANCE_BOMB_CORE_INSTANCES: usize = 1_000;
+/// Components past one share each of a plugin's part of the instance pool
+/// (`plugin::engine`): `(name, core module, instances of it)`. Each is
+/// refused at load, before it could take other calls' slots; none needs a
+/// world. 1,000 core instances is far below what an attacker would write,
+/// which the same check refuses the same way.
+const SHAPE_BOMBS: &[(&str, &str, usize)] = &[
+    ("instances", "(core module $m)", 1_000),
+    ("memories", "(core module $m (memory 1))", 3),
+    ("tables", "(core module $m (table 1 funcref))", 9),
+    ("table_size", "(core module $m (table 20001 funcref))", 1),
+];
 
-/// The hand-written adversarial guests, into `OUT_DIR`, their paths in
-/// `HOOKBOX_TABLE_BOMB_WASM` and `HOOKBOX_INSTANCE_BOMB_WASM`:
-/// - the table bomb: `tests/guests/bombs/table-bomb.wat`, a core module,
+/// The hand-written adversarial guests, into `OUT_DIR` (its path in
+/// `HOOKBOX_BOMBS_DIR`):
+/// - `table_bomb.wasm`: `tests/guests/bombs/table-bomb.wat`, a core module,
 ///   given the 0.1.0 world's metadata and made a component (what
 ///   `wasm-tools component embed` and `component new` do);
-/// - the instance bomb: a component of a thousand instances of an empty core
-///   module, generated here (it needs no world: it is refused at load).
+/// - `shape_<name>.wasm`: the components of [`SHAPE_BOMBS`], generated here.
 fn build_bombs(workspace: &Path) -> Result<(), String> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let source = workspace.join("tests/guests/bombs/table-bomb.wat");
@@ -132,18 +138,15 @@ fn build_bombs(workspace: &Path) -> Result<(), String> {
         .module(&core)
         .and_then(|encoder| encoder.validate(true).encode())
         .map_err(|e| format!("{e:#}"))?;
-    let path = out_dir.join("table_bomb.wasm");
-    std::fs::write(&path, table_bomb).map_err(|e| e.to_string())?;
-    println!("cargo:rustc-env=HOOKBOX_TABLE_BOMB_WASM={}", path.display());
+    std::fs::write(out_dir.join("table_bomb.wasm"), table_bomb).map_err(|e| e.to_string())?;
 
-    let instances = "  (core instance (instantiate $empty))\n".repeat(INSTANCE_BOMB_CORE_INSTANCES);
-    let text = format!("(component\n  (core module $empty)\n{instances})\n");
-    let instance_bomb = wat::parse_str(&text).map_err(|e| e.to_string())?;
-    let path = out_dir.join("instance_bomb.wasm");
-    std::fs::write(&path, instance_bomb).map_err(|e| e.to_string())?;
-    println!(
-        "cargo:rustc-env=HOOKBOX_INSTANCE_BOMB_WASM={}",
-        path.display()
-    );
+    for (name, module, instances) in SHAPE_BOMBS {
+        let instances = "  (core instance (instantiate $m))\n".repeat(*instances);
+        let text = format!("(component\n  {module}\n{instances})\n");
+        let wasm = wat::parse_str(&text).map_err(|e| format!("{name}: {e}"))?;
+        std::fs::write(out_dir.join(format!("shape_{name}.wasm")), wasm)
+            .map_err(|e| e.to_string())?;
+    }
+    println!("cargo:rustc-env=HOOKBOX_BOMBS_DIR={}", out_dir.display());
     Ok(())
 }

@@ -40,12 +40,13 @@ pub fn misbehave_wasm() -> PathBuf {
 
 /// A resolver that grows its table until refused (`tests/guests/bombs`).
 pub fn table_bomb_wasm() -> PathBuf {
-    PathBuf::from(env!("HOOKBOX_TABLE_BOMB_WASM"))
+    PathBuf::from(env!("HOOKBOX_BOMBS_DIR")).join("table_bomb.wasm")
 }
 
-/// A component of a thousand core instances, past a plugin's share of the pool.
-pub fn instance_bomb_wasm() -> PathBuf {
-    PathBuf::from(env!("HOOKBOX_INSTANCE_BOMB_WASM"))
+/// A component past one share of a plugin's part of the instance pool:
+/// `instances`, `memories`, `tables` or `table_size` (see `tests/build.rs`).
+pub fn shape_bomb_wasm(name: &str) -> PathBuf {
+    PathBuf::from(env!("HOOKBOX_BOMBS_DIR")).join(format!("shape_{name}.wasm"))
 }
 
 /// A valid component of another world, built from `tests/guests/wrong-world`.

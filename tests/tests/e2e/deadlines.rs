@@ -168,23 +168,22 @@ async fn an_idle_http1_keep_alive_connection_is_closed_at_the_idle_timeout() {
     assert!(read.starts_with("HTTP/1.1 200"), "{read}");
 }
 
-/// A client that answers PINGs (every HTTP/2 stack does, and this one sends
-/// its own every 50 ms) still loses an idle connection at `idle_timeout`:
-/// the server says GOAWAY and the connection ends.
-#[tokio::test]
-async fn an_idle_http2_connection_is_closed_although_it_answers_pings() {
-    let t = tenant();
-    let server = TestServer::builder()
-        .tenant(t.clone())
-        .header_timeout(NEVER)
-        .idle_timeout("400ms")
-        .start()
-        .await;
+/// Sends Okta's sample to `t` over a new HTTP/2 connection made by `h2`
+/// (given a timer here); returns the answer's head (status 200 checked,
+/// body unread), the connection's task and its sender, which keeps the
+/// client's side open while held (dropped, the client closes once idle).
+async fn h2_sample(
+    server: &TestServer,
+    t: &TenantSpec,
+    mut h2: hyper::client::conn::http2::Builder<TokioExecutor>,
+) -> (
+    hyper::Response<hyper::body::Incoming>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+    hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+) {
     let tls = server.client().connect_tls(&[b"h2"], None).await;
-    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+    let (mut send, conn) = h2
         .timer(TokioTimer::new())
-        .keep_alive_interval(Duration::from_millis(50))
-        .keep_alive_while_idle(true)
         .handshake::<_, Full<Bytes>>(TokioIo::new(tls))
         .await
         .unwrap();
@@ -201,6 +200,25 @@ async fn an_idle_http2_connection_is_closed_although_it_answers_pings() {
         .await
         .unwrap();
     assert_eq!(reply.status(), 200);
+    (reply, conn, send)
+}
+
+/// A client that answers PINGs (every HTTP/2 stack does, and this one sends
+/// its own every 50 ms) still loses an idle connection at `idle_timeout`:
+/// the server says GOAWAY and the connection ends.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_although_it_answers_pings() {
+    let t = tenant();
+    let server = TestServer::builder()
+        .tenant(t.clone())
+        .header_timeout(NEVER)
+        .idle_timeout("400ms")
+        .start()
+        .await;
+    let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    h2.keep_alive_interval(Duration::from_millis(50))
+        .keep_alive_while_idle(true);
+    let (reply, conn, _send) = h2_sample(&server, &t, h2).await;
     reply.into_body().collect().await.unwrap();
     let idle_since = Instant::now();
     let ended = tokio::time::timeout(GUARD, conn).await;
@@ -226,26 +244,9 @@ async fn an_http2_client_that_never_opens_its_window_is_cut() {
         .write_timeout("300ms")
         .start()
         .await;
-    let tls = server.client().connect_tls(&[b"h2"], None).await;
-    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(0)
-        .handshake::<_, Full<Bytes>>(TokioIo::new(tls))
-        .await
-        .unwrap();
-    let conn = tokio::spawn(conn);
-    let req = server.client().hook_request(
-        "acme",
-        Some(("authorization", t.secret())),
-        sample_request().to_string(),
-    );
-    let (mut parts, body) = req.into_parts();
-    parts.headers.remove(hyper::header::HOST);
-    let reply = send
-        .send_request(hyper::Request::from_parts(parts, body))
-        .await
-        .unwrap();
-    assert_eq!(reply.status(), 200);
+    let mut h2 = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    h2.initial_stream_window_size(0);
+    let (reply, conn, _send) = h2_sample(&server, &t, h2).await;
     let answered = Instant::now();
     // The body cannot arrive; reading it ends only when the server closes.
     let body = tokio::time::timeout(GUARD, reply.into_body().collect()).await;

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use hookbox_tests::{
-    Proto, TenantSpec, TestServer, fresh_sample, instance_bomb_wasm, login_conflict_wasm,
-    misbehave_wasm, sample_request, table_bomb_wasm,
+    Proto, TenantSpec, TestServer, fresh_sample, login_conflict_wasm, misbehave_wasm,
+    sample_request, shape_bomb_wasm, table_bomb_wasm,
 };
 use serde_json::{Value, json};
 
@@ -229,27 +229,50 @@ async fn a_tenant_over_its_concurrency_share_gets_503_with_retry_after() {
     );
 }
 
-/// A component of a thousand core instances would take the pool's core
-/// instance slots of a dozen other plugins' instances at every call: it is
-/// refused when loaded, and the refusal names the limit.
+/// A component past a plugin's share of the instance pool (a thousand core
+/// instances would take the share of about 16 other calls, at every call)
+/// is refused when loaded, and the refusal names the limit; so is each
+/// other share.
 #[test]
-fn a_plugin_past_its_share_of_core_instances_is_refused_at_load_naming_the_limit() {
-    let bomb = instance_bomb_wasm();
-    let out = crate::process::hookbox_command(&["check", &bomb.display().to_string()])
-        .output()
-        .expect("hookbox runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{text}");
-    assert!(
-        text.contains("1000 core module instances")
-            && text.contains(&format!(
-                "maximum of {}",
-                hookbox::plugin::CORE_INSTANCES_PER_INSTANCE
-            )),
-        "{text}"
-    );
+fn a_plugin_past_its_share_of_the_pool_is_refused_at_load_naming_the_limit() {
+    use hookbox::plugin::{
+        CORE_INSTANCES_PER_INSTANCE, MAX_TABLE_ELEMENTS, MEMORIES_PER_INSTANCE, TABLES_PER_INSTANCE,
+    };
+    let cases = [
+        (
+            "instances",
+            format!(
+                "1000 core module instances, which exceeds the configured maximum of {CORE_INSTANCES_PER_INSTANCE}"
+            ),
+        ),
+        (
+            "memories",
+            format!(
+                "3 Wasm linear memories, which exceeds the configured maximum of {MEMORIES_PER_INSTANCE}"
+            ),
+        ),
+        (
+            "tables",
+            format!("9 tables, which exceeds the configured maximum of {TABLES_PER_INSTANCE}"),
+        ),
+        (
+            "table_size",
+            format!(
+                "minimum element size of 20001 which exceeds the limit of {MAX_TABLE_ELEMENTS}"
+            ),
+        ),
+    ];
+    for (shape, limit) in cases {
+        let bomb = shape_bomb_wasm(shape);
+        let out = crate::process::hookbox_command(&["check", &bomb.display().to_string()])
+            .output()
+            .expect("hookbox runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{shape}: {text}");
+        assert!(text.contains(&limit), "{shape}: {text}");
+    }
 }
