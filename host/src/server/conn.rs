@@ -13,6 +13,13 @@
 //! | busy | a request reached the router | none here: `request_timeout` and the plugin's deadline bound it |
 //! | closing | a polite close began (GOAWAY) | `write_timeout` |
 //!
+//! A head the client pipelined behind a whole request was read before the
+//! answer, so no byte after idle starts its `head` phase: the connection
+//! stays idle (cut at `idle_timeout`, evictable) while hyper waits for the
+//! rest of it. That is the same hold silence after an answer gives, so no
+//! phase is unbounded; hyper's own head timer cannot do better, since it
+//! also runs on idle keep-alive connections.
+//!
 //! Independently of the phase, a write to the client that makes no progress
 //! for `write_timeout` cuts the connection (a client that never reads its
 //! answers). Invariants: [`Conn::cut`] resolves at the earliest deadline of
