@@ -1,8 +1,9 @@
 //! A fair share of plugin CPU between tenants: [`CpuScheduler`].
 //!
 //! Wasm runs only while its call holds one of `engine.cpu_slots` CPU slots.
-//! A call takes a slot before it instantiates its plugin, gives it back at
-//! every epoch tick (`EPOCH_TICK`, 5 ms) and queues for one again,
+//! A call takes a slot before it instantiates its plugin; at every epoch
+//! tick (`EPOCH_TICK`, 5 ms) it lets its worker run the other ready tasks,
+//! then gives the slot back and queues for one again;
 //! gives it back while it awaits the claim store, and gives it back for good
 //! when it ends (or is dropped). So a plugin that spins to its deadline holds
 //! a slot for one tick at a time, and between its ticks every other tenant's
@@ -375,9 +376,19 @@ impl CallCpu {
 
     /// At an epoch check before the deadline (the caller interrupts past
     /// it): either the first check after a yield, whose slot was just
-    /// granted again, which runs on; or a tick, which gives the slot back
-    /// and returns the future that lets the I/O driver run and then queues
-    /// for a slot again.
+    /// granted again, which runs on; or a tick, which returns the future
+    /// that first lets this worker run every other task that is ready (and
+    /// poll the I/O driver), then gives the slot back and queues for one
+    /// again.
+    ///
+    /// Why the slot is held through the yield, not given back before it:
+    /// giving it back grants it to the tenant's next waiting call, whose
+    /// wake-up lands in this worker's LIFO slot, which tokio runs before
+    /// anything else queued here (up to three in a row). A spinning tenant's
+    /// calls then ran slice after slice on one worker while other tenants'
+    /// tasks queued behind them waited, unless the other workers were idle
+    /// enough to steal them. Held, the slot only keeps the same tenant's
+    /// other calls waiting (the tenant is at its cap), which is the point.
     ///
     /// Why the first check after a yield exists at all: wasmtime arms the
     /// next epoch deadline only once the yield's future is done, so the
@@ -389,16 +400,17 @@ impl CallCpu {
         if self.regranted.swap(false, Ordering::AcqRel) {
             return Tick::Run;
         }
-        self.release();
         let scheduler = self.scheduler.clone();
         let tenant = self.tenant.clone();
         let deadline = self.deadline;
         let cell = self.slot.clone();
         let regranted = self.regranted.clone();
         Tick::Yield(Box::pin(async move {
-            // tokio's `yield_now` (not a plain re-wake) polls the I/O driver
-            // first, so sockets of other requests on this worker move too.
+            // tokio's `yield_now` (not a plain re-wake) resumes the call only
+            // once this worker has run out of other ready tasks and polled
+            // the I/O driver, so other requests on this worker move first.
             tokio::task::yield_now().await;
+            drop(hold(&cell).take());
             if wait_for_slot(&scheduler, &tenant, deadline, &cell).await {
                 regranted.store(true, Ordering::Release);
             }
@@ -554,6 +566,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tick_lets_the_ready_tasks_run_before_it_gives_the_slot_back() {
+        let s = CpuScheduler::new(1, 1);
+        let engine = wasmtime::Engine::default();
+        let call = s.call(t("a"), Instant::now() + Duration::from_secs(60), engine);
+        assert!(call.enter().await);
+        let mut rb = s.acquire(&t("b"));
+        let Tick::Yield(queued) = call.at_tick() else {
+            panic!("a tick must yield")
+        };
+        let queued = tokio::spawn(queued);
+        // Ready when the tick's future first runs: it runs before A's slot
+        // goes back (to B, the least used), not after.
+        let ready = tokio::spawn(async move { (granted(&mut rb), rb) });
+        let (early, rb) = ready.await.expect("the ready task");
+        assert!(early.is_none(), "the slot went back before the ready task ran");
+        // Then the slot goes to B, and A queues behind it.
+        let b = rb.await.expect("B is granted the slot");
+        assert!(!queued.is_finished());
+        drop(b);
+        queued.await.expect("A is granted it again");
+        assert_eq!((s.running(), s.waiting()), (1, 0));
+    }
+
+    #[tokio::test]
     async fn after_a_yield_only_a_regranted_call_runs_on() {
         let s = CpuScheduler::new(1, 1);
         let engine = wasmtime::Engine::default();
@@ -563,11 +599,12 @@ mod tests {
             engine.clone(),
         );
         assert!(call.enter().await);
-        // A tick: the slot goes back, and comes back (nobody else waits).
+        // A tick: the slot is held through the yield, then goes back and
+        // comes back (nobody else waits).
         let Tick::Yield(queued) = call.at_tick() else {
             panic!("a tick must yield")
         };
-        assert_eq!(s.running(), 0);
+        assert_eq!(s.running(), 1);
         queued.await;
         assert_eq!(s.running(), 1);
         // The check as the guest resumes runs on; the next tick yields again.
