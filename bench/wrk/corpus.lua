@@ -1,33 +1,49 @@
 -- wrk script for bench/run: POSTs the corpus bodies in turn (one compact JSON
 -- per line of the file given as the first script argument), with the
 -- Authorization header given as the second, and prints one machine-readable
--- line at the end:
+-- line at the end. Every request gets an eventId of its own (the corpus's,
+-- suffixed with the run's start time, the thread and a counter): hookbox
+-- answers a repeated eventId with the same body from its store without
+-- running the plugin (Okta's retry), so cycling the corpus as it is would
+-- measure that replay instead of the plugin after the first pass.
 --   RESULT requests=N duration_us=N rps=N p50_us=N p99_us=N p999_us=N max_us=N errors=N non2xx=N
 --
 --   wrk -t1 -c16 -d10s -s corpus.lua https://127.0.0.1:8443/hooks/dev/import -- corpus.jsonl SECRET
 
-local requests = {}
+local bodies = {}
+local headers
 local n = 0
 local i = 0
+local sent = 0
+local suffix
+
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_no", threads)
+end
 
 function init(args)
-  local headers = {
+  headers = {
     ["Content-Type"] = "application/json",
     ["Authorization"] = args[2] or "",
   }
   for line in io.lines(args[1]) do
     if #line > 0 then
       n = n + 1
-      requests[n] = wrk.format("POST", wrk.path, headers, line)
+      bodies[n] = line
     end
   end
+  suffix = string.format("-%d-%d-", os.time(), thread_no or 0)
   -- Threads start at different places so they do not send the same body at once.
-  i = math.random(n) - 1
+  i = ((thread_no or 1) * 7919) % n
 end
 
 function request()
   i = i % n + 1
-  return requests[i]
+  sent = sent + 1
+  local body = bodies[i]:gsub('"eventId":"([^"]*)"', '"eventId":"%1' .. suffix .. sent .. '"', 1)
+  return wrk.format("POST", wrk.path, headers, body)
 end
 
 function done(summary, latency, _)

@@ -63,6 +63,21 @@ impl StoreError {
         }
     }
 
+    /// The same error again, for each caller of a group commit that failed
+    /// (an I/O error is rebuilt from its kind and message).
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+            StoreError::Timeout(d) => StoreError::Timeout(*d),
+            StoreError::Invalid(m) => StoreError::Invalid(m.clone()),
+            StoreError::Io { context, source } => StoreError::Io {
+                context: context.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         StoreError::Io {
             context: context.into(),

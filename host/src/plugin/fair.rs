@@ -580,7 +580,10 @@ mod tests {
         // goes back (to B, the least used), not after.
         let ready = tokio::spawn(async move { (granted(&mut rb), rb) });
         let (early, rb) = ready.await.expect("the ready task");
-        assert!(early.is_none(), "the slot went back before the ready task ran");
+        assert!(
+            early.is_none(),
+            "the slot went back before the ready task ran"
+        );
         // Then the slot goes to B, and A queues behind it.
         let b = rb.await.expect("B is granted the slot");
         assert!(!queued.is_finished());

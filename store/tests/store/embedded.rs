@@ -32,6 +32,53 @@ async fn claims_and_answers_survive_a_reopen() {
     assert_eq!(answer.request_digest, [3; 32]);
 }
 
+/// Claims and answers written at once are committed in groups (one transaction for all that
+/// queued behind a commit): each caller hears back only after its group's commit, so every
+/// one it was told of is in the file when it is opened again, straight after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_is_all_in_the_file_when_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::embedded(dir.path().join("store.redb"));
+    {
+        let store = Store::open(&config).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let claimed = store
+                    .claim("acme", &format!("login{i}"), &format!("u{i}"))
+                    .await
+                    .unwrap();
+                let remembered = store
+                    .remember("acme", &format!("ev{i}"), [1; 32], vec![b'a'; 100])
+                    .await
+                    .unwrap();
+                (claimed, remembered)
+            }));
+        }
+        for t in tasks {
+            assert_eq!(
+                t.await.unwrap(),
+                (ClaimOutcome::Claimed, Remembered::Stored)
+            );
+        }
+    }
+    let store = Store::open(&config).await.unwrap();
+    for i in 0..200 {
+        assert_eq!(
+            store.owner_of("acme", &format!("login{i}")).await.unwrap(),
+            Some(format!("u{i}"))
+        );
+        assert!(
+            store
+                .recall("acme", &format!("ev{i}"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+}
+
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_creates_private_parent_directories() {
