@@ -414,10 +414,10 @@ impl Embedded {
         event_id: &str,
         answer: NewAnswer,
     ) -> Result<Remembered, StoreError> {
-        // The common case on a retry: a live answer exists, no write transaction needed.
-        if let Some(existing) = self.recall(tenant, event_id, answer.created_ms).await? {
-            return Ok(Remembered::Existing(existing));
-        }
+        // No read first: callers remember an answer after their own recall found
+        // none (hookbox's pipeline does), so a live one is rare here, and the
+        // write below finds it all the same (a group that changed nothing is
+        // not committed).
         let (t, e) = (tenant.to_owned(), event_id.to_owned());
         self.write_grouped(move |tx| {
             let now = answer.created_ms;
