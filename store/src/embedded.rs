@@ -173,18 +173,22 @@ impl Embedded {
         blocking(move || f(&inner)).await?
     }
 
+    /// The one writer slot (see the module docs), awaited asynchronously.
+    async fn writer_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+        self.inner
+            .writer
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("embedded store is closing".into()))
+    }
+
     /// Like `read`, holding the writer permit for the whole blocking call.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
     {
-        let permit = self
-            .inner
-            .writer
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("embedded store is closing".into()))?;
+        let permit = self.writer_permit().await?;
         let inner = self.inner.clone();
         let out = blocking(move || f(&inner)).await?;
         drop(permit);
@@ -207,12 +211,7 @@ impl Embedded {
             out: None,
             done,
         }));
-        let permit = self
-            .inner
-            .writer
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Unavailable("embedded store is closing".into()))?;
+        let permit = self.writer_permit().await?;
         // This write was queued before the permit was taken: either an earlier
         // holder committed it (every caller of a group is told before that
         // holder gives the permit back), or it is still queued and this caller
@@ -746,5 +745,83 @@ pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
             "embedded database is not in this version's format: {e}"
         )),
         other => StoreError::Unavailable(format!("embedded database: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Outcome = oneshot::Receiver<Result<ClaimOutcome, StoreError>>;
+
+    /// A grouped write that claims `key` for `owner`, or fails when `fail`.
+    fn claim(key: &str, owner: &str, fail: bool) -> (Box<dyn Grouped>, Outcome) {
+        let (done, outcome) = oneshot::channel();
+        let (k, o) = (key.to_owned(), owner.to_owned());
+        let f = move |tx: &WriteTransaction| {
+            if fail {
+                return Err(StoreError::Invalid("a write that fails".into()));
+            }
+            let mut table = tx.open_table(CLAIMS).map_err(db_err)?;
+            table
+                .insert(("t", k.as_str()), (o.as_str(), 0))
+                .map_err(db_err)?;
+            Ok((ClaimOutcome::Claimed, true))
+        };
+        let job = Job {
+            f: Some(f),
+            out: None,
+            done,
+        };
+        (Box::new(job), outcome)
+    }
+
+    async fn store() -> (tempfile::TempDir, Embedded) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Embedded::open(dir.path().join("store.redb"), None)
+            .await
+            .expect("opens");
+        (dir, store)
+    }
+
+    fn finish(s: &Shared, group: Vec<Box<dyn Grouped>>) {
+        let (group, outcome) = commit_group(s, group);
+        for job in group {
+            job.finish(outcome.as_ref().map(|_| ()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_group_writes_nothing_and_every_caller_hears_the_error() {
+        let (_dir, store) = store().await;
+        let (a, mut a_out) = claim("a", "u1", false);
+        let (bad, mut bad_out) = claim("x", "u2", true);
+        let (b, mut b_out) = claim("b", "u3", false);
+        finish(&store.inner, vec![a, bad, b]);
+        for out in [&mut a_out, &mut bad_out, &mut b_out] {
+            let got = out.try_recv().expect("told");
+            assert!(matches!(got, Err(StoreError::Invalid(_))), "{got:?}");
+        }
+        for key in ["a", "b"] {
+            assert_eq!(store.owner_of("t", key).await.expect("reads"), None);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_went_away_is_not_made() {
+        let (_dir, store) = store().await;
+        let (gone, gone_out) = claim("a", "u1", false);
+        drop(gone_out);
+        let (kept, mut kept_out) = claim("b", "u2", false);
+        finish(&store.inner, vec![gone, kept]);
+        assert_eq!(
+            kept_out.try_recv().expect("told").expect("committed"),
+            ClaimOutcome::Claimed
+        );
+        assert_eq!(store.owner_of("t", "a").await.expect("reads"), None);
+        assert_eq!(
+            store.owner_of("t", "b").await.expect("reads").as_deref(),
+            Some("u2")
+        );
     }
 }

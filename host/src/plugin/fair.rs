@@ -3,9 +3,9 @@
 //! Wasm runs only while its call holds one of `engine.cpu_slots` CPU slots.
 //! A call takes a slot before it instantiates its plugin; at every epoch
 //! tick (`EPOCH_TICK`, 5 ms) it lets its worker run the other ready tasks,
-//! then gives the slot back and queues for one again;
-//! gives it back while it awaits the claim store, and gives it back for good
-//! when it ends (or is dropped). So a plugin that spins to its deadline holds
+//! then gives the slot back and queues for one again. It also gives it back
+//! while it awaits the claim store, and for good when it ends (or is
+//! dropped). So a plugin that spins to its deadline holds
 //! a slot for one tick at a time, and between its ticks every other tenant's
 //! waiting call has its turn.
 //!

@@ -148,6 +148,24 @@ async fn a_stalled_second_head_is_cut_at_the_header_timeout() {
     assert!(read.is_empty(), "{}", String::from_utf8_lossy(&read));
 }
 
+/// Sends `bytes` on a new HTTP/1.1 connection to a server whose only
+/// deadline is a 300 ms `idle_timeout`, and reads until the server closes it
+/// (not before that deadline); returns what was read.
+async fn read_until_idle_cut(bytes: &[u8]) -> String {
+    let server = TestServer::builder()
+        .tenant(tenant())
+        .header_timeout(NEVER)
+        .idle_timeout("300ms")
+        .start()
+        .await;
+    let mut tls = server.client().connect_tls(&[b"http/1.1"], None).await;
+    tls.write_all(bytes).await.unwrap();
+    tls.flush().await.unwrap();
+    let (read, waited) = until_closed(&mut tls).await;
+    at_least(waited, 300);
+    String::from_utf8_lossy(&read).into_owned()
+}
+
 /// Half a head pipelined in the same write as a whole request reaches the
 /// server before the first answer, so no read comes after it to start the
 /// head's timer: the connection is idle as far as the deadlines know, and is
@@ -155,42 +173,15 @@ async fn a_stalled_second_head_is_cut_at_the_header_timeout() {
 /// gives a client nothing that silence after an answer does not.
 #[tokio::test]
 async fn a_pipelined_partial_head_is_held_no_longer_than_an_idle_connection() {
-    let t = tenant();
-    let server = TestServer::builder()
-        .tenant(t)
-        .header_timeout(NEVER)
-        .idle_timeout("300ms")
-        .start()
-        .await;
-    let mut tls = server.client().connect_tls(&[b"http/1.1"], None).await;
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\nGET /heal")
-        .await
-        .unwrap();
-    tls.flush().await.unwrap();
-    let (read, waited) = until_closed(&mut tls).await;
-    at_least(waited, 300);
-    let read = String::from_utf8_lossy(&read);
+    let read =
+        read_until_idle_cut(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\nGET /heal").await;
     assert!(read.starts_with("HTTP/1.1 200"), "{read}");
     assert_eq!(read.matches("HTTP/1.1").count(), 1, "{read}");
 }
 
 #[tokio::test]
 async fn an_idle_http1_keep_alive_connection_is_closed_at_the_idle_timeout() {
-    let t = tenant();
-    let server = TestServer::builder()
-        .tenant(t)
-        .header_timeout(NEVER)
-        .idle_timeout("300ms")
-        .start()
-        .await;
-    let mut tls = server.client().connect_tls(&[b"http/1.1"], None).await;
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
-        .await
-        .unwrap();
-    tls.flush().await.unwrap();
-    let (read, waited) = until_closed(&mut tls).await;
-    at_least(waited, 300);
-    let read = String::from_utf8_lossy(&read);
+    let read = read_until_idle_cut(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await;
     assert!(read.starts_with("HTTP/1.1 200"), "{read}");
 }
 
