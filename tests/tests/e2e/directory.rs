@@ -131,11 +131,13 @@ async fn a_login_held_by_another_okta_user_is_skipped_and_the_matched_users_own_
 async fn a_429_stops_the_lookups_until_the_reset_and_every_request_is_still_answered() {
     let okta = FakeOkta::start().await.unwrap();
     okta.add_user(GUIDE, "00u9");
-    let reset = epoch_now() + 3;
-    okta.set_429_until(reset);
     let t = tenant("acme", &okta).deadline("2s");
     let server = TestServer::start(std::slice::from_ref(&t)).await;
     let client = server.client();
+    // Closed once the server is up: on a loaded machine its start alone
+    // could outlast a window opened before it.
+    let reset = epoch_now() + 3;
+    okta.set_429_until(reset);
 
     // The first lookup gets the 429; the following ones are answered
     // `rate-limited` by the host at once, without a call.
