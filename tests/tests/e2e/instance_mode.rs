@@ -64,9 +64,11 @@ async fn a_reused_instance_is_dropped_after_its_quota() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_failed_is_never_reused() {
+    // The deadline leaves the memory bomb room to reach its limit first on
+    // a loaded machine (at 100 ms it was once cut by the deadline instead).
     let server = TestServer::start(&[counter_tenant("warm")
         .instance_mode("reuse")
-        .deadline("100ms")
+        .deadline("1s")
         .memory("16MiB")])
     .await;
     let client = server.client();
