@@ -146,9 +146,7 @@ fn claims(c: &mut Criterion) {
                         permits,
                         scope: &scope,
                     };
-                    let handled = pipeline::handle(runtime, &binding, &body)
-                        .await
-                        .expect("answered");
+                    let handled = pipeline::handle(&binding, &body).await.expect("answered");
                     assert!(
                         matches!(handled.verdict, pipeline::Verdict::Answered { .. }),
                         "{}: {:?}",

@@ -137,19 +137,13 @@ fn run(config: &'static str, engine: &EngineConfig, spinning: usize, misbehave: 
 
     let stop = Arc::new(AtomicBool::new(false));
     let a_answers = Arc::new(AtomicU64::new(0));
-    let runtime = Arc::new(runtime);
     let mut a_tasks = Vec::new();
     for _ in 0..spinning {
-        let (a, runtime, request, stop, answers) = (
-            a.clone(),
-            runtime.clone(),
-            request.clone(),
-            stop.clone(),
-            a_answers.clone(),
-        );
+        let (a, request, stop, answers) =
+            (a.clone(), request.clone(), stop.clone(), a_answers.clone());
         a_tasks.push(rt.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let run = a.binding().invoke(&runtime, &request).await;
+                let run = a.binding().invoke(&request).await;
                 if let Ok(run) = run {
                     assert!(run.result.is_err(), "the spinner answered");
                     answers.fetch_add(1, Ordering::Relaxed);
@@ -164,12 +158,12 @@ fn run(config: &'static str, engine: &EngineConfig, spinning: usize, misbehave: 
     let until = started + Duration::from_secs(secs);
     let mut b_tasks = Vec::new();
     for _ in 0..clients {
-        let (b, runtime, request) = (b.clone(), runtime.clone(), request.clone());
+        let (b, request) = (b.clone(), request.clone());
         b_tasks.push(rt.spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < until {
                 let t = Instant::now();
-                let run = b.binding().invoke(&runtime, &request).await;
+                let run = b.binding().invoke(&request).await;
                 // A failed call (B starved to its deadline) counts at its latency.
                 latencies.push((t.elapsed(), matches!(run, Ok(ref r) if r.result.is_ok())));
             }

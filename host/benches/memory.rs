@@ -94,20 +94,21 @@ fn child(name: &str) {
 
     // Instantiate + call + drop of the reference plugin, one at a time.
     let settings = Arc::new(BTreeMap::new());
-    let call = |n: usize| {
+    let call = |reference: &Plugin, n: usize| {
         rt.block_on(async {
             for _ in 0..n {
-                let run = runtime
-                    .invoke(&reference, &request, settings.clone(), &limits, &scope)
+                let run = reference
+                    .runtime()
+                    .invoke(reference, &request, settings.clone(), &limits, &scope)
                     .await
                     .expect("a slot");
                 assert!(run.result.is_ok());
             }
         })
     };
-    call(500);
+    call(&reference, 500);
     let t = Instant::now();
-    call(5000);
+    call(&reference, 5000);
     let per_call = t.elapsed() / 5000;
 
     let baseline = rss();
@@ -141,9 +142,39 @@ fn child(name: &str) {
     let kept = runtime.unused_resident();
     std::thread::sleep(recovery);
     let recovered = rss();
+
+    // What a recycle costs per distinct plugin: one move of the reference
+    // plugin's code to another engine (serialize, then load), averaged.
+    let spare = runtime.successor().expect("a successor");
+    let t = Instant::now();
+    for _ in 0..20 {
+        drop(reference.rebind(&spare).expect("moves"));
+    }
+    let per_move = t.elapsed() / 20;
+    drop(spare);
+
+    // What a recycle (`hookbox::recycle`) does: both plugins moved to a
+    // successor engine, the old runtime and plugins dropped with its pool.
+    let t = Instant::now();
+    let next = runtime.successor().expect("a successor");
+    let moved = reference.rebind(&next).expect("moves");
+    let moved_bomb = bomb.rebind(&next).expect("moves");
+    let old = runtime.weak();
+    drop((reference, bomb, moved_bomb, runtime));
+    assert!(old.is_freed(), "the old engine is still in use");
+    let reference = moved;
+    let recycle_took = t.elapsed();
+    let recycled = rss();
+    // The price: the first calls on the new pool fault their slots in.
+    let t = Instant::now();
+    call(&reference, BURST);
+    let cold_call = t.elapsed() / BURST as u32;
+    drop(reference);
     println!(
         "{name:<7} keep {:>5} KiB/slot warm {:>3}: baseline {:>5} MiB, after burst {:>5} MiB \
-         (pool keeps {:>4} MiB), after {:?} {:>5} MiB; instantiate+call+drop {:?}",
+         (pool keeps {:>4} MiB), after {:?} {:>5} MiB, after a recycle ({:?}; {:?} per \
+         move of the reference plugin) {:>5} MiB; instantiate+call+drop {:?}, first {BURST} on \
+         the new pool {:?} each",
         engine.memory_keep_resident / 1024,
         engine.max_unused_warm_slots,
         baseline / MIB,
@@ -151,7 +182,11 @@ fn child(name: &str) {
         kept / MIB,
         recovery,
         recovered / MIB,
+        recycle_took,
+        per_move,
+        recycled / MIB,
         per_call,
+        cold_call,
     );
 }
 

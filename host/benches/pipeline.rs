@@ -264,7 +264,7 @@ fn instance_modes(c: &mut Criterion) {
                 scope: &scope,
             };
             let sanity = rt
-                .block_on(binding.invoke(&runtime, &request))
+                .block_on(binding.invoke(&request))
                 .expect("a free instance slot");
             assert!(sanity.result.is_ok(), "{lang} answers: {:?}", sanity.result);
             g.bench_function(format!("{lang} {mode_name}: one request"), |b| {
@@ -272,7 +272,7 @@ fn instance_modes(c: &mut Criterion) {
                     rt.block_on(async {
                         let start = Instant::now();
                         for _ in 0..iters {
-                            let _ = black_box(binding.invoke(&runtime, black_box(&request)).await);
+                            let _ = black_box(binding.invoke(black_box(&request)).await);
                         }
                         start.elapsed()
                     })

@@ -2,11 +2,18 @@
 //! else. It does not reload, watch or route; those hold an `Arc<App>`
 //! ([`crate::reload::Reloader`], [`crate::server`]).
 //!
-//! Invariants: the engine, the claim store (`[store]`) and `[server]` are
-//! fixed for the process's lifetime (the store is opened once, before the
-//! app is built, by whoever starts it); the tenant table is swapped whole, with one store, by
-//! [`App::publish`] (never edited in place), so a request sees either the old
-//! or the new table, and the admin credentials are swapped right after it.
+//! Invariants: the engine configuration, the claim store (`[store]`) and
+//! `[server]` are fixed for the process's lifetime (the store is opened
+//! once, before the app is built, by whoever starts it); the tenant table is
+//! swapped whole, with one store, by [`App::publish`] (never edited in
+//! place), so a request sees either the old or the new table, and the admin
+//! credentials are swapped right after it. The engine itself is replaced
+//! only by [`App::recycle`], which moves the same table onto a new engine
+//! built from the same configuration (see [`crate::recycle`]): every plugin
+//! names the engine it runs on, so a request runs wholly on the engine of
+//! the table it took. Table changes (reloads, recycles) take
+//! [`App::table_change`] and so happen one at a time: an older table is
+//! never published last, and a reload compiles for the engine it publishes on.
 //! The one [`Metrics`] registry and the one [`Readiness`] live here, so every
 //! endpoint and listener reports from the same state. An app may exist
 //! before its tenants are loaded ([`App::starting`], then [`App::load`]):
@@ -47,6 +54,20 @@ use crate::tenant::{self, Tenant, TenantError, Tenants, Verifiers};
 /// [`crate::readiness::CHECK_TIMEOUT`], so `/readyz` says why.
 pub const STORE_PING_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Why [`App::recycle`] moved nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RecycleError {
+    /// The new engine could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A tenant's plugin could not be moved onto it.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    /// The blocking task failed.
+    #[error("recycling the engine failed: {0}")]
+    Task(String),
+}
+
 /// Why an [`App`] could not be built from a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -63,7 +84,12 @@ pub enum AppError {
 
 /// Everything a running server shares between requests.
 pub struct App {
-    runtime: Runtime,
+    /// The engine new plugins are compiled for: the one the current table
+    /// runs on (changed only by [`App::recycle`], with the table).
+    runtime: ArcSwap<Runtime>,
+    /// Held by whoever changes the tenant table after start (a reload, a
+    /// recycle): one change at a time.
+    table_change: tokio::sync::Mutex<()>,
     /// The tenant table, swapped whole (never edited in place); shared with
     /// the OAuth readiness checks, which look tenants up in it.
     tenants: Arc<ArcSwap<Tenants>>,
@@ -133,7 +159,7 @@ impl App {
     /// from `verifiers` ([`tenant::build_verifiers`]). Blocking (compiles).
     pub fn load(&self, config: &Config, verifiers: &Verifiers) -> Result<(), TenantError> {
         let tenants = Tenants::load(
-            &self.runtime,
+            &self.runtime(),
             &config.tenants,
             verifiers,
             &self.directory_clients,
@@ -154,7 +180,8 @@ impl App {
         let metrics = Metrics::new();
         metrics.plugins(&tenants);
         let app = App {
-            runtime,
+            runtime: ArcSwap::from_pointee(runtime),
+            table_change: tokio::sync::Mutex::new(()),
             tenants: Arc::new(ArcSwap::from_pointee(Tenants::default())),
             server,
             admin: ArcSwapOption::empty(),
@@ -202,9 +229,45 @@ impl App {
         &self.directory_clients
     }
 
-    /// The engine every tenant's plugin runs on.
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
+    /// The engine the current tenant table runs on, and new plugins are
+    /// compiled for (a request uses its tenant's [`Plugin::runtime`]
+    /// instead: after a recycle the two differ until the old table's
+    /// requests are done).
+    ///
+    /// [`Plugin::runtime`]: crate::plugin::Plugin::runtime
+    pub fn runtime(&self) -> Runtime {
+        Runtime::clone(&self.runtime.load())
+    }
+
+    /// The right to change the tenant table, one change at a time (a
+    /// reload holds it from reading the table to publishing the next).
+    pub async fn table_change(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.table_change.lock().await
+    }
+
+    /// Moves the current tenant table, as it is, onto a new engine built
+    /// from the same configuration ([`Runtime::successor`]), and publishes
+    /// it: requests that took the old table finish on the old engine, the
+    /// next ones run on the new one, and once the last of the old ones is
+    /// done the old engine and its instance pool (the memory its unused
+    /// slots kept resident) are freed. Nothing a tenant is changes (see
+    /// [`Tenant::rebound`]) but its warm `reuse` instances, which go with
+    /// the old engine. Waits for a reload in progress. On an error nothing
+    /// changed.
+    pub async fn recycle(&self) -> Result<(), RecycleError> {
+        let _one_change = self.table_change().await;
+        let (old, table) = (self.runtime(), self.tenants());
+        let (next, moved) = tokio::task::spawn_blocking(move || {
+            let next = old.successor()?;
+            let moved = table.rebound(&next)?;
+            Ok::<_, RecycleError>((next, moved))
+        })
+        .await
+        .map_err(|e| RecycleError::Task(e.to_string()))??;
+        self.runtime.store(Arc::new(next));
+        self.tenants.store(Arc::new(moved));
+        self.metrics.recycled();
+        Ok(())
     }
 
     /// `[server]`, as the process started with it.

@@ -37,6 +37,7 @@ pub mod native;
 pub mod pipeline;
 pub mod plugin;
 pub mod readiness;
+pub mod recycle;
 pub mod reload;
 mod routes;
 mod runner;
@@ -91,7 +92,8 @@ use crate::reload::Reloader;
 /// in-flight requests. With a `reloader`, `POST /admin/reload` reloads, and
 /// so do file changes when `server.watch` is on. The event worker
 /// ([`events`]) runs alongside, and stops once the server has drained
-/// (finishing the events in hand, leaving the rest queued).
+/// (finishing the events in hand, leaving the rest queued); so does the
+/// engine recycler ([`recycle`]).
 pub async fn serve(
     app: Arc<App>,
     reloader: Option<Arc<Reloader>>,
@@ -111,13 +113,14 @@ pub async fn serve(
         ops: false,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    // Inside this future, not spawned: dropping `serve` drops the worker too.
+    // Inside this future, not spawned: dropping `serve` drops them too.
+    let recycler = recycle::run(app.clone(), stopped.clone());
     let worker = events::worker::run(app, stopped);
     let server = async {
         server::serve(Arc::new(ctx), tls, listener, shutdown).await;
         let _ = stop.send(true);
     };
-    tokio::join!(server, worker);
+    tokio::join!(server, worker, recycler);
     if let Some(w) = watcher {
         w.abort();
     }

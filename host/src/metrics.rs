@@ -200,6 +200,8 @@ pub struct Metrics {
     plugin_memory: Histograms<TenantLabel>,
     instances: Family<StateLabel, Gauge>,
     instance_slots: Gauge,
+    unused_resident: Gauge,
+    recycles: Counter,
     reloads: Family<OutcomeLabel, Counter>,
     reload_changes: Family<ChangeLabels, Counter>,
     plugin_info: Family<PluginLabels, Gauge>,
@@ -272,6 +274,18 @@ impl Metrics {
             "instance_slots",
             "Size of the engine's instance pool (engine.max_instances)",
             instance_slots.clone(),
+        );
+        let unused_resident = Gauge::default();
+        registry.register(
+            "pool_unused_resident_bytes",
+            "Bytes the engine's instance pool keeps resident in slots no instance uses (engine.memory_keep_resident, engine.table_keep_resident); engine.idle_resident_limit bounds it",
+            unused_resident.clone(),
+        );
+        let recycles = Counter::default();
+        registry.register(
+            "engine_recycles",
+            "Times the tenants were moved onto a new engine to give the old pool's kept-resident memory back (engine.idle_resident_limit)",
+            recycles.clone(),
         );
         let reloads = Family::<OutcomeLabel, Counter>::default();
         registry.register(
@@ -373,6 +387,8 @@ impl Metrics {
             plugin_memory,
             instances,
             instance_slots,
+            unused_resident,
+            recycles,
             reloads,
             reload_changes,
             plugin_info,
@@ -436,6 +452,11 @@ impl Metrics {
         if let Some(fuel) = figures.fuel_consumed {
             self.plugin_fuel.get_or_create(&label).observe(fuel as f64);
         }
+    }
+
+    /// The tenants were moved onto a new engine ([`App::recycle`]).
+    pub fn recycled(&self) {
+        self.recycles.inc();
     }
 
     /// A reload's outcome, and what it did to each tenant.
@@ -645,7 +666,10 @@ impl Metrics {
         self.sample_oauth(&tenants);
         self.sample_directories(&tenants);
         self.sample_events(app).await;
-        let pool = app.runtime().pool();
+        let runtime = app.runtime();
+        self.unused_resident
+            .set(i64::try_from(runtime.unused_resident()).unwrap_or(i64::MAX));
+        let pool = runtime.pool();
         self.instances
             .get_or_create(&StateLabel { state: "busy" })
             .set(pool.busy as i64);

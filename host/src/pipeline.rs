@@ -40,7 +40,7 @@ use crate::error::HttpError;
 use crate::hook::decode::{self, DecodeError};
 use crate::hook::encode;
 use crate::log::LogBudget;
-use crate::plugin::{Binding, Failure, Outcome, Overloaded, PluginLog, Runtime};
+use crate::plugin::{Binding, Failure, Outcome, Overloaded, PluginLog};
 
 /// Why a request did not reach the plugin.
 #[derive(Debug, thiserror::Error)]
@@ -154,11 +154,7 @@ pub fn store_budget(deadline: Duration) -> Duration {
 }
 
 /// Runs one authenticated request body through `binding`; see the module docs.
-pub async fn handle(
-    runtime: &Runtime,
-    binding: &Binding<'_>,
-    body: &[u8],
-) -> Result<Handled, Refused> {
+pub async fn handle(binding: &Binding<'_>, body: &[u8]) -> Result<Handled, Refused> {
     let request = decode::decode(body).map_err(Refused::BadRequest)?;
     Span::current().record(
         "event_id",
@@ -189,7 +185,7 @@ pub async fn handle(
         .permits
         .try_acquire()
         .map_err(|_| Refused::Overloaded)?;
-    let invocation = binding.invoke(runtime, &request).await?;
+    let invocation = binding.invoke(&request).await?;
 
     let (mut body, failure) = encode::respond(&invocation.result, binding.plugin.short_digest());
     let verdict = match (failure, invocation.result) {

@@ -306,7 +306,7 @@ pub(crate) async fn run(
     })?;
     // Refused before compiling anything (the pipeline would refuse it too, later).
     decode::decode(&body).map_err(|e| RunError::InvalidRequest(e.to_string()))?;
-    let (runtime, plugin) = load_for_run(plugin_path, &limits).await?;
+    let (_, plugin) = load_for_run(plugin_path, &limits).await?;
 
     // A fresh instance, permits of its own: one request, as a tenant's first.
     let limits = Limits {
@@ -328,7 +328,7 @@ pub(crate) async fn run(
         permits: &permits,
         scope: &scope,
     };
-    let handled = match pipeline::handle(&runtime, &binding, &body).await {
+    let handled = match pipeline::handle(&binding, &body).await {
         Ok(handled) => handled,
         Err(Refused::BadRequest(e)) => return Err(RunError::InvalidRequest(e.to_string())),
         Err(Refused::Overloaded) => return Err(RunError::Overloaded),

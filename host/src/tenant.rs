@@ -72,6 +72,15 @@ pub enum TenantError {
     /// [`crate::App::start`], which fetches the keys first).
     #[error("tenant '{0}': auth.oauth needs its keys fetched before the tenant is built")]
     NoVerifier(String),
+    /// The tenant's plugin could not be moved to a new engine (a recycle,
+    /// which then leaves every tenant where it was).
+    #[error("tenant '{tenant}': {error}")]
+    Rebind {
+        /// The tenant's id.
+        tenant: String,
+        /// What failed ([`PluginError::Rebind`]).
+        error: PluginError,
+    },
 }
 
 /// Each OAuth tenant's verifier, by tenant id.
@@ -133,8 +142,9 @@ pub struct Tenant {
     permits: Arc<Semaphore>,
     /// Verifies bearer tokens when the tenant has `auth.oauth` (built from exactly that).
     oauth: Option<Verifier>,
-    /// How much its plugin may log per window (a new version starts a new window).
-    log_budget: LogBudget,
+    /// How much its plugin may log per window (a new version starts a new
+    /// window; the same version moved to a new engine keeps it).
+    log_budget: Arc<LogBudget>,
     /// Its Okta directory, when `directory` is configured (built from exactly that).
     directory: Option<Arc<Directory>>,
 }
@@ -211,6 +221,31 @@ impl Tenants {
         }
     }
 
+    /// The same table with every plugin moved to `runtime` (a successor of
+    /// the runtimes they are on: [`Runtime::successor`]), each distinct
+    /// plugin once (tenants that shared a plugin still share it), each
+    /// tenant [`Tenant::rebound`]. Blocking (copies every plugin's code).
+    pub fn rebound(&self, runtime: &Runtime) -> Result<Tenants, TenantError> {
+        let mut moved: HashMap<String, Plugin> = HashMap::new();
+        let mut by_id = HashMap::with_capacity(self.by_id.len());
+        for (id, tenant) in &self.by_id {
+            let old = tenant.plugin();
+            let plugin = match moved.get(old.digest()) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = old.rebind(runtime).map_err(|error| TenantError::Rebind {
+                        tenant: id.clone(),
+                        error,
+                    })?;
+                    moved.insert(old.digest().to_owned(), p.clone());
+                    p
+                }
+            };
+            by_id.insert(id.clone(), Arc::new(tenant.rebound(plugin)));
+        }
+        Ok(Tenants { by_id })
+    }
+
     /// Every tenant, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.by_id.values()
@@ -242,7 +277,10 @@ impl Tenant {
     /// (in `reuse` mode) its own warm instances.
     pub fn new(config: TenantConfig, plugin: Plugin) -> Tenant {
         let permits = Arc::new(Semaphore::new(config.limits.max_concurrency as usize));
-        let log_budget = LogBudget::new(config.limits.log_volume, config.limits.log_window);
+        let log_budget = Arc::new(LogBudget::new(
+            config.limits.log_volume,
+            config.limits.log_window,
+        ));
         Tenant {
             config,
             plugin,
@@ -308,6 +346,27 @@ impl Tenant {
         }
         next.permits = permits;
         next
+    }
+
+    /// The same tenant served by `plugin`, the same version of its plugin
+    /// moved to a new engine ([`Plugin::rebind`]): one tenant still, so it
+    /// shares everything with `self` (permits, log window, OAuth verifier,
+    /// directory, configuration) but the warm instances, which belong to the
+    /// old engine and go with it. A native backend (benchmarks) is kept.
+    pub fn rebound(&self, plugin: Plugin) -> Tenant {
+        let backend = match &self.backend {
+            Backend::Plugin(_) => Backend::default(),
+            Backend::Native(resolver) => Backend::Native(resolver.clone()),
+        };
+        Tenant {
+            config: self.config.clone(),
+            plugin,
+            backend,
+            permits: self.permits.clone(),
+            oauth: self.oauth.clone(),
+            log_budget: self.log_budget.clone(),
+            directory: self.directory.clone(),
+        }
     }
 
     /// Whether this tenant already is `config` served by `plugin` (same
@@ -391,5 +450,68 @@ impl Tenant {
             permits: &self.permits,
             scope,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Auth, Secret};
+    use crate::plugin::EngineConfig;
+
+    fn config(id: &str) -> TenantConfig {
+        let auth = Auth::new(
+            hyper::header::AUTHORIZATION,
+            vec![Secret::new("s".repeat(32))],
+        )
+        .expect("a valid secret");
+        TenantConfig {
+            id: id.to_owned(),
+            plugin: PathBuf::from("reference.wasm"),
+            auth: TenantAuth::secret(auth),
+            limits: Limits {
+                max_concurrency: 3,
+                ..Limits::default()
+            },
+            settings: Arc::default(),
+            smoke: None,
+            events: Default::default(),
+            directory: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_table_moved_to_a_new_engine_keeps_its_tenants_and_their_shared_state() {
+        let runtime = Runtime::new(&EngineConfig {
+            max_instances: 4,
+            ..EngineConfig::default()
+        })
+        .expect("engine");
+        let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
+        let plugin = Plugin::from_bytes(&runtime, wasm).expect("loads");
+        let table = Tenants::from_parts([(config("a"), plugin.clone()), (config("b"), plugin)]);
+        let held = table
+            .get("a")
+            .expect("a")
+            .permits
+            .clone()
+            .try_acquire_owned();
+
+        let next = runtime.successor().expect("a successor");
+        let moved = table.rebound(&next).expect("moves");
+        let (a, b) = (moved.get("a").expect("a"), moved.get("b").expect("b"));
+        let old_a = table.get("a").expect("a");
+        // Still the same tenants: configuration, permits (one in use on the
+        // old table counts on the new one), log window.
+        assert_eq!(a.config(), old_a.config());
+        assert!(held.is_ok());
+        assert_eq!(a.free_permits(), 2);
+        assert!(Arc::ptr_eq(&a.permits, &old_a.permits));
+        assert!(Arc::ptr_eq(&a.log_budget, &old_a.log_budget));
+        // On the new engine, and tenants that shared a plugin still share one.
+        assert!(a.plugin().runtime().same(&next));
+        assert!(a.plugin().same(b.plugin()));
+        assert!(!a.plugin().same(old_a.plugin()));
+        assert_eq!(a.plugin().digest(), old_a.plugin().digest());
     }
 }

@@ -183,6 +183,12 @@ impl TestServer {
             .expect("a cache is configured")
     }
 
+    /// The engine the current tenant table runs on (it changes when the
+    /// engine is recycled).
+    pub fn runtime(&self) -> hookbox::plugin::Runtime {
+        self.app.runtime()
+    }
+
     /// The engine's fair CPU scheduler (to watch who runs and who waits).
     pub fn cpu(&self) -> hookbox::plugin::CpuScheduler {
         self.app.runtime().cpu().clone()

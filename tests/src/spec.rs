@@ -325,6 +325,7 @@ pub struct Setup {
     cache_dir: Option<PathBuf>,
     cache_max_size: Option<String>,
     cpu_slots: Option<(u32, u32)>,
+    idle_resident: Option<(String, String)>,
     admin_secret: Option<String>,
     store: Option<StoreSpec>,
     answer_ttl: Option<String>,
@@ -438,6 +439,12 @@ impl Setup {
         self
     }
 
+    /// `engine.idle_resident_limit` and `engine.idle_resident_grace`.
+    pub fn idle_resident(mut self, limit: &str, grace: &str) -> Self {
+        self.idle_resident = Some((limit.to_owned(), grace.to_owned()));
+        self
+    }
+
     /// `[admin]` with this secret (in a file beside the config): `POST /admin/reload` exists.
     pub fn admin_secret(mut self, secret: &str) -> Self {
         self.admin_secret = Some(secret.to_owned());
@@ -500,8 +507,15 @@ impl Setup {
             s += "watch = true\n";
         }
         s += "[tls]\ncert = \"cert.pem\"\nkey = \"key.pem\"\n";
-        if self.cache_dir.is_some() || self.cache_max_size.is_some() || self.cpu_slots.is_some() {
+        if self.cache_dir.is_some()
+            || self.cache_max_size.is_some()
+            || self.cpu_slots.is_some()
+            || self.idle_resident.is_some()
+        {
             s += "[engine]\n";
+            if let Some((limit, grace)) = &self.idle_resident {
+                s += &format!("idle_resident_limit = {limit:?}\nidle_resident_grace = {grace:?}\n");
+            }
             if let Some((slots, per_tenant)) = self.cpu_slots {
                 s += &format!("cpu_slots = {slots}\ncpu_slots_per_tenant = {per_tenant}\n");
             }

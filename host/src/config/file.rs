@@ -62,6 +62,8 @@ pub struct EngineFile {
     pub memory_keep_resident: Option<String>,
     pub table_keep_resident: Option<String>,
     pub max_unused_warm_slots: Option<u32>,
+    pub idle_resident_limit: Option<String>,
+    pub idle_resident_grace: Option<String>,
     pub cpu_slots: Option<u32>,
     pub cpu_slots_per_tenant: Option<u32>,
 }

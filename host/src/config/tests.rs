@@ -321,6 +321,8 @@ fn engine_memory_keys_are_read_and_checked() {
     assert_eq!(c.engine.memory_keep_resident, 1 << 20);
     assert_eq!(c.engine.table_keep_resident, 64 << 10);
     assert_eq!(c.engine.max_unused_warm_slots, 16);
+    assert_eq!(c.engine.idle_resident_limit, Some(34 << 20));
+    assert_eq!(c.engine.idle_resident_grace, Duration::from_secs(10));
 
     let with = |keys: &str| minimal().replace("[tls]", &format!("[engine]\n{keys}\n[tls]"));
     let c = parse(&with(
@@ -335,6 +337,14 @@ fn engine_memory_keys_are_read_and_checked() {
         ),
         (0, 4096, 0)
     );
+    let c = parse(&with(
+        "idle_resident_limit = \"off\"\nidle_resident_grace = \"250ms\"",
+    ))
+    .expect("valid");
+    assert_eq!(c.engine.idle_resident_limit, None);
+    assert_eq!(c.engine.idle_resident_grace, Duration::from_millis(250));
+    let c = parse(&with("idle_resident_limit = \"1MiB\"")).expect("valid");
+    assert_eq!(c.engine.idle_resident_limit, Some(1 << 20));
 
     for (keys, key) in [
         (
@@ -352,6 +362,15 @@ fn engine_memory_keys_are_read_and_checked() {
         (
             "max_instances = 8\nmax_unused_warm_slots = 9",
             "engine.max_unused_warm_slots",
+        ),
+        (
+            "idle_resident_limit = \"never\"",
+            "engine.idle_resident_limit",
+        ),
+        ("idle_resident_grace = \"0s\"", "engine.idle_resident_grace"),
+        (
+            "idle_resident_grace = \"soon\"",
+            "engine.idle_resident_grace",
         ),
     ] {
         let e = parse(&with(keys)).expect_err(keys);

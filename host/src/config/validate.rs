@@ -154,6 +154,22 @@ pub(super) fn config(
         }
         engine.max_unused_warm_slots = n;
     }
+    if let Some(v) = &file.engine.idle_resident_limit {
+        engine.idle_resident_limit = match v.trim() {
+            "off" => None,
+            _ => Some(parse_size(
+                "engine.idle_resident_limit (a size, or \"off\")",
+                v,
+            )?),
+        };
+    }
+    if let Some(v) = &file.engine.idle_resident_grace {
+        let d = parse_duration("engine.idle_resident_grace", v)?;
+        if d.is_zero() {
+            return err("engine.idle_resident_grace must be more than 0s");
+        }
+        engine.idle_resident_grace = d;
+    }
     if let Some(n) = file.engine.cpu_slots {
         if n == 0 {
             return err("engine.cpu_slots must be at least 1");

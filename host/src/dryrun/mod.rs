@@ -588,7 +588,7 @@ async fn run_row(shared: &Shared, record: &StringRecord, mut d: Decision) -> Dec
     let mut tries = 0;
     let handled = loop {
         let start = Instant::now();
-        let result = pipeline::handle(shared.app.runtime(), &binding, &body).await;
+        let result = pipeline::handle(&binding, &body).await;
         d.elapsed = start.elapsed();
         match result {
             Err(Refused::Overloaded) if tries < OVERLOAD_RETRIES => {

@@ -149,7 +149,7 @@ async fn run_handler(app: &App, tenant: &Tenant, event: &Delivery) -> Result<Han
     let scope = app.scope(tenant);
     let binding = tenant.binding(&scope);
     for _ in 0..OVERLOAD_TRIES {
-        match binding.handle_event(app.runtime(), &wit_event).await {
+        match binding.handle_event(&wit_event).await {
             Ok(run) => return Ok(run),
             Err(Overloaded) => tokio::time::sleep(OVERLOAD_WAIT).await,
         }

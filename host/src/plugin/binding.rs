@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use super::instances::Instances;
 use super::invoke::{Invocation, Outcome, Overloaded};
 use super::limits::{Limits, Settings};
-use super::{Plugin, Runtime, StoreScope, wit};
+use super::{Plugin, StoreScope, wit};
 
 /// A resolver compiled into the host, answering in place of a tenant's plugin
 /// (benchmarks only: it runs without store, instance, limits or deadline,
@@ -86,10 +86,10 @@ impl Binding<'_> {
     /// under the binding's limits and scope; `Err` when no instance slot was free.
     pub async fn handle_event(
         &self,
-        runtime: &Runtime,
         event: &super::events::Event,
     ) -> Result<super::HandlerRun, Overloaded> {
-        runtime
+        self.plugin
+            .runtime()
             .handle_event(
                 self.plugin,
                 self.settings.clone(),
@@ -101,14 +101,11 @@ impl Binding<'_> {
     }
 
     /// Runs one request on the backend; `Err` when no instance slot was free.
-    pub async fn invoke(
-        &self,
-        runtime: &Runtime,
-        request: &wit::ImportRequest,
-    ) -> Result<Invocation, Overloaded> {
+    pub async fn invoke(&self, request: &wit::ImportRequest) -> Result<Invocation, Overloaded> {
         match self.backend {
             Backend::Plugin(instances) => {
-                runtime
+                self.plugin
+                    .runtime()
                     .invoke_pooled(
                         self.plugin,
                         instances,

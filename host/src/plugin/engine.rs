@@ -1,5 +1,6 @@
-//! The one wasmtime engine of the process, its linker, and the epoch ticker
-//! that enforces plugin deadlines.
+//! The wasmtime engine the tenants run on, its linker, and the epoch ticker
+//! that enforces plugin deadlines. One at a time; a successor with the same
+//! configuration replaces it when the pool is recycled ([`crate::recycle`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,15 +59,26 @@ pub struct Runtime {
 struct RuntimeInner {
     engine: Engine,
     linker: Linker<State>,
-    fuel: bool,
-    /// The precompiled-component cache (`[engine] cache_dir`), if configured and usable.
-    cache: Option<Cache>,
+    /// What the engine was built from: a successor is built from the same.
+    config: EngineConfig,
+    /// The precompiled-component cache (`[engine] cache_dir`), if configured
+    /// and usable; shared with successors (same configuration, same key).
+    cache: Option<Arc<Cache>>,
     /// Warm (`reuse`) instances idle across all tenants, capped at half the pool.
     idle: Arc<IdleBudget>,
-    /// The pool's size (`engine.max_instances`).
-    slots: u32,
     /// Who runs wasm when (`engine.cpu_slots`).
     cpu: CpuScheduler,
+}
+
+/// A [`Runtime`]'s engine, not kept alive: see [`Runtime::weak`].
+pub struct RuntimeWeak(wasmtime::EngineWeak);
+
+impl RuntimeWeak {
+    /// Whether the engine and its instance pool are gone (nothing uses
+    /// them any more: no runtime, plugin, instance or call).
+    pub fn is_freed(&self) -> bool {
+        self.0.upgrade().is_none()
+    }
 }
 
 /// The engine's instance pool right now (see [`Runtime::pool`]).
@@ -85,6 +97,50 @@ impl Runtime {
     /// precompiled cache if one is configured (a cache that cannot be opened
     /// is a warning, never an error).
     pub fn new(config: &EngineConfig) -> Result<Runtime, EngineError> {
+        // A cache that cannot be opened costs start-up time, never availability.
+        let open_cache = |engine: &Engine| {
+            config.cache_dir.as_deref().and_then(|dir| {
+                match Cache::open(dir, engine, config.cache_max_size) {
+                    Ok(c) => Some(Arc::new(c)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "precompiled cache disabled");
+                        None
+                    }
+                }
+            })
+        };
+        Runtime::build(
+            config,
+            open_cache,
+            IdleBudget::for_pool(config.max_instances),
+            CpuScheduler::new(config.cpu_slots, config.cpu_slots_per_tenant),
+        )
+    }
+
+    /// A new engine with this one's configuration, and so a new, empty
+    /// instance pool, that shares this one's CPU scheduler, idle-instance
+    /// budget and precompiled cache: plugins rebound to it
+    /// ([`super::Plugin::rebind`]) take the same CPU turns and the same
+    /// budgets as before. Once nothing uses this runtime any more (no plugin,
+    /// instance or call of it is left), its engine is dropped and its pool's
+    /// memory (the slots' kept-resident pages, the async stacks) goes back to
+    /// the kernel with it: what [`crate::recycle`] builds on. Blocking.
+    pub fn successor(&self) -> Result<Runtime, EngineError> {
+        let cache = self.inner.cache.clone();
+        Runtime::build(
+            &self.inner.config,
+            |_| cache,
+            self.inner.idle.clone(),
+            self.inner.cpu.clone(),
+        )
+    }
+
+    fn build(
+        config: &EngineConfig,
+        cache: impl FnOnce(&Engine) -> Option<Arc<Cache>>,
+        idle: Arc<IdleBudget>,
+        cpu: CpuScheduler,
+    ) -> Result<Runtime, EngineError> {
         let engine = Engine::new(&wasmtime_config(config)).map_err(EngineError::Engine)?;
 
         let mut linker = Linker::new(&engine);
@@ -100,27 +156,38 @@ impl Runtime {
             .map_err(EngineError::Host)?;
 
         spawn_epoch_ticker(&engine).map_err(EngineError::Ticker)?;
-        // A cache that cannot be opened costs start-up time, never availability.
-        let cache = config.cache_dir.as_deref().and_then(|dir| {
-            match Cache::open(dir, &engine, config.cache_max_size) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "precompiled cache disabled");
-                    None
-                }
-            }
-        });
+        let cache = cache(&engine);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
                 linker,
-                fuel: config.fuel,
+                config: config.clone(),
                 cache,
-                idle: IdleBudget::for_pool(config.max_instances),
-                slots: config.max_instances,
-                cpu: CpuScheduler::new(config.cpu_slots, config.cpu_slots_per_tenant),
+                idle,
+                cpu,
             }),
         })
+    }
+
+    /// A handle that tells when this runtime's engine, and with it its
+    /// instance pool, has been freed (it holds neither).
+    pub fn weak(&self) -> RuntimeWeak {
+        RuntimeWeak(self.inner.engine.weak())
+    }
+
+    /// Whether the pool keeps pages resident in unused slots at all: it does
+    /// when the kernel has PAGEMAP_SCAN and a keep-resident size is set (see
+    /// `wasmtime_config`); otherwise every dropped instance's memory goes
+    /// back at once and there is never anything to recycle.
+    pub fn keeps_resident(&self) -> bool {
+        PoolingAllocationConfig::is_pagemap_scan_available()
+            && (self.inner.config.memory_keep_resident > 0
+                || self.inner.config.table_keep_resident > 0)
+    }
+
+    /// Whether `self` and `other` are the same runtime (the same engine).
+    pub fn same(&self, other: &Runtime) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The wasmtime engine (to compile or inspect components with).
@@ -132,9 +199,14 @@ impl Runtime {
         &self.inner.linker
     }
 
+    /// The configuration it was built from.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
     /// Whether stores of this engine meter fuel.
     pub fn fuel_enabled(&self) -> bool {
-        self.inner.fuel
+        self.inner.config.fuel
     }
 
     /// The fair CPU scheduler every plugin call runs under.
@@ -173,7 +245,7 @@ impl Runtime {
         Pool {
             busy: live.saturating_sub(idle),
             idle,
-            slots: self.inner.slots,
+            slots: self.inner.config.max_instances,
         }
     }
 
@@ -190,18 +262,18 @@ impl Runtime {
     }
 
     pub(crate) fn cache(&self) -> Option<&Cache> {
-        self.inner.cache.as_ref()
+        self.inner.cache.as_deref()
     }
 
     /// How the precompiled cache has been used; `None` when there is none.
     pub fn cache_stats(&self) -> Option<CacheStats> {
-        self.inner.cache.as_ref().map(Cache::stats)
+        self.inner.cache.as_deref().map(Cache::stats)
     }
 
     /// The cache file a plugin with this digest ([`super::Plugin::digest`]) is
     /// stored in; `None` without a cache.
     pub fn cache_file(&self, digest: &str) -> Option<std::path::PathBuf> {
-        self.inner.cache.as_ref().map(|c| c.path(digest))
+        self.inner.cache.as_deref().map(|c| c.path(digest))
     }
 }
 
@@ -244,10 +316,11 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
     // Without the scan, keep-resident would zero the whole prefix on every
     // drop and be slower, hence the check.
     //
-    // What is kept resident is never given back while the process lives: a
+    // What is kept resident is never given back while the pool lives: a
     // slot keeps up to `memory_keep_resident` of the pages its last instance
     // dirtied (plus `table_keep_resident`), so the resident floor after a
-    // burst is (slots ever warm) × keep-resident. Beyond it, pages are
+    // burst is (slots ever warm) × keep-resident, until `crate::recycle`
+    // replaces the engine and its pool. Beyond it, pages are
     // decommitted (madvise) as each instance is dropped, with no batching
     // (`decommit_batch_size` 1, wasmtime's default), so memory comes back
     // when the burst's instances go, not later. The warm set is bounded by
@@ -326,6 +399,57 @@ mod tests {
             .pooling_allocator_metrics()
             .map_or(0, |m| m.unused_warm_memories());
         (runtime.unused_resident(), warm)
+    }
+
+    /// One call of the sample request on `plugin`, on the runtime it names.
+    async fn answer(plugin: &Plugin) -> String {
+        let store = hookbox_store::Store::scratch()
+            .await
+            .expect("a scratch store");
+        let scope = StoreScope::new("t", &store);
+        let request = crate::hook::decode::decode(SAMPLE.as_bytes()).expect("the sample decodes");
+        let run = plugin
+            .runtime()
+            .invoke(
+                plugin,
+                &request,
+                Arc::new(BTreeMap::new()),
+                &Limits::default(),
+                &scope,
+            )
+            .await
+            .expect("a slot is free");
+        format!("{:?}", run.result.expect("the plugin answers"))
+    }
+
+    #[tokio::test]
+    async fn a_plugin_moved_to_a_successor_answers_alike_and_the_old_engine_is_freed() {
+        let runtime = Runtime::new(&EngineConfig {
+            max_instances: 4,
+            ..EngineConfig::default()
+        })
+        .expect("engine");
+        let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
+        let plugin = Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
+        let before = answer(&plugin).await;
+
+        let next = runtime.successor().expect("a successor");
+        assert!(!next.same(&runtime));
+        assert_eq!(next.config(), runtime.config());
+        let moved = plugin.rebind(&next).expect("the plugin moves");
+        assert!(moved.runtime().same(&next));
+        assert_eq!(moved.digest(), plugin.digest());
+        assert_eq!(moved.exports(), plugin.exports());
+        assert_eq!(answer(&moved).await, before);
+
+        // Nothing of the old engine is left once its runtime and plugin go:
+        // its pool, and what the pool kept resident, are freed with it.
+        let old = runtime.weak();
+        drop(plugin);
+        assert!(!old.is_freed(), "the runtime still holds it");
+        drop(runtime);
+        assert!(old.is_freed());
+        assert_eq!(answer(&moved).await, before);
     }
 
     #[tokio::test]

@@ -94,8 +94,8 @@ pub struct EngineConfig {
     /// What the cache may hold; past it the least recently used files go.
     pub cache_max_size: u64,
     /// Bytes of a linear memory's slot kept resident (reset in place rather
-    /// than given back to the kernel) after its instance is dropped. See the
-    /// memory section of [`crate::plugin`] for the trade-off.
+    /// than given back to the kernel) after its instance is dropped, for as
+    /// long as the pool lives (see [`crate::recycle`] for how it ends).
     pub memory_keep_resident: u64,
     /// The same for a table's slot.
     pub table_keep_resident: u64,
@@ -103,6 +103,14 @@ pub struct EngineConfig {
     /// prefers over never-used ones, up to this many: bounds how many slots
     /// (each keeping up to the keep-resident sizes) are warm at low load.
     pub max_unused_warm_slots: u32,
+    /// The most the pool may keep resident in unused slots for longer than
+    /// `idle_resident_grace`; past it the tenants move to a new engine and
+    /// the old pool's memory goes back to the kernel ([`crate::recycle`]).
+    /// `None`: never (what is kept stays, up to `max_instances` ×
+    /// the keep-resident sizes).
+    pub idle_resident_limit: Option<u64>,
+    /// How long the pool may keep more than `idle_resident_limit`.
+    pub idle_resident_grace: Duration,
     /// Plugin calls running wasm at once, all tenants together (the fair
     /// CPU scheduler's slots, [`crate::plugin::CpuScheduler`]).
     pub cpu_slots: u32,
@@ -127,6 +135,17 @@ pub const DEFAULT_MEMORY_KEEP_RESIDENT: u64 = MIB;
 /// Default of `engine.table_keep_resident`.
 pub const DEFAULT_TABLE_KEEP_RESIDENT: u64 = 64 * 1024;
 
+/// Default of `engine.idle_resident_limit`: twice what the warm set of
+/// [`DEFAULT_MAX_UNUSED_WARM_SLOTS`] slots keeps at the default keep-resident
+/// sizes, so steady traffic (which keeps about that set warm) never
+/// recycles, and what a burst leaves beyond it does.
+pub const DEFAULT_IDLE_RESIDENT_LIMIT: u64 = 2
+    * DEFAULT_MAX_UNUSED_WARM_SLOTS as u64
+    * (DEFAULT_MEMORY_KEEP_RESIDENT + DEFAULT_TABLE_KEEP_RESIDENT);
+
+/// Default of `engine.idle_resident_grace`.
+pub const DEFAULT_IDLE_RESIDENT_GRACE: Duration = Duration::from_secs(10);
+
 /// Default of `engine.max_unused_warm_slots`.
 pub const DEFAULT_MAX_UNUSED_WARM_SLOTS: u32 = 16;
 
@@ -141,6 +160,8 @@ impl Default for EngineConfig {
             memory_keep_resident: DEFAULT_MEMORY_KEEP_RESIDENT,
             table_keep_resident: DEFAULT_TABLE_KEEP_RESIDENT,
             max_unused_warm_slots: DEFAULT_MAX_UNUSED_WARM_SLOTS,
+            idle_resident_limit: Some(DEFAULT_IDLE_RESIDENT_LIMIT),
+            idle_resident_grace: DEFAULT_IDLE_RESIDENT_GRACE,
             cpu_slots: default_cpu_slots(),
             cpu_slots_per_tenant: default_cpu_slots_per_tenant(default_cpu_slots()),
         }

@@ -3,7 +3,11 @@
 //!
 //! Lifecycle, and the invariants it keeps:
 //! - one [`Runtime`] (one wasmtime `Engine`, one `Linker`, one epoch ticker)
-//!   per process, shared by every tenant;
+//!   serves every tenant; it is replaced only whole, by a successor with the
+//!   same configuration that every plugin moves to ([`Runtime::successor`],
+//!   [`Plugin::rebind`], [`crate::recycle`]), and each [`Plugin`] names the
+//!   runtime it is linked on, which its calls always run on, so no call can
+//!   mix two engines;
 //! - a plugin is compiled once per distinct file content ([`Plugin::digest`])
 //!   and linked once, at load ([`Plugin`] holds the `InstancePre`); nothing is
 //!   compiled or linked on the request path. Which WIT version it targets and
@@ -43,7 +47,7 @@ mod state;
 
 pub use binding::{Backend, Binding, NativeResolver};
 pub use engine::{
-    CORE_INSTANCES_PER_INSTANCE, EngineError, MEMORIES_PER_INSTANCE, Pool, Runtime,
+    CORE_INSTANCES_PER_INSTANCE, EngineError, MEMORIES_PER_INSTANCE, Pool, Runtime, RuntimeWeak,
     TABLES_PER_INSTANCE,
 };
 pub use fair::CpuScheduler;
@@ -51,7 +55,8 @@ pub use instances::Instances;
 pub use invoke::{Failure, Invocation, Outcome, Overloaded};
 pub(crate) use limits::MIB;
 pub use limits::{
-    DEFAULT_DEADLINE, DEFAULT_MAX_UNUSED_WARM_SLOTS, DEFAULT_MEMORY, DEFAULT_MEMORY_KEEP_RESIDENT,
+    DEFAULT_DEADLINE, DEFAULT_IDLE_RESIDENT_GRACE, DEFAULT_IDLE_RESIDENT_LIMIT,
+    DEFAULT_MAX_UNUSED_WARM_SLOTS, DEFAULT_MEMORY, DEFAULT_MEMORY_KEEP_RESIDENT,
     DEFAULT_REUSE_MAX_REQUESTS, DEFAULT_TABLE_KEEP_RESIDENT, EngineConfig, InstanceMode, Limits,
     Settings, default_cpu_slots, default_cpu_slots_per_tenant,
 };
@@ -116,12 +121,30 @@ pub enum PluginError {
     /// The event handler interface is there, without its `handle` function.
     #[error("the component does not export hookbox:okta-import/event-handler@0.2.0#handle")]
     NoHandle,
+    /// A loaded plugin's code could not be carried over to a new engine.
+    #[error("moving the plugin to a new engine: {0:#}")]
+    Rebind(wasmtime::Error),
 }
 
 /// Compiles component bytes: the one place hookbox turns `.wasm` into code.
 /// Blocking (tens of milliseconds to seconds).
 pub(crate) fn compile(engine: &Engine, bytes: &[u8]) -> Result<Component, PluginError> {
     Component::new(engine, bytes).map_err(PluginError::Compile)
+}
+
+/// Loads code that `Component::serialize` produced in this process, for an
+/// engine built from the same configuration ([`Runtime::successor`]).
+#[allow(unsafe_code)]
+fn deserialize_own(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `Component::deserialize` maps its bytes as executable code
+    // without validating them, so they must be wasmtime's own serialization
+    // for a compatible engine. These bytes never left this process: `rebind`
+    // got them from `Component::serialize` of a component this process
+    // compiled (or verified and loaded from its cache), a moment before, and
+    // passes them straight here. The engine is a successor, built from the
+    // same `EngineConfig`, and wasmtime itself refuses bytes whose engine
+    // configuration or version differ.
+    unsafe { Component::deserialize(engine, bytes) }
 }
 
 /// A loaded plugin: compiled, linked and ready to instantiate.
@@ -131,6 +154,10 @@ pub struct Plugin {
 }
 
 struct PluginInner {
+    /// The runtime it was compiled and linked on: the only one its calls
+    /// can run on, so every call takes it from here
+    /// ([`Binding`](binding::Binding) never takes a runtime of its own).
+    runtime: Runtime,
     digest: String,
     pre: InstancePre<State>,
     /// The WIT version and exports, read from the component type at load.
@@ -269,6 +296,33 @@ impl Plugin {
             Some(cache) => cache.load_or_compile(runtime.engine(), &sum, bytes)?,
             None => (compile(runtime.engine(), bytes)?, false),
         };
+        Plugin::linked(runtime, component, digest, from_cache)
+    }
+
+    /// The same plugin on `runtime` (a successor of its own: same engine
+    /// configuration), with the same digest and exports: its compiled code
+    /// is carried over as wasmtime serialized it, not compiled again. What a
+    /// recycle ([`crate::recycle`]) moves every tenant with. Blocking
+    /// (copies the plugin's code).
+    pub fn rebind(&self, runtime: &Runtime) -> Result<Plugin, PluginError> {
+        let component = self.inner.pre.component();
+        let bytes = component.serialize().map_err(PluginError::Rebind)?;
+        let component = deserialize_own(runtime.engine(), &bytes).map_err(PluginError::Rebind)?;
+        Plugin::linked(
+            runtime,
+            component,
+            self.inner.digest.clone(),
+            self.inner.from_cache,
+        )
+    }
+
+    /// Type-checks and links a compiled `component` on `runtime`.
+    fn linked(
+        runtime: &Runtime,
+        component: Component,
+        digest: String,
+        from_cache: bool,
+    ) -> Result<Plugin, PluginError> {
         let exports = Exports::of(&component, runtime.engine())?;
         let pre = runtime
             .linker()
@@ -294,6 +348,7 @@ impl Plugin {
         };
         Ok(Plugin {
             inner: Arc::new(PluginInner {
+                runtime: runtime.clone(),
                 digest,
                 pre,
                 exports,
@@ -303,6 +358,17 @@ impl Plugin {
                 from_cache,
             }),
         })
+    }
+
+    /// Whether `self` and `other` are the same loaded plugin (not merely the
+    /// same content: [`Plugin::digest`] says that).
+    pub fn same(&self, other: &Plugin) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The runtime it is linked on, which every call of it runs on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
     }
 
     /// SHA-256 of the component file, hex: names the exact version that answered.

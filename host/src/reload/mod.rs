@@ -61,8 +61,6 @@ pub struct Reloader {
     fixed: plan::Fixed,
     /// Files whose change triggers a reload with `server.watch` (absolute paths).
     watched: Mutex<BTreeSet<PathBuf>>,
-    /// One reload at a time.
-    lock: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
@@ -75,7 +73,6 @@ impl Reloader {
             overrides,
             fixed: plan::Fixed::of(config),
             watched,
-            lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -95,12 +92,13 @@ impl Reloader {
 
     async fn reload_once(&self) -> ReloadReport {
         let start = Instant::now();
-        let _one_at_a_time = self.lock.lock().await;
+        // One table change at a time (reloads, engine recycles).
+        let _one_at_a_time = self.app.table_change().await;
         let current = self.app.tenants();
 
         // Reading files and compiling block: off the async runtime.
         let (runtime, engine, path, overrides, table) = (
-            self.app.runtime().clone(),
+            self.app.runtime(),
             self.fixed.engine.clone(),
             self.path.clone(),
             self.overrides.clone(),
@@ -185,7 +183,7 @@ impl Reloader {
                 continue;
             };
             let passed = match body {
-                Ok(body) => smoke::smoke(self.app.runtime(), plugin, &c.config, &body).await,
+                Ok(body) => smoke::smoke(plugin, &c.config, &body).await,
                 Err(unreadable) => Err(unreadable),
             };
             if let Err(reason) = passed {

@@ -12,7 +12,7 @@ use super::plan::RejectReason;
 use crate::App;
 use crate::config::{ConfigError, TenantConfig};
 use crate::pipeline::{self, Refused, Verdict};
-use crate::plugin::{Backend, Binding, InstanceMode, Limits, Plugin, Runtime, StoreScope};
+use crate::plugin::{Backend, Binding, InstanceMode, Limits, Plugin, StoreScope};
 
 /// A tenant failed its smoke request at start: the server does not start
 /// (exit code [`ConfigError::EXIT_CODE`], like any refused configuration).
@@ -33,7 +33,6 @@ impl SmokeError {
 /// Runs a smoke request (`body`) through `plugin` with the tenant's settings
 /// and limits; `Err` says why the plugin must not go live.
 pub(super) async fn smoke(
-    runtime: &Runtime,
     plugin: &Plugin,
     config: &TenantConfig,
     body: &[u8],
@@ -56,7 +55,7 @@ pub(super) async fn smoke(
         permits: &permits,
         scope: &scope,
     };
-    match pipeline::handle(runtime, &binding, body).await {
+    match pipeline::handle(&binding, body).await {
         Err(Refused::BadRequest(e)) => Err(RejectReason::SmokeInvalid(e)),
         Err(Refused::Overloaded) => Err(RejectReason::SmokeOverloaded),
         Ok(handled) => match handled.verdict {
@@ -86,7 +85,7 @@ pub async fn smoke_at_start(app: &App) -> Result<(), SmokeError> {
                 error,
             })
         })?;
-        smoke(app.runtime(), tenant.plugin(), tenant.config(), &body)
+        smoke(tenant.plugin(), tenant.config(), &body)
             .await
             .map_err(refuse)?;
     }

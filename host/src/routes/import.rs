@@ -86,7 +86,7 @@ impl Endpoint for Import {
     ) -> Result<Answer, HttpError> {
         let body = body::read_json(ctx.app.server(), req).await?;
         let scope = ctx.app.scope(&tenant);
-        let handled = pipeline::handle(ctx.app.runtime(), &tenant.binding(&scope), &body).await?;
+        let handled = pipeline::handle(&tenant.binding(&scope), &body).await?;
         handled.trace(tenant.log_budget());
         // A replayed answer ran no plugin: nothing to add to the plugin's series.
         if !matches!(handled.verdict, pipeline::Verdict::Replayed) {

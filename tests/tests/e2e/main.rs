@@ -17,4 +17,5 @@ mod misbehave;
 mod oauth;
 mod okta;
 mod process;
+mod recycle;
 mod reload;

@@ -1,0 +1,106 @@
+//! Memory the instance pool keeps after a burst goes back: once the pool
+//! has kept more than `engine.idle_resident_limit` in unused slots for
+//! `engine.idle_resident_grace`, the tenants move to a new engine and the
+//! old one, with its pool, is freed when its requests are done. No request
+//! fails or changes on the way. Nothing is timed: the test waits for the
+//! old engine to be freed and for the pool to keep nothing, with a generous
+//! deadline for a loaded machine.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use hookbox_tests::{TenantSpec, TestServer, fresh_sample, login_conflict_wasm};
+
+/// What the reference plugin answers for the sample request's conflict.
+const NEW_LOGIN: &str = "sally2.admin2.272ed9@clouditude.net";
+
+/// How long the machine may take; the grace period below is 200 ms.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// `n` requests at once, each a fresh event (so each runs the plugin),
+/// each answered as the plugin answers.
+async fn burst(server: &TestServer, tenant: &TenantSpec, n: usize) {
+    let client = server.client();
+    let bodies: Vec<_> = (0..n).map(|_| fresh_sample()).collect();
+    let replies = join_all(
+        bodies
+            .iter()
+            .map(|body| client.hook(tenant.id(), tenant.secret(), body)),
+    )
+    .await;
+    for reply in replies {
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(reply.new_login().as_deref(), Some(NEW_LOGIN), "{reply:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_kept_past_the_grace_goes_back_with_the_old_engine_and_no_request_fails() {
+    let tenant = TenantSpec::new("good", login_conflict_wasm()).max_concurrency(64);
+    let server = TestServer::builder()
+        .tenant(tenant.clone())
+        .idle_resident("1B", "200ms")
+        .start()
+        .await;
+    let first = server.runtime();
+    burst(&server, &tenant, 16).await;
+    if !first.keeps_resident() {
+        // No PAGEMAP_SCAN here: the pool gives every page back at once
+        // (plugin::engine), so there is nothing to recycle.
+        assert_eq!(first.unused_resident(), 0);
+        return;
+    }
+    let gone = first.weak();
+    drop(first);
+
+    // Requests keep coming while the pool keeps memory past its grace: the
+    // tenants move, the old engine is freed once its requests are done, and
+    // every request meanwhile is answered as before.
+    let deadline = Instant::now() + PATIENCE;
+    let mut bursts = 0;
+    while !gone.is_freed() {
+        assert!(
+            Instant::now() < deadline,
+            "the first engine is still alive after {bursts} bursts"
+        );
+        burst(&server, &tenant, 4).await;
+        bursts += 1;
+    }
+
+    // Idle now: the engine that served the last requests keeps some of
+    // their pages, so it is recycled too, and the one after it has served
+    // nothing and keeps nothing.
+    let deadline = Instant::now() + PATIENCE;
+    while server.runtime().unused_resident() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the pool still keeps {} bytes",
+            server.runtime().unused_resident()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And the tenant is served on the engine it is on now.
+    burst(&server, &tenant, 4).await;
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_limit_off_the_engine_is_never_replaced() {
+    let tenant = TenantSpec::new("good", login_conflict_wasm());
+    let server = TestServer::builder()
+        .tenant(tenant.clone())
+        .idle_resident("off", "10ms")
+        .start()
+        .await;
+    let first = server.runtime();
+    burst(&server, &tenant, 8).await;
+    // Long enough for many grace periods; the engine must still be the first.
+    for _ in 0..20 {
+        burst(&server, &tenant, 2).await;
+        assert!(server.runtime().same(&first));
+    }
+    if first.keeps_resident() {
+        assert!(first.unused_resident() > 0);
+    }
+    server.stop().await.unwrap();
+}
