@@ -1,7 +1,8 @@
 //! Operating the real `hookbox` binary: Prometheus metrics after a mix of
 //! traffic, readiness while plugins load and from the first moment of a
 //! drain, a drain that drops no request in flight, a second signal, and a
-//! start as an unprivileged user with read-only configuration.
+//! start as an unprivileged user with read-only configuration, and an engine
+//! recycled to give back what its pool kept.
 //!
 //! Nothing here waits on a timer: each step waits for a line the server
 //! prints, a port, or a value its own `/metrics` or `/readyz` reports.
@@ -768,4 +769,49 @@ fn metrics_show_the_store_oauth_and_event_hooks_and_readiness_follows_the_store(
     until_ready_is(ops, 200);
     s.signal("TERM");
     assert_eq!(s.wait(), Some(0));
+}
+
+#[test]
+fn a_pool_left_keeping_memory_is_recycled_and_the_metrics_show_it() {
+    let pki = Pki::new();
+    let good = login_conflict_wasm();
+    let tenants = [("good", good.as_path(), "")];
+    let server = "listen = \"127.0.0.1:0\"\nops_listen = \"127.0.0.1:0\"\n\
+                  [engine]\nidle_resident_limit = \"1B\"\nidle_resident_grace = \"100ms\"";
+    let dir = config_dir(&pki, server, &tenants);
+    let mut s = Server::serve(&dir.path().join("hookbox.toml"));
+    let ops = s.ops();
+    let addr = s.main();
+    let client = Client::new(addr, &pki.ca_der);
+    let rt = runtime();
+    let burst = || {
+        rt.block_on(async {
+            let bodies: Vec<_> = (0..8).map(|_| fresh_sample()).collect();
+            let replies = futures::future::join_all(
+                bodies.iter().map(|b| client.hook("good", "secret-good", b)),
+            )
+            .await;
+            for r in replies {
+                assert_eq!(r.status, 200);
+                assert!(r.new_login().is_some(), "{:?}", r.body);
+            }
+        })
+    };
+    burst();
+    if !wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        // Without PAGEMAP_SCAN the pool keeps nothing, so nothing is recycled.
+        let m = scrape(ops);
+        assert_eq!(value(&m, "hookbox_pool_unused_resident_bytes"), 0.0);
+        return;
+    }
+    // The pool kept pages of those 8 instances past the grace: the tenants
+    // move to a new engine, which has served nothing and keeps nothing.
+    until(ops, "a recycle", |m| {
+        value(m, "hookbox_engine_recycles_total") >= 1.0
+    });
+    until(ops, "an empty pool", |m| {
+        value(m, "hookbox_pool_unused_resident_bytes") == 0.0
+    });
+    // And the tenant is served as before on it.
+    burst();
 }
