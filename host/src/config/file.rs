@@ -22,8 +22,9 @@ pub struct ConfigFile {
     /// `[admin]`: the reload endpoint, off unless given; same shape as a tenant's `auth`.
     pub admin: Option<AuthFile>,
     /// `[store]`: the claim store, as `hookbox-store` reads it (`backend =
-    /// "embedded" | "redis"`, and that backend's keys; unknown keys refused).
-    pub store: Option<hookbox_store::StoreConfig>,
+    /// "embedded" | "redis"`, and that backend's keys; unknown keys refused),
+    /// once the validator has filled in the defaults (`backend`, `path`).
+    pub store: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]

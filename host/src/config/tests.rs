@@ -377,3 +377,43 @@ fn engine_memory_keys_are_read_and_checked() {
         assert!(e.to_string().contains(key), "{keys}: {e}");
     }
 }
+
+#[test]
+fn store_backend_and_path_default_as_without_a_store_section() {
+    let store =
+        |section: &str| parse(&format!("{}\n[store]\n{section}\n", minimal())).map(|c| c.store);
+    let default = hookbox_store::StoreConfig::embedded("/etc/hookbox/hookbox-data/store.redb");
+    assert_eq!(parse(&minimal()).expect("valid").store, default);
+    assert_eq!(store("").expect("valid"), default);
+    assert_eq!(
+        store("answer_ttl = \"5m\"").expect("valid"),
+        hookbox_store::StoreConfig::Embedded {
+            path: "/etc/hookbox/hookbox-data/store.redb".into(),
+            answer_ttl: Duration::from_secs(300),
+        }
+    );
+    assert_eq!(
+        store("path = \"s.redb\"").expect("valid"),
+        hookbox_store::StoreConfig::embedded("/etc/hookbox/s.redb")
+    );
+    assert_eq!(
+        store("backend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"").expect("valid"),
+        hookbox_store::StoreConfig::redis("redis://127.0.0.1:6379/0")
+    );
+    // Redis has no default URL, and unknown keys or backends are refused, by name.
+    for (section, needle) in [
+        ("backend = \"redis\"", "url"),
+        (
+            "backend = \"redis\"\nurl = \"redis://h/0\"\npath = \"x\"",
+            "path",
+        ),
+        ("patth = \"x\"", "patth"),
+        ("backend = \"disk\"", "disk"),
+    ] {
+        let e = store(section).expect_err(section).to_string();
+        assert!(
+            e.contains("[store]") && e.contains(needle),
+            "{section}: {e}"
+        );
+    }
+}

@@ -220,7 +220,25 @@ pub(super) fn config(
 /// `[store]`, with the default and relative paths resolved against `base`.
 /// What only opening can tell (a Redis URL, a writable directory) is
 /// checked when the store is opened at start, before anything binds.
-pub(super) fn store(file: Option<StoreConfig>, base: &Path) -> Result<StoreConfig, ConfigError> {
+/// `backend` defaults to `"embedded"` and the embedded store's `path` to
+/// [`DEFAULT_STORE_PATH`], as with no `[store]` at all: `[store]` with only
+/// `answer_ttl` changes only that.
+pub(super) fn store(file: Option<toml::Table>, base: &Path) -> Result<StoreConfig, ConfigError> {
+    let file = match file {
+        None => None,
+        Some(mut table) => {
+            let backend = table.entry("backend").or_insert_with(|| "embedded".into());
+            if backend.as_str() == Some("embedded") {
+                table
+                    .entry("path")
+                    .or_insert_with(|| DEFAULT_STORE_PATH.into());
+            }
+            let parsed: StoreConfig = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e| ConfigError::new(format!("[store]: {e}")))?;
+            Some(parsed)
+        }
+    };
     Ok(match file {
         None => StoreConfig::embedded(base.join(DEFAULT_STORE_PATH)),
         Some(StoreConfig::Embedded { path, answer_ttl }) => {
