@@ -246,9 +246,13 @@ pub struct Health {
 }
 
 impl Health {
-    /// Ready to verify: keys are cached and the last fetch succeeded.
+    /// Ready to verify: usable keys are cached. A failed refresh leaves the
+    /// cached keys in use (tokens signed with them still verify; one with an
+    /// unknown key is answered 503 until a fetch brings it), so it does not
+    /// make the verifier unready: [`Health::last_fetch_ok`] and
+    /// [`Health::last_error`] report it.
     pub fn is_ready(&self) -> bool {
-        self.keys > 0 && self.last_fetch_ok
+        self.keys > 0
     }
 }
 

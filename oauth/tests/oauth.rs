@@ -366,8 +366,10 @@ async fn issuer_down_unknown_kid_is_unavailable_known_kids_still_verify() {
             .await
             .is_ok()
     );
+    // Still ready on the cached key; the failed fetch is reported.
     let health = verifier.health();
-    assert!(!health.is_ready());
+    assert!(health.is_ready());
+    assert!(!health.last_fetch_ok);
     assert!(health.last_error.unwrap().contains("503"));
     assert_eq!(health.keys, 1);
     // A reload's refresh is not rate-limited, and brings the new key.

@@ -183,6 +183,11 @@ impl TestServer {
             .expect("a cache is configured")
     }
 
+    /// What `/readyz` would answer now.
+    pub async fn readiness(&self) -> hookbox::readiness::Status {
+        self.app.readiness().status().await
+    }
+
     /// The engine the current tenant table runs on (it changes when the
     /// engine is recycled).
     pub fn runtime(&self) -> hookbox::plugin::Runtime {
