@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use hookbox_tests::{TenantSpec, TestServer, fresh_sample, login_conflict_wasm};
+use hookbox_tests::{TenantSpec, TestServer, fresh_sample, login_conflict_wasm, misbehave_wasm};
 
 /// What the reference plugin answers for the sample request's conflict.
 const NEW_LOGIN: &str = "sally2.admin2.272ed9@clouditude.net";
@@ -102,5 +102,68 @@ async fn with_the_limit_off_the_engine_is_never_replaced() {
     if first.keeps_resident() {
         assert!(first.unused_resident() > 0);
     }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_burst_of_memory_bombs_leaves_in_the_pool_goes_back_once_idle() {
+    let bomb = TenantSpec::new("bomb", misbehave_wasm())
+        .setting("mode", "memory-bomb")
+        .memory("8MiB")
+        .max_concurrency(16);
+    let good = TenantSpec::new("good", login_conflict_wasm());
+    let server = TestServer::builder()
+        .tenant(bomb.clone())
+        .tenant(good.clone())
+        .idle_resident("1MiB", "200ms")
+        .start()
+        .await;
+    let first = server.runtime();
+    let gone = first.weak();
+    let keeps = first.keeps_resident();
+    drop(first);
+
+    // Sixteen bombs at once, each stopped at its memory limit, named.
+    let client = server.client();
+    let bodies: Vec<_> = (0..16).map(|_| fresh_sample()).collect();
+    let replies = join_all(
+        bodies
+            .iter()
+            .map(|body| client.hook(bomb.id(), bomb.secret(), body)),
+    )
+    .await;
+    for reply in replies {
+        assert_eq!(reply.status, 200, "{reply:?}");
+        assert_eq!(
+            reply.error_summary().as_deref(),
+            Some("hookbox: the plugin exceeded its memory limit"),
+            "{reply:?}"
+        );
+    }
+    if !keeps {
+        // No PAGEMAP_SCAN: every page went back as each bomb's instance ended.
+        assert_eq!(server.runtime().unused_resident(), 0);
+    } else {
+        // Idle from here: the pool keeps up to 1 MiB of each bomb's slot
+        // (more than the limit) until the grace ends, then the tenants move
+        // and the old engine, with everything it kept, is freed.
+        let deadline = Instant::now() + PATIENCE;
+        while !gone.is_freed() || server.runtime().unused_resident() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "freed: {}, kept now: {} bytes",
+                gone.is_freed(),
+                server.runtime().unused_resident()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // The next request of another tenant, and of the bomb's, are served.
+    burst(&server, &good, 2).await;
+    let reply = client.hook(bomb.id(), bomb.secret(), &fresh_sample()).await;
+    assert_eq!(
+        reply.error_summary().as_deref(),
+        Some("hookbox: the plugin exceeded its memory limit")
+    );
     server.stop().await.unwrap();
 }
