@@ -109,6 +109,9 @@ async fn tenant_loop(app: Arc<App>, id: String, mut stop: watch::Receiver<bool>)
             Ok(None) => {}
             Err(e) => tracing::warn!(kind = e.kind(), error = %e, "event queue unavailable"),
         }
+        // Not held while idle: a recycled engine's old table (and its pool)
+        // is freed as soon as its last request is done, not a poll later.
+        drop(tenant);
         tokio::select! {
             r = stop.changed() => if r.is_err() { return },
             _ = wake.changed() => {}
