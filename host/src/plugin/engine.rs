@@ -378,22 +378,7 @@ mod tests {
         let runtime = Runtime::new(&config).expect("engine");
         let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
         let plugin = Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
-        let store = hookbox_store::Store::scratch()
-            .await
-            .expect("a scratch store");
-        let scope = StoreScope::new("t", &store);
-        let request = crate::hook::decode::decode(SAMPLE.as_bytes()).expect("the sample decodes");
-        let run = runtime
-            .invoke(
-                &plugin,
-                &request,
-                Arc::new(BTreeMap::new()),
-                &Limits::default(),
-                &scope,
-            )
-            .await
-            .expect("a slot is free");
-        assert!(run.result.is_ok(), "{:?}", run.result);
+        answer(&plugin).await;
         let warm = runtime
             .engine()
             .pooling_allocator_metrics()
