@@ -266,7 +266,7 @@ impl Metrics {
         let instances = Family::<StateLabel, Gauge>::default();
         registry.register(
             "instances",
-            "Plugin instances of the engine's pool: busy (serving a call) or idle (warm, kept for reuse)",
+            "Plugin instances of the engine's pool: busy (serving a call) or idle (warm, kept for reuse); after a recycle, the old engine's until it is freed",
             instances.clone(),
         );
         let instance_slots = Gauge::default();
@@ -278,7 +278,7 @@ impl Metrics {
         let unused_resident = Gauge::default();
         registry.register(
             "pool_unused_resident_bytes",
-            "Bytes the engine's instance pool keeps resident in slots no instance uses (engine.memory_keep_resident, engine.table_keep_resident); engine.idle_resident_limit bounds it",
+            "Bytes the engine's instance pool keeps resident in slots no instance uses (engine.memory_keep_resident, engine.table_keep_resident), with an old engine's after a recycle until it is freed; engine.idle_resident_limit bounds it",
             unused_resident.clone(),
         );
         let recycles = Counter::default();
@@ -668,7 +668,7 @@ impl Metrics {
         self.sample_events(app).await;
         let runtime = app.runtime();
         self.unused_resident
-            .set(i64::try_from(runtime.unused_resident()).unwrap_or(i64::MAX));
+            .set(i64::try_from(runtime.unused_resident_with_retired()).unwrap_or(i64::MAX));
         let pool = runtime.pool();
         self.instances
             .get_or_create(&StateLabel { state: "busy" })

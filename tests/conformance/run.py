@@ -211,9 +211,11 @@ def make_cert(workdir):
     )
 
 
-# Case fields the host runner cannot reproduce yet: a failing claim store and
-# a fake Okta directory need host-side set-up (see /work/notes/wit-0.2.0.md).
-# Every resolver checks those cases natively against the same expectations.
+# Case fields this runner cannot reproduce: a failing claim store and a fake
+# Okta directory need set-up only the Rust harness has (tests/tests/e2e/
+# conformance.rs runs those cases through the real host, with a Redis nobody
+# listens on and FakeOkta over HTTPS). Every resolver also checks them
+# natively against the same expectations.
 HOST_UNSUPPORTED = ("store", "directory", "directory_error")
 
 

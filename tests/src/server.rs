@@ -194,6 +194,12 @@ impl TestServer {
         self.app.runtime()
     }
 
+    /// Moves the tenant table onto a new engine now, as `engine.idle_resident_limit`
+    /// does when the pool keeps too much ([`hookbox::App::recycle`]).
+    pub async fn recycle(&self) {
+        self.app.recycle().await.expect("the engine is recycled");
+    }
+
     /// The engine's fair CPU scheduler (to watch who runs and who waits).
     pub fn cpu(&self) -> hookbox::plugin::CpuScheduler {
         self.app.runtime().cpu().clone()

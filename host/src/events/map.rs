@@ -1,5 +1,6 @@
 //! A queued event → the WIT `event` the handler receives (as
-//! `/work/notes/wit-0.2.0.md` specifies): `application.provision.user.sync`
+//! `wit/0.2.0/`'s `events` interface and the README's "Event hooks"
+//! specify): `application.provision.user.sync`
 //! → `event::sync`, fully typed, its targets found by `type`; any other type
 //! → `event::other`, generically. Both carry the whole LogEvent as JSON text
 //! (`raw`), so nothing Okta sent is out of the handler's reach.

@@ -2,7 +2,7 @@
 //! that enforces plugin deadlines. One at a time; a successor with the same
 //! configuration replaces it when the pool is recycled ([`crate::recycle`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
@@ -68,6 +68,11 @@ struct RuntimeInner {
     idle: Arc<IdleBudget>,
     /// Who runs wasm when (`engine.cpu_slots`).
     cpu: CpuScheduler,
+    /// The engines this one succeeded ([`Runtime::successor`]), shared by
+    /// the whole line: a retired engine lives on while requests that
+    /// started on it run, and its instances count in [`Runtime::pool`]
+    /// until it is freed. Freed ones are pruned whenever the list is read.
+    retired: Arc<Mutex<Vec<wasmtime::EngineWeak>>>,
 }
 
 /// A [`Runtime`]'s engine, not kept alive: see [`Runtime::weak`].
@@ -114,6 +119,7 @@ impl Runtime {
             open_cache,
             IdleBudget::for_pool(config.max_instances),
             CpuScheduler::new(config.cpu_slots, config.cpu_slots_per_tenant),
+            Arc::default(),
         )
     }
 
@@ -127,12 +133,15 @@ impl Runtime {
     /// the kernel with it: what [`crate::recycle`] builds on. Blocking.
     pub fn successor(&self) -> Result<Runtime, EngineError> {
         let cache = self.inner.cache.clone();
-        Runtime::build(
+        let next = Runtime::build(
             &self.inner.config,
             |_| cache,
             self.inner.idle.clone(),
             self.inner.cpu.clone(),
-        )
+            self.inner.retired.clone(),
+        )?;
+        self.with_retired(|retired| retired.push(self.inner.engine.weak()));
+        Ok(next)
     }
 
     fn build(
@@ -140,6 +149,7 @@ impl Runtime {
         cache: impl FnOnce(&Engine) -> Option<Arc<Cache>>,
         idle: Arc<IdleBudget>,
         cpu: CpuScheduler,
+        retired: Arc<Mutex<Vec<wasmtime::EngineWeak>>>,
     ) -> Result<Runtime, EngineError> {
         let engine = Engine::new(&wasmtime_config(config)).map_err(EngineError::Engine)?;
 
@@ -165,8 +175,30 @@ impl Runtime {
                 cache,
                 idle,
                 cpu,
+                retired,
             }),
         })
+    }
+
+    /// Runs `f` on the still-alive engines this line retired, freed ones
+    /// pruned first.
+    fn with_retired<T>(&self, f: impl FnOnce(&mut Vec<wasmtime::EngineWeak>) -> T) -> T {
+        // A panic elsewhere while the lock was held cannot leave the list
+        // inconsistent (each step is one push or retain).
+        let mut retired = self
+            .inner
+            .retired
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        retired.retain(|weak| weak.upgrade().is_some());
+        f(&mut retired)
+    }
+
+    /// This engine and the retired ones still alive.
+    fn line(&self) -> Vec<Engine> {
+        let mut engines = vec![self.inner.engine.clone()];
+        self.with_retired(|retired| engines.extend(retired.iter().filter_map(|w| w.upgrade())));
+        engines
     }
 
     /// A handle that tells when this runtime's engine, and with it its
@@ -232,15 +264,21 @@ impl Runtime {
 
     /// How the instance pool is used right now. Every live component
     /// instance holds a slot of the pooling allocator; the idle ones are the
-    /// warm instances parked by `reuse` tenants, the rest serve calls. Read
-    /// from two counters that move independently, so a sample taken while an
-    /// instance changes hands may be off by one.
+    /// warm instances parked by `reuse` tenants, the rest serve calls. The
+    /// count includes the instances of the engines this one succeeded that
+    /// are still alive (a recycle's old engine, while the requests that
+    /// started on it finish), so for that moment busy + idle may exceed
+    /// `slots`. Read from counters that move independently, so a sample
+    /// taken while an instance changes hands may be off by one.
     pub fn pool(&self) -> Pool {
-        let live = self
-            .inner
-            .engine
-            .pooling_allocator_metrics()
-            .map_or(0, |m| m.component_instances());
+        let live: u64 = self
+            .line()
+            .iter()
+            .filter_map(Engine::pooling_allocator_metrics)
+            .map(|m| m.component_instances())
+            .sum();
+        // One budget for the whole line: it counts the old engine's warm
+        // instances too until their tenants are dropped.
         let idle = self.inner.idle.idle() as u64;
         Pool {
             busy: live.saturating_sub(idle),
@@ -249,16 +287,19 @@ impl Runtime {
         }
     }
 
-    /// Bytes the instance pool keeps resident in slots no instance uses
-    /// (linear memories and tables): what the keep-resident settings cost
-    /// right now. The rest of a dropped instance's memory was given back.
+    /// Bytes this engine's instance pool keeps resident in slots no
+    /// instance uses (linear memories and tables): what the keep-resident
+    /// settings cost right now, and what a recycle would give back. The rest
+    /// of a dropped instance's memory was given back.
     pub fn unused_resident(&self) -> u64 {
-        self.inner
-            .engine
-            .pooling_allocator_metrics()
-            .map_or(0, |m| {
-                (m.unused_memory_bytes_resident() + m.unused_table_bytes_resident()) as u64
-            })
+        unused_resident(&self.inner.engine)
+    }
+
+    /// [`Runtime::unused_resident`] of this engine and of the engines it
+    /// succeeded that are still alive: what the process holds, until the
+    /// old engines are freed.
+    pub fn unused_resident_with_retired(&self) -> u64 {
+        self.line().iter().map(unused_resident).sum()
     }
 
     pub(crate) fn cache(&self) -> Option<&Cache> {
@@ -275,6 +316,12 @@ impl Runtime {
     pub fn cache_file(&self, digest: &str) -> Option<std::path::PathBuf> {
         self.inner.cache.as_deref().map(|c| c.path(digest))
     }
+}
+
+fn unused_resident(engine: &Engine) -> u64 {
+    engine.pooling_allocator_metrics().map_or(0, |m| {
+        (m.unused_memory_bytes_resident() + m.unused_table_bytes_resident()) as u64
+    })
 }
 
 fn wasmtime_config(config: &EngineConfig) -> Config {
@@ -362,6 +409,7 @@ mod tests {
     use super::*;
     use crate::plugin::{Limits, Plugin, StoreScope};
     use std::collections::BTreeMap;
+    use std::time::Instant;
 
     const SAMPLE: &str = include_str!("../../../tests/fixtures/sample-request.json");
 
@@ -435,6 +483,53 @@ mod tests {
         drop(runtime);
         assert!(old.is_freed());
         assert_eq!(answer(&moved).await, before);
+    }
+
+    #[tokio::test]
+    async fn the_pool_counts_an_old_engines_instances_until_it_is_freed() {
+        let runtime = Runtime::new(&EngineConfig {
+            max_instances: 4,
+            ..EngineConfig::default()
+        })
+        .expect("engine");
+        let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
+        let plugin = Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
+        let claims = hookbox_store::Store::scratch()
+            .await
+            .expect("a scratch store");
+        let scope = StoreScope::new("t", &claims);
+        let limits = Limits::default();
+        // An instance on the first engine, as a call in flight holds one.
+        let mut store = runtime.new_store(Arc::new(BTreeMap::new()), &limits, &scope);
+        runtime.begin(
+            &mut store,
+            &limits,
+            Instant::now() + Duration::from_secs(60),
+        );
+        plugin
+            .instantiate(&mut store)
+            .await
+            .expect("the plugin instantiates");
+        assert_eq!(runtime.pool().busy, 1);
+
+        // Recycled: the table moves on, the old runtime and plugin go, and
+        // only the call's store keeps the old engine alive.
+        let next = runtime.successor().expect("a successor");
+        let moved = plugin.rebind(&next).expect("the plugin moves");
+        let old = runtime.weak();
+        drop((plugin, runtime));
+        assert!(!old.is_freed(), "the store still holds the old engine");
+        assert_eq!(next.pool().busy, 1, "the old engine's instance is counted");
+        answer(&moved).await;
+        assert_eq!(
+            next.pool().busy,
+            1,
+            "a call on the new engine came and went"
+        );
+
+        drop(store);
+        assert!(old.is_freed());
+        assert_eq!(next.pool().busy, 0);
     }
 
     #[tokio::test]

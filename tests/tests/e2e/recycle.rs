@@ -4,12 +4,18 @@
 //! old one, with its pool, is freed when its requests are done. No request
 //! fails or changes on the way. Nothing is timed: the test waits for the
 //! old engine to be freed and for the pool to keep nothing, with a generous
-//! deadline for a loaded machine.
+//! deadline for a loaded machine. A recycled tenant keeps what it had
+//! fetched and cached (OAuth keys, directory lookups).
 
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use hookbox_tests::{TenantSpec, TestServer, fresh_sample, login_conflict_wasm, misbehave_wasm};
+use hookbox_directory::testing::{FakeOkta, TOKEN};
+use hookbox_oauth::testing::FakeIssuer;
+use hookbox_tests::{
+    TenantSpec, TestServer, fresh_event_id, fresh_sample, login_conflict_wasm, misbehave_wasm,
+};
+use serde_json::json;
 
 /// What the reference plugin answers for the sample request's conflict.
 const NEW_LOGIN: &str = "sally2.admin2.272ed9@clouditude.net";
@@ -164,6 +170,71 @@ async fn what_a_burst_of_memory_bombs_leaves_in_the_pool_goes_back_once_idle() {
     assert_eq!(
         reply.error_summary().as_deref(),
         Some("hookbox: the plugin exceeded its memory limit")
+    );
+    server.stop().await.unwrap();
+}
+
+/// A recycle moves each tenant as it is (`Tenant::rebound`): its OAuth
+/// verifier keeps the keys it fetched and its directory the lookups it
+/// cached, so the same user imported again on the new engine gets the same
+/// login with no new call at either fake. A tenant rebuilt instead would
+/// fetch the keys again, and look the login up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recycled_tenant_keeps_its_oauth_keys_and_its_directory_cache() {
+    let issuer = FakeIssuer::start().await.unwrap();
+    let okta = FakeOkta::start().await.unwrap();
+    let tenant = TenantSpec::new("acme", login_conflict_wasm())
+        .oauth(&issuer)
+        .no_secrets()
+        .directory(&okta.url(), TOKEN, okta.ca_pem())
+        .directory_key("free_ttl", "\"10m\"")
+        .deadline("2s");
+    let server = TestServer::builder()
+        .tenant(tenant.clone())
+        .idle_resident("off", "1s")
+        .start()
+        .await;
+    let client = server.client();
+    let bearer = format!(
+        "Bearer {}",
+        issuer.mint(&issuer.claims(), &issuer.current_kid())
+    );
+    let import = || {
+        // The same user each time, as a new import (a fresh eventId).
+        let mut body = hookbox_tests::sample_request();
+        body["eventId"] = json!(fresh_event_id());
+        body
+    };
+    let answer = |reply: &hookbox_tests::Reply| {
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let directory = reply.json()["debugContext"]["directory"].clone();
+        (reply.new_login().expect("a login"), directory)
+    };
+
+    let before = answer(&client.hook(tenant.id(), &bearer, &import()).await);
+    assert_eq!(before.1, json!("checked"), "the plugin looked the login up");
+    let (fetches, lookups) = (issuer.fetch_count(), okta.request_count());
+    assert!(lookups > 0);
+
+    let first = server.runtime();
+    server.recycle().await;
+    assert!(
+        !server.runtime().same(&first),
+        "the tenant is on a new engine"
+    );
+    drop(first);
+
+    let after = answer(&client.hook(tenant.id(), &bearer, &import()).await);
+    assert_eq!(after, before, "the same user, the same login, checked");
+    assert_eq!(
+        issuer.fetch_count(),
+        fetches,
+        "the keys were not fetched again"
+    );
+    assert_eq!(
+        okta.request_count(),
+        lookups,
+        "the cached lookup was not repeated"
     );
     server.stop().await.unwrap();
 }
