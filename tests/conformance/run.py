@@ -10,7 +10,10 @@ case starts from its own empty claim store plus its `claims`, seeded with
 `hookbox claims claim` before the server starts), POSTs each case's `request` to
 `/hooks/<tenant>/import`, drops the `hookboxPlugin` key from `debugContext`
 (and `debugContext` itself if that leaves it empty) and compares the body
-with the case's `expected`, key order included.
+with the case's `expected`, key order included. Cases with `store: "unavailable"`
+run on a second host whose store is a Redis nobody listens on; a case with a
+`directory` gets a fake Okta Users API over HTTPS on loopback (`FakeOkta` below)
+seeded with its users, failing as its `directory_error` says.
 
 `--logs` also compares the plugin log lines (level and text, captured from
 the host's JSON log) of every plugin with those of the first one named.
@@ -26,6 +29,7 @@ Exit status 0 when every case passed for every plugin.
 """
 
 import argparse
+import http.server
 import json
 import os
 import pathlib
@@ -38,6 +42,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import OrderedDict
 
@@ -86,7 +91,8 @@ class Host:
     `tenants` maps a tenant id to its settings.
     """
 
-    def __init__(self, binary, plugin, tenants, workdir, seed=None):
+    def __init__(self, binary, plugin, tenants, workdir, seed=None, directories=None,
+                 store=None):
         self.binary = binary
         lines = [
             "[tls]",
@@ -94,12 +100,19 @@ class Host:
             'key = "key.pem"',
             "",
         ]
+        if store:
+            lines += ["[store]"] + store + [""]
+        directories = directories or {}
         for tenant, settings in tenants.items():
             key = settings_key(settings)
             lines += [
                 "[[tenants]]",
                 "id = %s" % toml_string(tenant),
                 "plugin = %s" % toml_string(str(plugin)),
+            ]
+            if tenant in directories:
+                lines.append("directory = %s" % directories[tenant].toml(workdir, tenant))
+            lines += [
                 "[tenants.auth]",
                 'secrets_env = ["CONFORMANCE_SECRET"]',
                 "[tenants.settings]",
@@ -200,27 +213,139 @@ class Host:
         self.log_file.close()
 
 
-def make_cert(workdir):
+def make_cert(workdir, name="", extra=()):
+    """A self-signed P-256 certificate and key: `{name}cert.pem`, `{name}key.pem`."""
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-keyout", str(workdir / "key.pem"), "-out", str(workdir / "cert.pem"),
-         "-days", "2", "-subj", "/CN=localhost"],
+         "-nodes", "-keyout", str(workdir / (name + "key.pem")),
+         "-out", str(workdir / (name + "cert.pem")), "-days", "2", "-subj", "/CN=localhost",
+         *extra],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
 
 
-# Case fields this runner cannot reproduce: a failing claim store and a fake
-# Okta directory need set-up only the Rust harness has (tests/tests/e2e/
-# conformance.rs runs those cases through the real host, with a Redis nobody
-# listens on and FakeOkta over HTTPS). Every resolver also checks them
-# natively against the same expectations.
-HOST_UNSUPPORTED = ("store", "directory", "directory_error")
+OKTA_TOKEN = "00fAkE-oKtA_ApI-tOkEn-conformance"
+
+
+class FakeOkta:
+    """An Okta Users API over HTTPS on loopback for one directory case, as
+    `hookbox_directory::testing::FakeOkta` serves it to the Rust harness:
+    `GET /api/v1/users/{login}` with `Authorization: SSWS <token>`, a seeded
+    user found case-insensitively (200), anyone else 404, rate-limit headers
+    on every answer. `error` makes every lookup fail as the case says:
+    `rate-limited` (429 until an hour from now), `unavailable` (503),
+    `denied` (the host is given another token: 401)."""
+
+    ERRORS = ("rate-limited", "unavailable", "denied")
+
+    def __init__(self, workdir, name, users, error=None):
+        if error not in (None,) + self.ERRORS:
+            raise ValueError("directory_error %r" % error)
+        # rustls wants the name in a subjectAltName and refuses a CA
+        # certificate as the server's own; the certificate is its own CA file.
+        make_cert(workdir, name, ["-addext", "subjectAltName=IP:127.0.0.1",
+                                  "-addext", "basicConstraints=critical,CA:FALSE"])
+        self.ca_file = workdir / (name + "cert.pem")
+        self.users = {login.lower(): (login, uid) for login, uid in users.items()}
+        self.error = error
+        self.too_many_until = int(time.time()) + 3600
+        self.requests = 0
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                fake.requests += 1
+                status, body, headers = fake.answer(self.path, self.headers.get("Authorization"))
+                data = json.dumps(body).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(self.ca_file), str(workdir / (name + "key.pem")))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = "https://127.0.0.1:%d" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, path, authorization):
+        """(status, JSON body, extra headers) for one request."""
+        def error(status, code, summary, headers=None):
+            return status, {"errorCode": code, "errorSummary": summary, "errorLink": code,
+                            "errorId": "oaeFakeOktaErrorId", "errorCauses": []}, headers or {}
+        prefix = "/api/v1/users/"
+        if not path.startswith(prefix):
+            return error(404, "E0000022", "The endpoint does not support the provided HTTP method")
+        if self.error == "unavailable":
+            return error(503, "E0000010", "Service is in read only mode")
+        if authorization != "SSWS " + OKTA_TOKEN:
+            return error(401, "E0000011", "Invalid token provided")
+        limit = {"X-Rate-Limit-Limit": "600"}
+        if self.error == "rate-limited":
+            return error(429, "E0000047", "API call exceeded rate limit due to too many requests.",
+                         dict(limit, **{"X-Rate-Limit-Remaining": "0",
+                                        "X-Rate-Limit-Reset": str(self.too_many_until)}))
+        headers = dict(limit, **{"X-Rate-Limit-Remaining": "599",
+                                 "X-Rate-Limit-Reset": str(int(time.time()) + 60)})
+        wanted = urllib.parse.unquote(path[len(prefix):]).lower()
+        user = self.users.get(wanted) or next(
+            (u for u in self.users.values() if u[1].lower() == wanted), None)
+        if user is None:
+            return error(404, "E0000007", "Not found: Resource not found: %s (User)" % wanted,
+                         headers)
+        login, uid = user
+        return 200, {"id": uid, "status": "ACTIVE", "created": "2024-01-01T00:00:00.000Z",
+                     "profile": {"login": login, "email": login}, "_links": {}}, headers
+
+    def toml(self, workdir, tenant):
+        """The tenant's `directory` table, its token and CA in files beside
+        the config in `workdir` (relative, as an operator writes them)."""
+        token, ca = workdir / ("%s-okta-token" % tenant), workdir / ("%s-okta-ca.pem" % tenant)
+        token.write_text(("00aNoThEr-tOkEn" if self.error == "denied" else OKTA_TOKEN) + "\n",
+                         encoding="utf-8")
+        shutil.copyfile(self.ca_file, ca)
+        return "{ url = %s, token_file = %s, ca_file = %s }" % (
+            toml_string(self.url), toml_string(token.name), toml_string(ca.name))
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def closed_port():
+    """A loopback port nobody listens on (bound, then released)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def unsupported(case):
-    return [k for k in HOST_UNSUPPORTED if k in case and case[k] not in (None, "ok")]
+    """What of the case this runner cannot reproduce: a store failing other
+    than by being unreachable, a directory timing out (a deadline per
+    request; the native tests check it), claims seeded into a store that is
+    down."""
+    missing = []
+    store = case.get("store") or "ok"
+    if store not in ("ok", "unavailable"):
+        missing.append("store %s" % store)
+    if store == "unavailable" and case.get("claims"):
+        missing.append("claims in a store that is down")
+    error = case.get("directory_error")
+    if error is not None and error not in FakeOkta.ERRORS:
+        missing.append("directory_error %s" % error)
+    return missing
 
 
 # Characters chosen to hit every branch of the normalisation, and the places
@@ -310,14 +435,19 @@ def main():
     event_ids = [c["request"]["eventId"] for _, c in cases]
     if len(set(event_ids)) != len(event_ids):
         print("warning: cases share event ids; log comparison may mix them", file=sys.stderr)
-    tenants = OrderedDict()
+    # Two hosts per plugin: one on the embedded store, and one whose store is
+    # a Redis nobody listens on for the cases with `store: "unavailable"`.
+    tenants = {False: OrderedDict(), True: OrderedDict()}
     seed = []
     for i, (_, case) in enumerate(cases):
         # Random requests share one tenant: every plugin gets them in the same
         # order, so a shared store still gives comparable answers.
         tenant = "c0" if args.differential else "c%d" % i
         case["_tenant"] = tenant
-        tenants[tenant] = case.get("settings") or {}
+        case["_down"] = case.get("store") == "unavailable"
+        if unsupported(case):
+            continue
+        tenants[case["_down"]][tenant] = case.get("settings") or {}
         for key, owner in (case.get("claims") or {}).items():
             seed.append((tenant, key, owner))
 
@@ -326,13 +456,31 @@ def main():
     failed = False
     for name, plugin in plugins:
         workdir = pathlib.Path(tempfile.mkdtemp(prefix="hookbox-conformance-"))
+        hosts, fakes = {}, {}
         try:
-            make_cert(workdir)
-            host = Host(args.hookbox, plugin, tenants, workdir, seed)
+            # A fake Okta of its own per directory case (its own rate-limit state).
+            for _, case in cases:
+                if case.get("directory") is not None and not unsupported(case):
+                    fakes[case["_tenant"]] = FakeOkta(
+                        workdir, "okta-%s-" % case["_tenant"], case["directory"],
+                        case.get("directory_error"))
             try:
-                print("%s: %s, %d bytes, host ready in %.2f s (%d tenants compiled)"
-                      % (name, plugin, plugin.stat().st_size, host.startup_seconds,
-                         len(tenants)))
+                for down, group in tenants.items():
+                    if not group:
+                        continue
+                    hostdir = workdir / ("down" if down else "up")
+                    hostdir.mkdir()
+                    make_cert(hostdir)
+                    unreachable = ['backend = "redis"',
+                                   'url = "redis://127.0.0.1:%d/0"' % closed_port()]
+                    hosts[down] = Host(args.hookbox, plugin, group, hostdir,
+                                       None if down else seed, fakes,
+                                       unreachable if down else None)
+                for down, host in hosts.items():
+                    print("%s: %s, %d bytes, host%s ready in %.2f s (%d tenants compiled)"
+                          % (name, plugin, plugin.stat().st_size,
+                             " (store unreachable)" if down else "", host.startup_seconds,
+                             len(tenants[down])))
                 results[name] = {}
                 times = []
                 for path, case in cases:
@@ -341,12 +489,13 @@ def main():
                         print("  SKIP %s (needs %s in the host runner; checked natively)"
                               % (case["name"], ", ".join(missing)))
                         continue
+                    host = hosts[case["_down"]]
                     status, body, elapsed = host.post(case["_tenant"], case["request"])
                     times.append(elapsed)
                     body = strip_plugin_key(body) if isinstance(body, dict) else body
                     if args.write_expected:
                         case["expected"] = body
-                        saved = OrderedDict((k, v) for k, v in case.items() if k != "_tenant")
+                        saved = OrderedDict((k, v) for k, v in case.items() if not k.startswith("_"))
                         with open(path, "w", encoding="utf-8") as f:
                             json.dump(saved, f, ensure_ascii=False, indent=2)
                             f.write("\n")
@@ -371,9 +520,13 @@ def main():
                     print("  round trip per case: median %.1f ms, max %.1f ms"
                           % (1000 * times[len(times) // 2], 1000 * times[-1]))
             finally:
-                host.stop()
-                logs[name] = host.plugin_logs()
+                logs[name] = {}
+                for host in hosts.values():
+                    host.stop()
+                    logs[name].update(host.plugin_logs())
         finally:
+            for fake in fakes.values():
+                fake.stop()
             shutil.rmtree(workdir, ignore_errors=True)
 
     if args.logs and len(plugins) > 1:
