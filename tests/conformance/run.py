@@ -495,7 +495,8 @@ def main():
                     body = strip_plugin_key(body) if isinstance(body, dict) else body
                     if args.write_expected:
                         case["expected"] = body
-                        saved = OrderedDict((k, v) for k, v in case.items() if not k.startswith("_"))
+                        saved = OrderedDict(
+                            (k, v) for k, v in case.items() if not k.startswith("_"))
                         with open(path, "w", encoding="utf-8") as f:
                             json.dump(saved, f, ensure_ascii=False, indent=2)
                             f.write("\n")
