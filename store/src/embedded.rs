@@ -18,6 +18,15 @@
 //!   every imported user cost two fsyncs one after another, which bounded a replica to about
 //!   2,000 requests a second on this machine's disk, whatever its cores.
 //! - Reads run in parallel on their own snapshot (MVCC) and never wait for writers.
+//! - **Point lookups run inline** on the caller's thread ([`Embedded::lookup`]): a read
+//!   transaction and a B-tree get or two take microseconds, while a hand-off to the blocking
+//!   pool and back costs more than the read itself and, worse, its return trip is a wake from
+//!   outside the runtime, which waits in Tokio's global queue for a worker; with a plugin
+//!   spinning on the other worker that wait reached a millisecond at p99 (`bench/README.md`).
+//!   A lookup that meets the database being reopened (the write lock held) goes to the
+//!   blocking pool instead, so a worker never waits for a repair. A page missing from redb's
+//!   cache is read from the file on the caller's thread: a short blocking read, like a plugin's
+//!   slice of CPU. Scans (listings) and every write stay on the blocking pool.
 //! - Claims check-then-insert inside one write transaction: atomic per key.
 //! - Expired answers are invisible as soon as they expire, and deleted later: a few on every
 //!   `remember`, the rest by a sweep every [`SWEEP_EVERY`] that stops when the store is dropped.
@@ -28,7 +37,7 @@
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, TryLockError, Weak};
 use std::time::Duration;
 
 use redb::{
@@ -81,12 +90,7 @@ impl Shared {
 
     /// A read transaction on the current database.
     pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
-        match self.database().as_ref() {
-            Some(db) => db.begin_read().map_err(db_err),
-            None => Err(StoreError::Unavailable(
-                "embedded database closed after a failed write; the next write reopens it".into(),
-            )),
-        }
+        begin_read(self.database().as_ref())
     }
 
     /// A write transaction, durable unless this is a throwaway store. Only
@@ -163,7 +167,7 @@ impl Embedded {
         Embedded { inner }
     }
 
-    /// Runs `f` on the blocking pool with a reference to the shared state (reads).
+    /// Runs `f` on the blocking pool with a reference to the shared state (scans).
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -171,6 +175,26 @@ impl Embedded {
     {
         let inner = self.inner.clone();
         blocking(move || f(&inner)).await?
+    }
+
+    /// Runs the point lookup `f` on a read transaction, here on the caller's
+    /// thread; on the blocking pool only while the database is being reopened
+    /// (see the module docs). `f` must stay a lookup: a few gets, no scan.
+    pub(crate) async fn lookup<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let tx = match self.inner.db.try_read() {
+            Ok(db) => Some(begin_read(db.as_ref())),
+            // Nothing panics while the lock is held, so a poisoned lock's value is still right.
+            Err(TryLockError::Poisoned(e)) => Some(begin_read(e.into_inner().as_ref())),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        match tx {
+            Some(tx) => f(&tx?),
+            None => self.read(move |s| f(&s.begin_read()?)).await,
+        }
     }
 
     /// The one writer slot (see the module docs), awaited asynchronously.
@@ -241,8 +265,7 @@ impl Embedded {
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|s| {
-            let tx = s.begin_read()?;
+        self.lookup(|tx| {
             tx.open_table(CLAIMS).map_err(db_err)?;
             Ok(())
         })
@@ -261,8 +284,7 @@ impl Embedded {
         // release racing this call may be ordered either way.
         let (t, k, o) = (tenant.to_owned(), key.to_owned(), owner.to_owned());
         let seen = self
-            .read(move |s| {
-                let tx = s.begin_read()?;
+            .lookup(move |tx| {
                 let table = tx.open_table(CLAIMS).map_err(db_err)?;
                 let owner = table
                     .get((t.as_str(), k.as_str()))
@@ -304,8 +326,7 @@ impl Embedded {
         key: &str,
     ) -> Result<Option<String>, StoreError> {
         let (t, k) = (tenant.to_owned(), key.to_owned());
-        self.read(move |s| {
-            let tx = s.begin_read()?;
+        self.lookup(move |tx| {
             let table = tx.open_table(CLAIMS).map_err(db_err)?;
             let owner = table
                 .get((t.as_str(), k.as_str()))
@@ -471,8 +492,7 @@ impl Embedded {
         now: u64,
     ) -> Result<Option<StoredAnswer>, StoreError> {
         let (t, e) = (tenant.to_owned(), event_id.to_owned());
-        self.read(move |s| {
-            let tx = s.begin_read()?;
+        self.lookup(move |tx| {
             let table = tx.open_table(ANSWERS).map_err(db_err)?;
             let Some(v) = table.get((t.as_str(), e.as_str())).map_err(db_err)? else {
                 return Ok(None);
@@ -672,6 +692,16 @@ fn commit_group(
     (group, outcome)
 }
 
+/// A read transaction on `db`, the current database (`None` while closed after a failed write).
+fn begin_read(db: Option<&Database>) -> Result<ReadTransaction, StoreError> {
+    match db {
+        Some(db) => db.begin_read().map_err(db_err),
+        None => Err(StoreError::Unavailable(
+            "embedded database closed after a failed write; the next write reopens it".into(),
+        )),
+    }
+}
+
 async fn blocking<T, F>(f: F) -> Result<T, StoreError>
 where
     T: Send + 'static,
@@ -823,5 +853,46 @@ mod tests {
             store.owner_of("t", "b").await.expect("reads").as_deref(),
             Some("u2")
         );
+    }
+
+    /// A lookup runs on the caller's thread, except while the database is
+    /// being reopened (its write lock held, here by another thread): then it
+    /// waits on the blocking pool, never on the caller's thread. A lookup that
+    /// took the lock inline would block its first poll until the holder lets
+    /// go (at the latest after 5 s) and come back finished, not pending.
+    #[tokio::test]
+    async fn a_lookup_never_waits_for_a_reopen_on_the_callers_thread() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+
+        let (_dir, store) = store().await;
+        let (a, _a_out) = claim("a", "u1", false);
+        finish(&store.inner, vec![a]);
+        assert_eq!(
+            store.owner_of("t", "a").await.expect("reads").as_deref(),
+            Some("u1")
+        );
+
+        let (locked_tx, locked) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let inner = store.inner.clone();
+        let holder = std::thread::spawn(move || {
+            let _reopening = inner.db.write().expect("the lock");
+            locked_tx.send(()).expect("told");
+            let _ = release_rx.recv_timeout(Duration::from_secs(5));
+        });
+        locked.recv().expect("the lock is held");
+
+        let mut lookup = std::pin::pin!(store.owner_of("t", "a"));
+        let first = lookup
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()));
+        assert!(
+            first.is_pending(),
+            "the first poll waited for the lock: {first:?}"
+        );
+        release.send(()).expect("the holder waits");
+        holder.join().expect("the holder");
+        assert_eq!(lookup.await.expect("reads").as_deref(), Some("u1"));
     }
 }

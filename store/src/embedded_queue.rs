@@ -344,8 +344,7 @@ impl Embedded {
 
     pub(crate) async fn queued(&self, tenant: &str) -> Result<usize, StoreError> {
         let t = tenant.to_owned();
-        self.read(move |s| {
-            let tx = s.begin_read()?;
+        self.lookup(move |tx| {
             let meta = tx.open_table(Q_META).map_err(db_err)?;
             let queued = meta
                 .get(t.as_str())
