@@ -457,7 +457,6 @@ impl Tenant {
 mod tests {
     use super::*;
     use crate::auth::{Auth, Secret};
-    use crate::plugin::EngineConfig;
 
     fn config(id: &str) -> TenantConfig {
         let auth = Auth::new(
@@ -482,13 +481,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_table_moved_to_a_new_engine_keeps_its_tenants_and_their_shared_state() {
-        let runtime = Runtime::new(&EngineConfig {
-            max_instances: 4,
-            ..EngineConfig::default()
-        })
-        .expect("engine");
-        let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
-        let plugin = Plugin::from_bytes(&runtime, wasm).expect("loads");
+        let (runtime, plugin) = crate::plugin::reference_on_a_small_engine();
         let table = Tenants::from_parts([(config("a"), plugin.clone()), (config("b"), plugin)]);
         let held = table
             .get("a")

@@ -251,7 +251,6 @@ class FakeOkta:
         self.users = {login.lower(): (login, uid) for login, uid in users.items()}
         self.error = error
         self.too_many_until = int(time.time()) + 3600
-        self.requests = 0
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -261,7 +260,6 @@ class FakeOkta:
                 pass
 
             def do_GET(self):
-                fake.requests += 1
                 status, body, headers = fake.answer(self.path, self.headers.get("Authorization"))
                 data = json.dumps(body).encode("utf-8")
                 self.send_response(status)

@@ -404,6 +404,20 @@ fn spawn_epoch_ticker(engine: &Engine) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The reference plugin loaded on an engine of its own with a 4-instance
+/// pool (unit tests of the engine, its pool and what builds on them).
+#[cfg(test)]
+pub(crate) fn reference_on_a_small_engine() -> (Runtime, super::Plugin) {
+    let runtime = Runtime::new(&EngineConfig {
+        max_instances: 4,
+        ..EngineConfig::default()
+    })
+    .expect("engine");
+    let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
+    let plugin = super::Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
+    (runtime, plugin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,13 +471,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_plugin_moved_to_a_successor_answers_alike_and_the_old_engine_is_freed() {
-        let runtime = Runtime::new(&EngineConfig {
-            max_instances: 4,
-            ..EngineConfig::default()
-        })
-        .expect("engine");
-        let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
-        let plugin = Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
+        let (runtime, plugin) = reference_on_a_small_engine();
         let before = answer(&plugin).await;
 
         let next = runtime.successor().expect("a successor");
@@ -487,13 +495,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_pool_counts_an_old_engines_instances_until_it_is_freed() {
-        let runtime = Runtime::new(&EngineConfig {
-            max_instances: 4,
-            ..EngineConfig::default()
-        })
-        .expect("engine");
-        let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
-        let plugin = Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
+        let (runtime, plugin) = reference_on_a_small_engine();
         let claims = hookbox_store::Store::scratch()
             .await
             .expect("a scratch store");

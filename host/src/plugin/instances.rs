@@ -161,7 +161,7 @@ impl Drop for IdleToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::{EngineConfig, Plugin, Runtime};
+    use crate::plugin::{Plugin, Runtime};
     use std::collections::BTreeMap;
 
     /// A new instance of `plugin` in a store armed like a request's, as if it
@@ -190,13 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn tenants_together_keep_at_most_half_the_pool_idle() {
-        let runtime = Runtime::new(&EngineConfig {
-            max_instances: 4,
-            ..EngineConfig::default()
-        })
-        .expect("engine");
-        let wasm = crate::dev::reference_plugin().expect("the reference plugin is embedded");
-        let plugin = Plugin::from_bytes(&runtime, wasm).expect("the reference plugin loads");
+        let (runtime, plugin) = crate::plugin::reference_on_a_small_engine();
         let limits = Limits {
             max_concurrency: 4,
             instance_mode: InstanceMode::Reuse { max_requests: 10 },

@@ -46,6 +46,8 @@ mod limits;
 mod state;
 
 pub use binding::{Backend, Binding, NativeResolver};
+#[cfg(test)]
+pub(crate) use engine::reference_on_a_small_engine;
 pub use engine::{
     CORE_INSTANCES_PER_INSTANCE, EngineError, MEMORIES_PER_INSTANCE, Pool, Runtime, RuntimeWeak,
     TABLES_PER_INSTANCE,

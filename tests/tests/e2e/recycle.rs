@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use hookbox_directory::testing::{FakeOkta, TOKEN};
 use hookbox_oauth::testing::FakeIssuer;
-use hookbox_tests::{
-    TenantSpec, TestServer, fresh_event_id, fresh_sample, login_conflict_wasm, misbehave_wasm,
-};
+use hookbox_tests::{TenantSpec, TestServer, fresh_sample, login_conflict_wasm, misbehave_wasm};
 use serde_json::json;
 
 /// What the reference plugin answers for the sample request's conflict.
@@ -199,19 +197,14 @@ async fn a_recycled_tenant_keeps_its_oauth_keys_and_its_directory_cache() {
         "Bearer {}",
         issuer.mint(&issuer.claims(), &issuer.current_kid())
     );
-    let import = || {
-        // The same user each time, as a new import (a fresh eventId).
-        let mut body = hookbox_tests::sample_request();
-        body["eventId"] = json!(fresh_event_id());
-        body
-    };
     let answer = |reply: &hookbox_tests::Reply| {
         assert_eq!(reply.status, 200, "{reply:?}");
         let directory = reply.json()["debugContext"]["directory"].clone();
         (reply.new_login().expect("a login"), directory)
     };
 
-    let before = answer(&client.hook(tenant.id(), &bearer, &import()).await);
+    // The same user each time, as a new import (a fresh eventId).
+    let before = answer(&client.hook(tenant.id(), &bearer, &fresh_sample()).await);
     assert_eq!(before.1, json!("checked"), "the plugin looked the login up");
     let (fetches, lookups) = (issuer.fetch_count(), okta.request_count());
     assert!(lookups > 0);
@@ -224,7 +217,7 @@ async fn a_recycled_tenant_keeps_its_oauth_keys_and_its_directory_cache() {
     );
     drop(first);
 
-    let after = answer(&client.hook(tenant.id(), &bearer, &import()).await);
+    let after = answer(&client.hook(tenant.id(), &bearer, &fresh_sample()).await);
     assert_eq!(after, before, "the same user, the same login, checked");
     assert_eq!(
         issuer.fetch_count(),
