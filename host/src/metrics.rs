@@ -200,6 +200,7 @@ pub struct Metrics {
     plugin_memory: Histograms<TenantLabel>,
     instances: Family<StateLabel, Gauge>,
     instance_slots: Gauge,
+    tenant_heavy: Family<TenantLabel, Gauge>,
     unused_resident: Gauge,
     recycles: Counter,
     reloads: Family<OutcomeLabel, Counter>,
@@ -274,6 +275,12 @@ impl Metrics {
             "instance_slots",
             "Size of the engine's instance pool (engine.max_instances)",
             instance_slots.clone(),
+        );
+        let tenant_heavy = Family::<TenantLabel, Gauge>::default();
+        registry.register(
+            "tenant_heavy",
+            "1 while a tenant is heavy (a call of its plugin used 10 ms of CPU in the last 30 s): its calls run at engine.heavy_priority",
+            tenant_heavy.clone(),
         );
         let unused_resident = Gauge::default();
         registry.register(
@@ -387,6 +394,7 @@ impl Metrics {
             plugin_memory,
             instances,
             instance_slots,
+            tenant_heavy,
             unused_resident,
             recycles,
             reloads,
@@ -677,6 +685,17 @@ impl Metrics {
             .get_or_create(&StateLabel { state: "idle" })
             .set(pool.idle as i64);
         self.instance_slots.set(i64::from(pool.slots));
+        // Every configured tenant has a sample (0 or 1), so a tenant that
+        // stops being heavy shows it.
+        self.tenant_heavy.clear();
+        for t in tenants.iter() {
+            let heavy = runtime.cpu().is_heavy(t.id());
+            self.tenant_heavy
+                .get_or_create(&TenantLabel {
+                    tenant: t.id().to_owned(),
+                })
+                .set(i64::from(heavy));
+        }
         let mut text = String::new();
         // Writing into a String cannot fail; an encoding bug would show as a truncated page.
         if let Err(e) = encode(&mut text, &self.registry) {

@@ -67,6 +67,7 @@ pub struct EngineFile {
     pub idle_resident_grace: Option<String>,
     pub cpu_slots: Option<u32>,
     pub cpu_slots_per_tenant: Option<u32>,
+    pub heavy_priority: Option<crate::plugin::HeavyPriority>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -316,6 +316,31 @@ fn a_tenant_directory_is_validated_with_paths_resolved_and_its_token_file_watche
 }
 
 #[test]
+fn heavy_priority_is_read_and_checked() {
+    use crate::plugin::HeavyPriority;
+    assert_eq!(
+        parse(&minimal()).expect("valid").engine.heavy_priority,
+        HeavyPriority::Idle
+    );
+    let with = |keys: &str| minimal().replace("[tls]", &format!("[engine]\n{keys}\n[tls]"));
+    for (value, expected) in [
+        ("idle", HeavyPriority::Idle),
+        ("lowest", HeavyPriority::Lowest),
+        ("normal", HeavyPriority::Normal),
+    ] {
+        let c = parse(&with(&format!("heavy_priority = \"{value}\""))).expect(value);
+        assert_eq!(c.engine.heavy_priority, expected);
+        assert_eq!(expected.as_str(), value);
+    }
+    let e = parse(&with("heavy_priority = \"realtime\"")).expect_err("not a priority");
+    let e = e.to_string();
+    assert!(
+        e.contains("heavy_priority") && e.contains("idle"),
+        "names the key and the choices: {e}"
+    );
+}
+
+#[test]
 fn engine_memory_keys_are_read_and_checked() {
     let c = parse(&minimal()).expect("valid");
     assert_eq!(c.engine.memory_keep_resident, 1 << 20);

@@ -186,6 +186,9 @@ pub(super) fn config(
         }
         engine.cpu_slots_per_tenant = n;
     }
+    if let Some(p) = file.engine.heavy_priority {
+        engine.heavy_priority = p;
+    }
 
     if file.tenants.is_empty() {
         return err("no [[tenants]]: declare at least one");

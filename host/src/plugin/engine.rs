@@ -8,6 +8,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::background::Background;
 use super::bindings::{v0_1, v0_2};
 use super::cache::{Cache, CacheStats};
 use super::fair::{CallCpu, CpuScheduler};
@@ -48,6 +49,9 @@ pub enum EngineError {
     /// The thread that enforces deadlines could not be started.
     #[error("starting the epoch ticker thread: {0}")]
     Ticker(std::io::Error),
+    /// The threads heavy tenants' calls run on could not be started.
+    #[error("starting the heavy plugin call threads: {0}")]
+    Background(std::io::Error),
 }
 
 /// The engine shared by all tenants, and everything tied to it.
@@ -68,6 +72,9 @@ struct RuntimeInner {
     idle: Arc<IdleBudget>,
     /// Who runs wasm when (`engine.cpu_slots`).
     cpu: CpuScheduler,
+    /// Where heavy tenants' calls run (`engine.heavy_priority`; `None`:
+    /// in place, like every other call). Shared by the whole line.
+    background: Option<Arc<Background>>,
     /// The engines this one succeeded ([`Runtime::successor`]), shared by
     /// the whole line: a retired engine lives on while requests that
     /// started on it run, and its instances count in [`Runtime::pool`]
@@ -119,6 +126,9 @@ impl Runtime {
             open_cache,
             IdleBudget::for_pool(config.max_instances),
             CpuScheduler::new(config.cpu_slots, config.cpu_slots_per_tenant),
+            Background::new(config.cpu_slots, config.heavy_priority)
+                .map_err(EngineError::Background)?
+                .map(Arc::new),
             Arc::default(),
         )
     }
@@ -127,7 +137,7 @@ impl Runtime {
     /// instance pool, that shares this one's CPU scheduler, idle-instance
     /// budget and precompiled cache: plugins rebound to it
     /// ([`super::Plugin::rebind`]) take the same CPU turns and the same
-    /// budgets as before. Once nothing uses this runtime any more (no plugin,
+    /// budgets as before, and the same background threads. Once nothing uses this runtime any more (no plugin,
     /// instance or call of it is left), its engine is dropped and its pool's
     /// memory (the slots' kept-resident pages, the async stacks) goes back to
     /// the kernel with it: what [`crate::recycle`] builds on. Blocking.
@@ -138,6 +148,7 @@ impl Runtime {
             |_| cache,
             self.inner.idle.clone(),
             self.inner.cpu.clone(),
+            self.inner.background.clone(),
             self.inner.retired.clone(),
         )?;
         self.with_retired(|retired| retired.push(self.inner.engine.weak()));
@@ -149,6 +160,7 @@ impl Runtime {
         cache: impl FnOnce(&Engine) -> Option<Arc<Cache>>,
         idle: Arc<IdleBudget>,
         cpu: CpuScheduler,
+        background: Option<Arc<Background>>,
         retired: Arc<Mutex<Vec<wasmtime::EngineWeak>>>,
     ) -> Result<Runtime, EngineError> {
         let engine = Engine::new(&wasmtime_config(config)).map_err(EngineError::Engine)?;
@@ -175,6 +187,7 @@ impl Runtime {
                 cache,
                 idle,
                 cpu,
+                background,
                 retired,
             }),
         })
@@ -244,6 +257,20 @@ impl Runtime {
     /// The fair CPU scheduler every plugin call runs under.
     pub fn cpu(&self) -> &CpuScheduler {
         &self.inner.cpu
+    }
+
+    /// Where a call of `tenant` that starts now runs: on the background
+    /// threads while the tenant is heavy ([`CpuScheduler::is_heavy`]), else
+    /// (`None`) in place.
+    pub(super) fn background_for(&self, tenant: &str) -> Option<&Background> {
+        let background = self.inner.background.as_deref()?;
+        self.inner.cpu.is_heavy(tenant).then_some(background)
+    }
+
+    /// Plugin calls started on the background threads so far, by this
+    /// runtime's whole line (0 with `heavy_priority = "normal"`).
+    pub fn heavy_calls(&self) -> u64 {
+        self.inner.background.as_ref().map_or(0, |b| b.calls())
     }
 
     /// The CPU account of one call of `tenant` ending at `deadline`.

@@ -37,13 +37,27 @@
 //!   its next check fires.
 //! - **No wasm without a slot**: so a tenant's calls never run on more
 //!   than `per_tenant` threads at once, whatever their number.
+//! - **Heavy tenants are known**: a tenant one of whose calls has held
+//!   slots for [`HEAVY_CALL`] of CPU in all is *heavy* from then until
+//!   [`HEAVY_FOR`] after the last such call (idle or not, so a tenant cannot
+//!   shed the mark by pausing). Its calls that start meanwhile run on the
+//!   background threads ([`super::background`]); this module only keeps
+//!   the mark, which changes nothing in how slots are granted.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
+
+/// CPU one call may hold slots for before its tenant is heavy: two epoch
+/// ticks. A call of the reference plugin takes tens of microseconds; a call
+/// that yields at a tick twice is not a lookup.
+pub const HEAVY_CALL: Duration = Duration::from_millis(10);
+
+/// How long a tenant stays heavy after its last heavy call.
+pub const HEAVY_FOR: Duration = Duration::from_secs(30);
 
 /// Plugin CPU slots shared by every tenant of an engine, handed out fairly.
 #[derive(Clone)]
@@ -67,6 +81,9 @@ struct Sched {
     clock: u64,
     /// Arrival order of waiting calls (ties between tenants, and FIFO).
     seq: u64,
+    /// Heavy tenants, until when (kept while idle; expired ones are removed
+    /// when read). At most one entry per tenant that ever made a heavy call.
+    heavy: HashMap<Arc<str>, Instant>,
 }
 
 #[derive(Default)]
@@ -79,6 +96,8 @@ struct TenantQueue {
 struct Waiter {
     seq: u64,
     grant: oneshot::Sender<Slot>,
+    /// The call's CPU so far, in nanoseconds (shared by its slots).
+    used: Arc<AtomicU64>,
 }
 
 /// One CPU slot, held by one call of one tenant; given back (and its time
@@ -89,6 +108,8 @@ pub struct Slot {
     since: Instant,
     /// Charged instead of the measured time (deterministic tests).
     cost: Option<Duration>,
+    /// The CPU its call has held slots for, this one's time added on drop.
+    used: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Slot {
@@ -102,21 +123,34 @@ impl std::fmt::Debug for Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let used = self.cost.unwrap_or_else(|| self.since.elapsed());
-        let grants = {
+        let used = u64::try_from(used.as_nanos()).unwrap_or(u64::MAX);
+        let call = self
+            .used
+            .fetch_add(used, Ordering::Relaxed)
+            .saturating_add(used);
+        let (grants, became_heavy) = {
             let mut s = self.inner.lock();
             s.free += 1;
             if let Some(t) = s.tenants.get_mut(&self.tenant) {
                 t.running -= 1;
-                t.vtime = t
-                    .vtime
-                    .saturating_add(u64::try_from(used.as_nanos()).unwrap_or(u64::MAX));
+                t.vtime = t.vtime.saturating_add(used);
             }
+            let became_heavy =
+                call >= HEAVY_CALL.as_nanos() as u64 && s.mark_heavy(&self.tenant, Instant::now());
             s.forget_if_idle(&self.tenant);
-            s.dispatch(&self.inner)
+            (s.dispatch(&self.inner), became_heavy)
         };
         // Outside the lock: a grant whose receiver is gone comes back as its
         // slot, whose drop takes the lock again.
         send(grants);
+        if became_heavy {
+            tracing::info!(
+                tenant = %self.tenant,
+                cpu_ms = call / 1_000_000,
+                for_secs = HEAVY_FOR.as_secs(),
+                "a plugin call used a lot of CPU: the tenant's calls run at background priority for a while"
+            );
+        }
     }
 }
 
@@ -183,6 +217,7 @@ impl Sched {
                     tenant: name,
                     since: Instant::now(),
                     cost: None,
+                    used: waiter.used,
                 },
             ));
         }
@@ -196,6 +231,25 @@ impl Sched {
             self.tenants.remove(&n);
         }
         grants
+    }
+
+    /// Marks `tenant` heavy until [`HEAVY_FOR`] after `now`; `true` if it was
+    /// not heavy at `now`.
+    fn mark_heavy(&mut self, tenant: &Arc<str>, now: Instant) -> bool {
+        let was = self.heavy.insert(tenant.clone(), now + HEAVY_FOR);
+        was.is_none_or(|until| until <= now)
+    }
+
+    /// Whether `tenant` is heavy at `now`; forgets it if its mark expired.
+    fn heavy_at(&mut self, tenant: &str, now: Instant) -> bool {
+        match self.heavy.get(tenant) {
+            Some(until) if *until > now => true,
+            Some(_) => {
+                self.heavy.remove(tenant);
+                false
+            }
+            None => false,
+        }
     }
 
     fn forget_if_idle(&mut self, tenant: &str) {
@@ -258,10 +312,31 @@ impl CpuScheduler {
         self.inner.lock().tenants.get(tenant).map(|t| t.vtime)
     }
 
+    /// Whether `tenant` is heavy now (see the module docs): its calls that
+    /// start now run at background priority.
+    pub fn is_heavy(&self, tenant: &str) -> bool {
+        self.is_heavy_at(tenant, Instant::now())
+    }
+
+    pub(crate) fn is_heavy_at(&self, tenant: &str, now: Instant) -> bool {
+        self.inner.lock().heavy_at(tenant, now)
+    }
+
     /// Queues a call of `tenant` for a slot; the receiver resolves when one
     /// is granted (at once, if a slot is free and the tenant under its cap).
-    /// Dropping the receiver withdraws the call.
+    /// Dropping the receiver withdraws the call. Each call acquired this way
+    /// is a call of its own for [`HEAVY_CALL`].
     pub fn acquire(&self, tenant: &Arc<str>) -> oneshot::Receiver<Slot> {
+        self.acquire_for(tenant, Arc::default())
+    }
+
+    /// [`CpuScheduler::acquire`] for a call whose CPU so far is `used`
+    /// (nanoseconds, shared by all its slots).
+    pub(crate) fn acquire_for(
+        &self,
+        tenant: &Arc<str>,
+        used: Arc<AtomicU64>,
+    ) -> oneshot::Receiver<Slot> {
         let (tx, rx) = oneshot::channel();
         let grants = {
             let mut s = self.inner.lock();
@@ -275,7 +350,11 @@ impl CpuScheduler {
                     vtime: clock,
                     ..TenantQueue::default()
                 });
-            t.waiting.push_back(Waiter { seq, grant: tx });
+            t.waiting.push_back(Waiter {
+                seq,
+                grant: tx,
+                used,
+            });
             s.dispatch(&self.inner)
         };
         send(grants);
@@ -297,6 +376,7 @@ impl CpuScheduler {
             engine,
             slot: Arc::new(Mutex::new(None)),
             regranted: Arc::new(AtomicBool::new(false)),
+            used: Arc::default(),
         }
     }
 }
@@ -314,6 +394,8 @@ pub(crate) struct CallCpu {
     /// the epoch callback that runs as the guest resumes (see
     /// [`CallCpu::at_tick`]).
     regranted: Arc<AtomicBool>,
+    /// The CPU this call has held slots for, in nanoseconds.
+    used: Arc<AtomicU64>,
 }
 
 /// What a call does at an epoch check, given its CPU account.
@@ -334,10 +416,11 @@ fn hold(cell: &Held) -> MutexGuard<'_, Option<Slot>> {
 async fn wait_for_slot(
     scheduler: &CpuScheduler,
     tenant: &Arc<str>,
+    used: &Arc<AtomicU64>,
     deadline: Instant,
     cell: &Held,
 ) -> bool {
-    let rx = scheduler.acquire(tenant);
+    let rx = scheduler.acquire_for(tenant, used.clone());
     tokio::select! {
         granted = rx => match granted {
             Ok(slot) => {
@@ -356,7 +439,14 @@ impl CallCpu {
     /// Waits for a slot before the call runs wasm; `false` when the
     /// deadline passed first (the call must not run).
     pub(crate) async fn enter(&self) -> bool {
-        wait_for_slot(&self.scheduler, &self.tenant, self.deadline, &self.slot).await
+        wait_for_slot(
+            &self.scheduler,
+            &self.tenant,
+            &self.used,
+            self.deadline,
+            &self.slot,
+        )
+        .await
     }
 
     /// Gives the slot back (the call is about to await something else than
@@ -405,13 +495,14 @@ impl CallCpu {
         let deadline = self.deadline;
         let cell = self.slot.clone();
         let regranted = self.regranted.clone();
+        let used = self.used.clone();
         Tick::Yield(Box::pin(async move {
             // tokio's `yield_now` (not a plain re-wake) resumes the call only
             // once this worker has run out of other ready tasks and polled
             // the I/O driver, so other requests on this worker move first.
             tokio::task::yield_now().await;
             drop(hold(&cell).take());
-            if wait_for_slot(&scheduler, &tenant, deadline, &cell).await {
+            if wait_for_slot(&scheduler, &tenant, &used, deadline, &cell).await {
                 regranted.store(true, Ordering::Release);
             }
         }))
@@ -449,6 +540,38 @@ mod tests {
         // When A gives one back, its waiting call gets it.
         drop(one);
         assert!(granted(&mut r3).is_some());
+    }
+
+    #[test]
+    fn a_tenant_is_heavy_from_its_first_call_past_the_mark_until_it_expires() {
+        let s = CpuScheduler::new(2, 1);
+        let (a, b) = (t("a"), t("b"));
+        // B makes many short calls, each a call of its own: never heavy.
+        for _ in 0..10 {
+            let mut rb = s.acquire(&b);
+            granted(&mut rb)
+                .expect("free")
+                .release_charging(HEAVY_CALL / 2);
+        }
+        assert!(!s.is_heavy(&b));
+        // One call of A holds slots for three slices: heavy once the sum of
+        // its slices reaches the mark, not before.
+        let call = Arc::<AtomicU64>::default();
+        let slice = HEAVY_CALL / 3 + Duration::from_micros(1);
+        for turn in 1..=3 {
+            assert!(!s.is_heavy(&a), "heavy after {} slices", turn - 1);
+            let mut ra = s.acquire_for(&a, call.clone());
+            granted(&mut ra).expect("free").release_charging(slice);
+        }
+        let marked = Instant::now();
+        assert!(s.is_heavy(&a));
+        // A went idle (nothing running or waiting): still heavy.
+        assert_eq!(s.vtime(&a), None);
+        assert!(s.is_heavy_at(&a, marked + HEAVY_FOR - Duration::from_secs(1)));
+        // The mark expires, and is forgotten.
+        assert!(!s.is_heavy_at(&a, marked + HEAVY_FOR + Duration::from_secs(1)));
+        assert!(!s.is_heavy(&a));
+        assert!(!s.is_heavy(&b));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::PoolConcurrencyLimitError;
 
-use super::invoke::{Failure, Overloaded, classify};
+use super::invoke::{Failure, Overloaded, caller_bound, classify};
 use super::limits::{Limits, Settings};
 use super::state::PluginLog;
 use super::{Plugin, Runtime, StoreScope, events};
@@ -104,7 +104,8 @@ impl Runtime {
     /// Runs `plugin`'s event handler on `event` in a fresh instance under
     /// `limits`, its claims in `scope`. Never panics and never outlives
     /// `limits.deadline` by more than a tick plus a short grace. `Err` when
-    /// no instance slot was free (the handler did not run).
+    /// no instance slot was free (the handler did not run). On the
+    /// background threads while the tenant is heavy, as a request's call.
     pub async fn handle_event(
         &self,
         plugin: &Plugin,
@@ -114,6 +115,41 @@ impl Runtime {
         event: &events::Event,
     ) -> Result<HandlerRun, Overloaded> {
         let start = Instant::now();
+        let Some(background) = self.background_for(scope.tenant_id()) else {
+            return self
+                .handle_event_here(start, plugin, settings, limits, scope, event)
+                .await;
+        };
+        let bound = caller_bound(start, limits.deadline);
+        let (runtime, plugin, limits) = (self.clone(), plugin.clone(), limits.clone());
+        let (scope, event) = (scope.clone(), event.clone());
+        let call = async move {
+            runtime
+                .handle_event_here(start, &plugin, settings, &limits, &scope, &event)
+                .await
+        };
+        background.run(bound, call).await.unwrap_or_else(|| {
+            // Starved past the bound and aborted: what it did is lost.
+            Ok(HandlerRun {
+                result: Err(Failure::Deadline),
+                log: PluginLog::default(),
+                elapsed: start.elapsed(),
+                fuel_consumed: None,
+                peak_memory: 0,
+                store_calls: (0, 0),
+            })
+        })
+    }
+
+    async fn handle_event_here(
+        &self,
+        start: Instant,
+        plugin: &Plugin,
+        settings: Arc<Settings>,
+        limits: &Limits,
+        scope: &StoreScope,
+        event: &events::Event,
+    ) -> Result<HandlerRun, Overloaded> {
         let mut store = self.new_store(settings, limits, scope);
         let deadline = start + limits.deadline;
         let fuel = self.begin(&mut store, limits, deadline);

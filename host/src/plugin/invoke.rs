@@ -249,10 +249,9 @@ impl Runtime {
         raw
     }
 
-    /// One call, in `warm` if given, else in a new instance. Returns the
-    /// instance for reuse only when the call ran to completion (an answer or
-    /// a decline) without touching the memory limit: after a trap, an
-    /// interrupt or an abandoned call the instance's state is unknown.
+    /// [`Runtime::run_here`], on the background threads while the scope's
+    /// tenant is heavy (the call's arguments cloned into it; the warm
+    /// instance comes back with the invocation), else in place.
     async fn run(
         &self,
         plugin: &Plugin,
@@ -263,6 +262,41 @@ impl Runtime {
         request: &wit::ImportRequest,
     ) -> (Result<Invocation, Overloaded>, Option<Warm>) {
         let start = Instant::now();
+        let Some(background) = self.background_for(scope.tenant_id()) else {
+            return self
+                .run_here(start, plugin, warm, settings, limits, scope, request)
+                .await;
+        };
+        let bound = caller_bound(start, limits.deadline);
+        let (runtime, plugin, limits) = (self.clone(), plugin.clone(), limits.clone());
+        let (scope, request) = (scope.clone(), request.clone());
+        let call = async move {
+            runtime
+                .run_here(start, &plugin, warm, settings, &limits, &scope, &request)
+                .await
+        };
+        background
+            .run(bound, call)
+            .await
+            .unwrap_or_else(|| (Ok(Invocation::starved(start)), None))
+    }
+
+    /// One call, in `warm` if given, else in a new instance, with its
+    /// deadline counted from `start`. Returns the
+    /// instance for reuse only when the call ran to completion (an answer or
+    /// a decline) without touching the memory limit: after a trap, an
+    /// interrupt or an abandoned call the instance's state is unknown.
+    #[allow(clippy::too_many_arguments)] // `run`'s, plus where the call began
+    async fn run_here(
+        &self,
+        start: Instant,
+        plugin: &Plugin,
+        warm: Option<Warm>,
+        settings: Arc<Settings>,
+        limits: &Limits,
+        scope: &StoreScope,
+        request: &wit::ImportRequest,
+    ) -> (Result<Invocation, Overloaded>, Option<Warm>) {
         let deadline = start + limits.deadline;
         let (mut store, resolve, served) = match warm {
             Some(w) => (w.store, Some(w.resolve), w.served),
@@ -317,6 +351,29 @@ impl Runtime {
                 served: served + 1,
             });
         (Ok(invocation), warm)
+    }
+}
+
+/// How long the caller of a call on the background threads waits for it:
+/// the call's own backstop (`BACKSTOP_GRACE` past its deadline), and as much
+/// again for its answer to come back from a thread that may be starved.
+pub(super) fn caller_bound(start: Instant, deadline: Duration) -> Instant {
+    start + deadline + 2 * BACKSTOP_GRACE
+}
+
+impl Invocation {
+    /// A call on the background threads that had not finished by
+    /// [`caller_bound`]: its thread got too little CPU, and it was aborted.
+    /// What it logged or used is lost with it.
+    pub(super) fn starved(start: Instant) -> Invocation {
+        Invocation {
+            result: Err(Failure::Deadline),
+            log: PluginLog::default(),
+            elapsed: start.elapsed(),
+            fuel_consumed: None,
+            peak_memory: 0,
+            store_calls: (0, 0),
+        }
     }
 }
 

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::background::HeavyPriority;
+
 /// A tenant's `settings` table: what `config-get` answers its plugin.
 pub type Settings = BTreeMap<String, String>;
 
@@ -116,6 +118,8 @@ pub struct EngineConfig {
     pub cpu_slots: u32,
     /// Of those, the most one tenant's calls may hold at once.
     pub cpu_slots_per_tenant: u32,
+    /// The operating-system priority of heavy tenants' calls.
+    pub heavy_priority: HeavyPriority,
 }
 
 /// Default of `engine.cpu_slots`: the cores this process may use.
@@ -164,6 +168,7 @@ impl Default for EngineConfig {
             idle_resident_grace: DEFAULT_IDLE_RESIDENT_GRACE,
             cpu_slots: default_cpu_slots(),
             cpu_slots_per_tenant: default_cpu_slots_per_tenant(default_cpu_slots()),
+            heavy_priority: HeavyPriority::default(),
         }
     }
 }

@@ -29,10 +29,16 @@
 //!   per tenant), given back at every epoch tick and while the claim store
 //!   is awaited, and granted to the least-used tenant first: a tenant whose
 //!   plugin spins cannot take the other tenants' CPU (see [`fair`]);
+//! - a heavy tenant's calls (one used [`fair::HEAVY_CALL`] of CPU in the
+//!   last [`fair::HEAVY_FOR`]) run on threads of their own at a low
+//!   operating-system priority (`engine.heavy_priority`, see
+//!   `background.rs`), so they also cannot take the CPU of the other tenants'
+//!   TLS, HTTP and store work on the connection threads;
 //! - what answers a tenant is its [`Binding`]'s [`Backend`]: the plugin (the
 //!   only backend a shipped build has) or a resolver a benchmark compiled
 //!   into the host; the runtime itself never checks for the latter.
 
+mod background;
 mod binding;
 pub mod bindings;
 pub mod cache;
@@ -45,6 +51,7 @@ mod invoke;
 mod limits;
 mod state;
 
+pub use background::HeavyPriority;
 pub use binding::{Backend, Binding, NativeResolver};
 #[cfg(test)]
 pub(crate) use engine::reference_on_a_small_engine;

@@ -5,7 +5,12 @@
 //! is still answered at its deadline with the usual error. No timing is
 //! asserted: who runs and who waits is read from the scheduler.
 
-use hookbox_tests::{TenantSpec, TestServer, login_conflict_wasm, misbehave_wasm, sample_request};
+use bytes::Bytes;
+use hookbox_tests::{
+    Proto, TenantSpec, TestServer, fresh_sample, login_conflict_wasm, misbehave_wasm,
+    sample_request,
+};
+use hyper::Method;
 
 /// The spinner's concurrency: every request it may have in flight.
 const SPINNING: usize = 8;
@@ -72,4 +77,79 @@ async fn a_spinning_tenant_at_its_concurrency_leaves_the_other_tenant_served() {
     );
     // And nothing is left holding or awaiting the CPU.
     assert_eq!((cpu.running(), cpu.waiting()), (0, 0));
+}
+
+/// A tenant whose call spins past the heavy mark (10 ms of CPU) is heavy
+/// from then on: its next call runs on the background threads and is still
+/// answered at its deadline with the usual error, while the other tenant's
+/// calls stay light and run in place. Read from the scheduler, the
+/// runtime's count of background calls, and `GET /metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_tenant_turns_heavy_and_runs_in_the_background_still_answered() {
+    let spinner = TenantSpec::new("spinner", misbehave_wasm())
+        .setting("mode", "loop")
+        .deadline("300ms");
+    let good = TenantSpec::new("good", login_conflict_wasm());
+    let server = TestServer::builder()
+        .tenant(spinner.clone())
+        .tenant(good.clone())
+        .start()
+        .await;
+    let (cpu, runtime, client) = (server.cpu(), server.runtime(), server.client());
+    let deadline_error = Some("hookbox: the plugin exceeded its deadline");
+    let good_call = async || {
+        let reply = client.hook("good", good.secret(), &fresh_sample()).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.new_login().as_deref(),
+            Some("sally2.admin2.272ed9@clouditude.net")
+        );
+    };
+
+    // Light tenants run in place.
+    good_call().await;
+    assert!(!cpu.is_heavy("good") && !cpu.is_heavy("spinner"));
+    assert_eq!(runtime.heavy_calls(), 0);
+
+    // The first spinning call runs in place (its tenant was light when it
+    // started) and marks its tenant heavy.
+    let reply = client
+        .hook("spinner", spinner.secret(), &fresh_sample())
+        .await;
+    assert_eq!(
+        reply.error_summary().as_deref(),
+        deadline_error,
+        "{reply:?}"
+    );
+    assert!(cpu.is_heavy("spinner"));
+    assert_eq!(runtime.heavy_calls(), 0);
+
+    // Its next call runs in the background, answered alike.
+    let reply = client
+        .hook("spinner", spinner.secret(), &fresh_sample())
+        .await;
+    assert_eq!(
+        reply.error_summary().as_deref(),
+        deadline_error,
+        "{reply:?}"
+    );
+    assert_eq!(runtime.heavy_calls(), 1);
+
+    // The other tenant is still light and in place.
+    good_call().await;
+    assert!(!cpu.is_heavy("good"));
+    assert_eq!(runtime.heavy_calls(), 1);
+
+    let mut conn = client.connect(Proto::H1).await;
+    let metrics = conn
+        .send(client.request(Method::GET, "/metrics", Bytes::new()))
+        .await;
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8_lossy(&metrics.body);
+    for line in [
+        r#"hookbox_tenant_heavy{tenant="spinner"} 1"#,
+        r#"hookbox_tenant_heavy{tenant="good"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in:\n{text}");
+    }
 }
