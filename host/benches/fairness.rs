@@ -1,9 +1,13 @@
 //! The noisy neighbour: tenant B's latency and throughput alone, and while
 //! tenant A's plugin spins to its deadline at 8 and at 64 requests in
 //! flight, with the fair CPU scheduler as configured by default
-//! (`cpu_slots` = cores, `cpu_slots_per_tenant` = cores − 1) and with it
-//! out of the way (1024 slots, no per-tenant cap: every call runs at once,
-//! as before the scheduler existed).
+//! (`cpu_slots` = cores, `cpu_slots_per_tenant` = cores − 1, heavy tenants'
+//! calls on the background threads at `heavy_priority = "idle"`), with the
+//! same scheduler but heavy calls in place (`fair-inplace`,
+//! `heavy_priority = "normal"`), and with it out of the way (1024 slots, no
+//! per-tenant cap, heavy calls in place: every call runs at once, as before
+//! the scheduler existed). B is measured once every A task has had its
+//! first answer, so A is heavy and its calls start where heavy calls do.
 //!
 //! ```sh
 //! cargo test --release --workspace --test e2e --no-run   # builds the misbehave guest
@@ -30,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use hookbox::hook::decode;
 use hookbox::plugin::{
-    Backend, Binding, EngineConfig, Limits, Plugin, Runtime, StoreScope, default_cpu_slots,
+    Backend, Binding, EngineConfig, HeavyPriority, Limits, Plugin, Runtime, StoreScope, default_cpu_slots,
     default_cpu_slots_per_tenant,
 };
 use tokio::sync::Semaphore;
@@ -151,7 +155,11 @@ fn run(config: &'static str, engine: &EngineConfig, spinning: usize, misbehave: 
             }
         }));
     }
-    // Let A's calls fill their slots before B is measured.
+    // Every A task's first call ran in place (A was not heavy yet); B is
+    // measured once they are answered, and A's calls have filled their slots.
+    while a_answers.load(Ordering::Relaxed) < spinning as u64 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     std::thread::sleep(Duration::from_millis(300));
 
     let started = Instant::now();
@@ -204,9 +212,14 @@ fn main() {
     let misbehave = misbehave_wasm();
     let slots = default_cpu_slots();
     let fair = EngineConfig::default();
+    let in_place = EngineConfig {
+        heavy_priority: HeavyPriority::Normal,
+        ..EngineConfig::default()
+    };
     let unscheduled = EngineConfig {
         cpu_slots: 1024,
         cpu_slots_per_tenant: 1024,
+        heavy_priority: HeavyPriority::Normal,
         ..EngineConfig::default()
     };
     println!(
@@ -217,7 +230,11 @@ fn main() {
         env_u64("HOOKBOX_BENCH_SECS", 5)
     );
     let mut rows = Vec::new();
-    for (name, config) in [("unscheduled", &unscheduled), ("fair", &fair)] {
+    for (name, config) in [
+        ("unscheduled", &unscheduled),
+        ("fair-inplace", &in_place),
+        ("fair", &fair),
+    ] {
         for spinning in [0, 8, 64] {
             let row = run(name, config, spinning, &misbehave);
             println!(
