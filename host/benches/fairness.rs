@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use hookbox::hook::decode;
 use hookbox::plugin::{
-    Backend, Binding, EngineConfig, HeavyPriority, Limits, Plugin, Runtime, StoreScope, default_cpu_slots,
-    default_cpu_slots_per_tenant,
+    Backend, Binding, EngineConfig, HeavyPriority, Limits, Plugin, Runtime, StoreScope,
+    default_cpu_slots, default_cpu_slots_per_tenant,
 };
 use tokio::sync::Semaphore;
 

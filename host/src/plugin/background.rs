@@ -219,6 +219,13 @@ mod tests {
         }
     }
 
+    /// Background threads at `priority` (not `Normal`).
+    fn threads(n: u32, priority: HeavyPriority) -> Background {
+        Background::new(n, priority)
+            .expect("threads start")
+            .expect("a priority with threads")
+    }
+
     fn far() -> Instant {
         Instant::now() + Duration::from_secs(60)
     }
@@ -230,7 +237,7 @@ mod tests {
             (HeavyPriority::Idle, (libc::SCHED_IDLE, caller.1.1)),
             (HeavyPriority::Lowest, (libc::SCHED_OTHER, 19)),
         ] {
-            let background = Background::new(2, priority).unwrap().expect("threads");
+            let background = threads(2, priority);
             let (id, name, got) = background
                 .run(far(), async {
                     let t = std::thread::current();
@@ -244,12 +251,16 @@ mod tests {
             // The caller's own thread was left as it was.
             assert_eq!(policy_and_nice(), caller.1);
         }
-        assert!(Background::new(2, HeavyPriority::Normal).unwrap().is_none());
+        assert!(
+            Background::new(2, HeavyPriority::Normal)
+                .expect("nothing to start")
+                .is_none()
+        );
     }
 
     #[tokio::test]
     async fn a_call_still_running_at_the_deadline_is_given_up_and_dropped() {
-        let background = Background::new(1, HeavyPriority::Idle).unwrap().unwrap();
+        let background = threads(1, HeavyPriority::Idle);
         let (dropped_tx, dropped) = oneshot::channel();
         let started = Instant::now();
         let out = background
@@ -278,7 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_caller_drops_the_call() {
-        let background = Arc::new(Background::new(1, HeavyPriority::Idle).unwrap().unwrap());
+        let background = Arc::new(threads(1, HeavyPriority::Idle));
         let (started_tx, started) = oneshot::channel();
         let (dropped_tx, dropped) = oneshot::channel();
         let caller = tokio::spawn({
@@ -303,7 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_there_is_the_callers_panic() {
-        let background = Arc::new(Background::new(1, HeavyPriority::Idle).unwrap().unwrap());
+        let background = Arc::new(threads(1, HeavyPriority::Idle));
         let caller = tokio::spawn({
             let background = background.clone();
             async move { background.run(far(), async { panic!("a host bug") }).await }

@@ -237,6 +237,11 @@ impl Sched {
     /// not heavy at `now`.
     fn mark_heavy(&mut self, tenant: &Arc<str>, now: Instant) -> bool {
         let was = self.heavy.insert(tenant.clone(), now + HEAVY_FOR);
+        if was.is_none() {
+            // A new entry: drop the expired ones, which a tenant no longer
+            // configured would otherwise leave forever.
+            self.heavy.retain(|_, until| *until > now);
+        }
         was.is_none_or(|until| until <= now)
     }
 
