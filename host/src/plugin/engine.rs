@@ -136,9 +136,10 @@ impl Runtime {
     /// A new engine with this one's configuration, and so a new, empty
     /// instance pool, that shares this one's CPU scheduler, idle-instance
     /// budget and precompiled cache: plugins rebound to it
-    /// ([`super::Plugin::rebind`]) take the same CPU turns and the same
-    /// budgets as before, and the same background threads. Once nothing uses this runtime any more (no plugin,
-    /// instance or call of it is left), its engine is dropped and its pool's
+    /// ([`super::Plugin::rebind`]) take the same CPU turns, the same
+    /// budgets and the same background threads as before. Once nothing uses
+    /// this runtime any more (no plugin, instance or call of it is left),
+    /// its engine is dropped and its pool's
     /// memory (the slots' kept-resident pages, the async stacks) goes back to
     /// the kernel with it: what [`crate::recycle`] builds on. Blocking.
     pub fn successor(&self) -> Result<Runtime, EngineError> {

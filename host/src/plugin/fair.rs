@@ -41,7 +41,7 @@
 //!   slots for [`HEAVY_CALL`] of CPU in all is *heavy* from then until
 //!   [`HEAVY_FOR`] after the last such call (idle or not, so a tenant cannot
 //!   shed the mark by pausing). Its calls that start meanwhile run on the
-//!   background threads ([`super::background`]); this module only keeps
+//!   background threads (`background.rs`); this module only keeps
 //!   the mark, which changes nothing in how slots are granted.
 
 use std::collections::{HashMap, VecDeque};

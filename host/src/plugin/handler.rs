@@ -100,6 +100,22 @@ impl HandlerRun {
     }
 }
 
+impl HandlerRun {
+    /// A handler call on the background threads that had not finished by
+    /// the caller's bound (as [`super::Invocation`]'s): aborted, what it
+    /// logged or used lost with it.
+    fn starved(start: Instant) -> HandlerRun {
+        HandlerRun {
+            result: Err(Failure::Deadline),
+            log: PluginLog::default(),
+            elapsed: start.elapsed(),
+            fuel_consumed: None,
+            peak_memory: 0,
+            store_calls: (0, 0),
+        }
+    }
+}
+
 impl Runtime {
     /// Runs `plugin`'s event handler on `event` in a fresh instance under
     /// `limits`, its claims in `scope`. Never panics and never outlives
@@ -128,17 +144,10 @@ impl Runtime {
                 .handle_event_here(start, &plugin, settings, &limits, &scope, &event)
                 .await
         };
-        background.run(bound, call).await.unwrap_or_else(|| {
-            // Starved past the bound and aborted: what it did is lost.
-            Ok(HandlerRun {
-                result: Err(Failure::Deadline),
-                log: PluginLog::default(),
-                elapsed: start.elapsed(),
-                fuel_consumed: None,
-                peak_memory: 0,
-                store_calls: (0, 0),
-            })
-        })
+        background
+            .run(bound, call)
+            .await
+            .unwrap_or_else(|| Ok(HandlerRun::starved(start)))
     }
 
     async fn handle_event_here(
