@@ -168,3 +168,22 @@ async fn a_wrong_directory_token_is_denied_and_neither_token_nor_login_is_logged
     }
     server.stop().await.expect("the server stops");
 }
+
+#[tokio::test]
+async fn a_tenant_turning_heavy_is_logged_once_naming_it() {
+    let log = LogCapture::start();
+    // 100 ms of spinning: about 20 ticks, each giving a slot back past the mark.
+    let t = TenantSpec::new("spinner", misbehave_wasm())
+        .setting("mode", "loop")
+        .deadline("100ms");
+    let server = TestServer::start(std::slice::from_ref(&t)).await;
+    let reply = server
+        .client()
+        .hook("spinner", t.secret(), &sample_request())
+        .await;
+    assert_eq!(reply.status, 200);
+    assert!(server.cpu().is_heavy("spinner"));
+    let lines = log.lines_with("background priority");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("tenant=spinner"), "{lines:?}");
+}

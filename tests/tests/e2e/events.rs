@@ -21,7 +21,8 @@ use futures::StreamExt as _;
 use hookbox_store::Store;
 use hookbox_store::testing::RedisServer;
 use hookbox_tests::{
-    Client, StoreSpec, TenantSpec, TestServer, delivery, events_only_wasm, misbehave_wasm,
+    Client, StoreSpec, TenantSpec, TestServer, delivery, events_only_wasm, fresh_sample,
+    misbehave_wasm,
 };
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -242,6 +243,44 @@ async fn a_handler_past_okta_budget_never_delays_the_acknowledgement() {
     assert_eq!(dead[0].attempts, 1);
     assert!(dead[0].reason.contains("deadline"), "{}", dead[0].reason);
     assert_eq!(store.queued("slow").await.unwrap(), 0);
+    server.stop().await.unwrap();
+}
+
+/// A heavy tenant's event handler runs on the background threads too (the
+/// same placement as its requests' calls), and still ends at its deadline.
+#[tokio::test]
+async fn a_heavy_tenants_handler_runs_in_the_background_and_still_ends_at_its_deadline() {
+    let spinner = TenantSpec::new("spinner", misbehave_wasm())
+        .setting("mode", "loop")
+        .deadline("300ms")
+        .max_attempts(1);
+    let server = TestServer::start(std::slice::from_ref(&spinner)).await;
+    let client = server.client();
+    // One request spins past the heavy mark, in place: the tenant is heavy.
+    let reply = client
+        .hook("spinner", spinner.secret(), &fresh_sample())
+        .await;
+    assert_eq!(
+        reply.error_summary().as_deref(),
+        Some("hookbox: the plugin exceeded its deadline")
+    );
+    assert!(server.cpu().is_heavy("spinner"));
+    assert_eq!(server.runtime().heavy_calls(), 0);
+
+    let body = delivery("delivery-sync.json");
+    let reply = client.events("spinner", spinner.secret(), &body).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let store = server.store();
+    wait_until("the handler hits its deadline", || async {
+        !store.dead("spinner", None, 10).await.unwrap().is_empty()
+    })
+    .await;
+    let dead = store.dead("spinner", None, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].uuid, uuids_of(&body, SYNC)[0]);
+    assert!(dead[0].reason.contains("deadline"), "{}", dead[0].reason);
+    // The handler was the one call placed in the background.
+    assert_eq!(server.runtime().heavy_calls(), 1);
     server.stop().await.unwrap();
 }
 

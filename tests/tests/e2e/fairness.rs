@@ -96,7 +96,16 @@ async fn a_spinning_tenant_turns_heavy_and_runs_in_the_background_still_answered
         .start()
         .await;
     let (cpu, runtime, client) = (server.cpu(), server.runtime(), server.client());
-    let deadline_error = Some("hookbox: the plugin exceeded its deadline");
+    let spin_call = async || {
+        let reply = client
+            .hook("spinner", spinner.secret(), &fresh_sample())
+            .await;
+        assert_eq!(
+            reply.error_summary().as_deref(),
+            Some("hookbox: the plugin exceeded its deadline"),
+            "{reply:?}"
+        );
+    };
     let good_call = async || {
         let reply = client.hook("good", good.secret(), &fresh_sample()).await;
         assert_eq!(reply.status, 200);
@@ -113,26 +122,12 @@ async fn a_spinning_tenant_turns_heavy_and_runs_in_the_background_still_answered
 
     // The first spinning call runs in place (its tenant was light when it
     // started) and marks its tenant heavy.
-    let reply = client
-        .hook("spinner", spinner.secret(), &fresh_sample())
-        .await;
-    assert_eq!(
-        reply.error_summary().as_deref(),
-        deadline_error,
-        "{reply:?}"
-    );
+    spin_call().await;
     assert!(cpu.is_heavy("spinner"));
     assert_eq!(runtime.heavy_calls(), 0);
 
     // Its next call runs in the background, answered alike.
-    let reply = client
-        .hook("spinner", spinner.secret(), &fresh_sample())
-        .await;
-    assert_eq!(
-        reply.error_summary().as_deref(),
-        deadline_error,
-        "{reply:?}"
-    );
+    spin_call().await;
     assert_eq!(runtime.heavy_calls(), 1);
 
     // The other tenant is still light and in place.
